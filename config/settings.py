@@ -1,0 +1,127 @@
+"""One settings object, read from the environment once and validated at start-up.
+
+``load_settings`` collects every problem before failing, so an operator
+fixes a bad deployment in one pass instead of one restart per mistake.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from config.catalog import Catalog, load_catalog
+from config.errors import ConfigError
+
+APP_ENVS = ("development", "test", "production")
+DEFAULT_STORE_URL = "sqlite:///instance/tokens.db"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+# Development-only values, documented in the README. Production refuses them.
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
+DEV_WEBHOOK_SECRET = "whsec_token_store_development_only"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str = "development"
+    store_url: str = DEFAULT_STORE_URL
+    secret_key: str = DEV_SECRET_KEY
+    stripe_secret_key: str | None = None
+    webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
+    firebase_project_id: str | None = None
+    app_base_url: str = DEFAULT_BASE_URL
+    port: int = 8080
+    catalog_file: str | None = None
+    catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
+
+    @property
+    def payments_mode(self) -> str:
+        """ "stripe" with a secret key, else the built-in sandbox."""
+        return "stripe" if self.stripe_secret_key else "sandbox"
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+def _port(raw: str, problems: list[str]) -> int:
+    if raw.isdigit() and 0 < int(raw) < 65536:
+        return int(raw)
+    problems.append(f"PORT must be a number from 1 to 65535, got {raw!r}")
+    return 8080
+
+
+def _check_store_url(url: str, problems: list[str]) -> None:
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        return
+    if url.startswith("firestore://") and len(url) > len("firestore://"):
+        return
+    problems.append(f"STORE_URL must be sqlite:///<path> or firestore://<project-id>, got {url!r}")
+
+
+def _check_base_url(url: str, problems: list[str]) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        problems.append(f"APP_BASE_URL must be an http(s) URL, got {url!r}")
+
+
+def _production_problems(settings: Settings, env: Mapping[str, str]) -> list[str]:
+    problems = []
+    if settings.payments_mode == "sandbox":
+        problems.append(
+            "STRIPE_SECRET_KEY is not set: production cannot use sandbox payments "
+            "(the sandbox also enables dev sign-in)"
+        )
+    if settings.secret_key == DEV_SECRET_KEY:
+        problems.append("SECRET_KEY is not set: production needs its own random secret key")
+    if not env.get("STRIPE_WEBHOOK_SECRET"):
+        problems.append(
+            "STRIPE_WEBHOOK_SECRET is not set: production needs Stripe's endpoint secret"
+        )
+    if settings.store_url.startswith("sqlite:"):
+        problems.append(
+            "STORE_URL is SQLite: Cloud Run's disk is ephemeral, use firestore://<project-id>"
+        )
+    if not settings.firebase_project_id:
+        problems.append(
+            "FIREBASE_PROJECT_ID is not set: production signs users in with Firebase Authentication"
+        )
+    return problems
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``env`` (default: the process environment); ConfigError lists problems."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    app_env = env.get("APP_ENV", "development")
+    if app_env not in APP_ENVS:
+        problems.append(f"APP_ENV must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
+    store_url = env.get("STORE_URL") or DEFAULT_STORE_URL
+    _check_store_url(store_url, problems)
+    base_url = env.get("APP_BASE_URL") or DEFAULT_BASE_URL
+    _check_base_url(base_url, problems)
+    secrets = tuple(s.strip() for s in env.get("STRIPE_WEBHOOK_SECRET", "").split(",") if s.strip())
+    catalog_file = env.get("TOKEN_CATALOG_FILE") or None
+    try:
+        catalog = load_catalog(catalog_file)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        catalog = load_catalog(None)
+    settings = Settings(
+        app_env=app_env,
+        store_url=store_url,
+        secret_key=env.get("SECRET_KEY") or DEV_SECRET_KEY,
+        stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
+        webhook_secrets=secrets or (DEV_WEBHOOK_SECRET,),
+        firebase_project_id=env.get("FIREBASE_PROJECT_ID") or None,
+        app_base_url=base_url.rstrip("/"),
+        port=_port(env.get("PORT", "8080"), problems),
+        catalog_file=catalog_file,
+        catalog=catalog,
+    )
+    if settings.is_production:
+        problems.extend(_production_problems(settings, env))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return settings

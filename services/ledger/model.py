@@ -1,0 +1,234 @@
+"""Value objects of the journal: accounts, entries and journal transactions.
+
+Amounts are Python ints throughout. Timestamps are aware UTC datetimes,
+stored as fixed-width ISO 8601 strings so that they sort as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+USER_PREFIX = "user:"
+
+
+class SystemAccount(StrEnum):
+    """The other side of every movement; their totals come from the journal."""
+
+    ISSUANCE = "system:issuance"  # tokens created by purchases and grants
+    SPEND = "system:spend"  # tokens used on the platform's features
+    CLAWBACK = "system:clawback"  # tokens taken back after refunds and disputes
+
+
+class OpKind(StrEnum):
+    CREDIT = "credit"
+    DEBIT = "debit"
+    TRANSFER = "transfer"
+    CLAWBACK = "clawback"
+    REPAY_DEBT = "repay_debt"
+
+
+class TxnType(StrEnum):
+    """What a journal transaction means to a person reading their history."""
+
+    PURCHASE = "purchase"
+    GRANT = "grant"
+    SPEND = "spend"
+    TRANSFER = "transfer"
+    REFUND = "refund"
+    DISPUTE = "dispute"
+    DISPUTE_REVERSAL = "dispute_reversal"
+    DEBT_REPAYMENT = "debt_repayment"
+
+
+# Which journal types each operation may carry, and the system account
+# standing on the other side of the user.
+ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
+    OpKind.CREDIT: frozenset({TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL}),
+    OpKind.DEBIT: frozenset({TxnType.SPEND}),
+    OpKind.TRANSFER: frozenset({TxnType.TRANSFER}),
+    OpKind.CLAWBACK: frozenset({TxnType.REFUND, TxnType.DISPUTE}),
+    OpKind.REPAY_DEBT: frozenset({TxnType.DEBT_REPAYMENT}),
+}
+COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
+    TxnType.PURCHASE: SystemAccount.ISSUANCE,
+    TxnType.GRANT: SystemAccount.ISSUANCE,
+    TxnType.DISPUTE_REVERSAL: SystemAccount.CLAWBACK,
+    TxnType.SPEND: SystemAccount.SPEND,
+    TxnType.REFUND: SystemAccount.CLAWBACK,
+    TxnType.DISPUTE: SystemAccount.CLAWBACK,
+    TxnType.DEBT_REPAYMENT: SystemAccount.CLAWBACK,
+}
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """Fixed-width UTC ISO 8601 with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def user_account(user_id: str) -> str:
+    return USER_PREFIX + user_id
+
+
+def transaction_id_for(key: str) -> str:
+    """Journal transaction ids derive from the idempotency key.
+
+    The transaction document then doubles as the idempotency record: reading
+    it inside the store transaction tells whether the key was used.
+    """
+    return "txn_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    balance: int = 0
+    debt: int = 0
+    seq: int = 0  # number of journal entries on this account so far
+    created_at: str = ""
+
+    @property
+    def status(self) -> str:
+        return "debt" if self.debt > 0 else "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Account:
+        return cls(
+            user_id=str(data["user_id"]),
+            balance=int(data["balance"]),
+            debt=int(data["debt"]),
+            seq=int(data["seq"]),
+            created_at=str(data["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A request to move tokens; its fingerprint decides idempotent replays."""
+
+    kind: OpKind
+    key: str
+    user_id: str
+    amount: int
+    type: TxnType
+    reason: str = ""
+    counterparty_id: str | None = None
+    refs: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def transaction_id(self) -> str:
+        return transaction_id_for(self.key)
+
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        if self.counterparty_id is None:
+            return (self.user_id,)
+        return (self.user_id, self.counterparty_id)
+
+    def fingerprint(self) -> str:
+        body = {
+            "kind": str(self.kind),
+            "user_id": self.user_id,
+            "amount": self.amount,
+            "type": str(self.type),
+            "reason": self.reason,
+            "counterparty_id": self.counterparty_id,
+            "refs": dict(sorted(self.refs.items())),
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a journal transaction: a signed amount on one account."""
+
+    txn_id: str
+    index: int
+    account: str
+    amount: int
+    type: TxnType
+    created_at: str
+    user_id: str | None = None  # set on user accounts only
+    seq: int | None = None  # position in the user's history
+    balance_after: int | None = None
+    debt_after: int | None = None
+    counterparty_id: str | None = None
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.txn_id}-{self.index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = str(self.type)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Entry:
+        values = dict(data)
+        values["type"] = TxnType(values["type"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class JournalTransaction:
+    id: str
+    key: str
+    fingerprint: str
+    kind: OpKind
+    type: TxnType
+    reason: str
+    refs: Mapping[str, str]
+    created_at: str
+    entries: tuple[Entry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "fingerprint": self.fingerprint,
+            "kind": str(self.kind),
+            "type": str(self.type),
+            "reason": self.reason,
+            "refs": dict(self.refs),
+            "created_at": self.created_at,
+            "entries": [entry.to_dict() for entry in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JournalTransaction:
+        return cls(
+            id=str(data["id"]),
+            key=str(data["key"]),
+            fingerprint=str(data["fingerprint"]),
+            kind=OpKind(data["kind"]),
+            type=TxnType(data["type"]),
+            reason=str(data["reason"]),
+            refs=dict(data["refs"]),
+            created_at=str(data["created_at"]),
+            entries=tuple(Entry.from_dict(item) for item in data["entries"]),
+        )
+
+    def user_entry(self, user_id: str) -> Entry:
+        return next(e for e in self.entries if e.user_id == user_id)
+
+    def with_entries(self, entries: tuple[Entry, ...]) -> JournalTransaction:
+        return replace(self, entries=entries)

@@ -1,0 +1,241 @@
+"""The ledger's rules as pure functions, shared by every storage adapter.
+
+``validate`` rejects bad input before anything is read. ``plan`` turns an
+operation and the current accounts into one balanced journal transaction and
+the accounts after it. ``execute`` is the read-check-write sequence each
+adapter runs inside one store transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from services.errors import (
+    AccountInDebt,
+    AccountNotFound,
+    DebtRepaymentTooLarge,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidAccount,
+    InvalidAmount,
+    InvalidIdempotencyKey,
+    SelfTransfer,
+)
+from services.ledger.model import (
+    ALLOWED_TYPES,
+    COUNTER_ACCOUNT,
+    Account,
+    Entry,
+    JournalTransaction,
+    Operation,
+    OpKind,
+    format_time,
+    user_account,
+)
+
+MAX_AMOUNT = 10**12
+# Far below int64, so that no sum in SQLite or Firestore can overflow.
+MAX_BALANCE = 10**15
+MAX_KEY_LENGTH = 255
+MAX_REASON_LENGTH = 500
+# Firestore document ids may not contain '/', nor be '.', '..' or '__x__'.
+_USER_ID = re.compile(r"^(?!__.*__$)(?!\.\.?$)[A-Za-z0-9_.:@+\-]{1,128}$")
+
+
+def validate_amount(amount: object) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount(f"amount must be a whole number of tokens, got {amount!r}")
+    if amount <= 0:
+        raise InvalidAmount(f"amount must be positive, got {amount}")
+    if amount > MAX_AMOUNT:
+        raise InvalidAmount(f"amount must be at most {MAX_AMOUNT}, got {amount}")
+    return amount
+
+
+def validate_key(key: object) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidIdempotencyKey("an idempotency key is required")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidIdempotencyKey(f"idempotency key is longer than {MAX_KEY_LENGTH} characters")
+    if not key.isprintable():
+        raise InvalidIdempotencyKey("idempotency key contains control characters")
+    return key
+
+
+def validate_user_id(user_id: object) -> str:
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise InvalidAccount(f"not a valid account id: {user_id!r}")
+    return user_id
+
+
+def validate(op: Operation) -> Operation:
+    """Check the shape of an operation; raises a DomainError naming the problem."""
+    validate_key(op.key)
+    validate_amount(op.amount)
+    for user_id in op.user_ids:
+        validate_user_id(user_id)
+    if op.type not in ALLOWED_TYPES[op.kind]:
+        raise InvalidAmount(f"a {op.kind} cannot be recorded as {op.type}")
+    if (op.kind is OpKind.TRANSFER) != (op.counterparty_id is not None):
+        raise InvalidAccount("a transfer needs exactly one recipient")
+    if op.counterparty_id == op.user_id:
+        raise SelfTransfer("cannot transfer tokens to the same account")
+    if len(op.reason) > MAX_REASON_LENGTH:
+        raise InvalidAmount(f"reason is longer than {MAX_REASON_LENGTH} characters")
+    return op
+
+
+def _require(accounts: Mapping[str, Account], user_id: str) -> Account:
+    account = accounts.get(user_id)
+    if account is None:
+        raise AccountNotFound(f"no token account for user {user_id}")
+    return account
+
+
+def _check_spendable(account: Account, amount: int) -> None:
+    if account.debt > 0:
+        raise AccountInDebt(f"account owes {account.debt} tokens of debt and cannot spend or send")
+    if account.balance < amount:
+        raise InsufficientBalance(f"balance is {account.balance} tokens, {amount} needed")
+
+
+def _check_ceiling(account: Account, amount: int) -> None:
+    if account.balance + amount > MAX_BALANCE:
+        raise InvalidAmount(f"balance would exceed the maximum of {MAX_BALANCE} tokens")
+
+
+class _Builder:
+    """Collects the entries of one transaction and the accounts they change."""
+
+    def __init__(self, op: Operation, created_at: str) -> None:
+        self.op = op
+        self.created_at = created_at
+        self.entries: list[Entry] = []
+        self.accounts: dict[str, Account] = {}
+
+    def user(self, account: Account, amount: int, debt_delta: int = 0) -> None:
+        after = Account(
+            user_id=account.user_id,
+            balance=account.balance + amount,
+            debt=account.debt + debt_delta,
+            seq=account.seq + 1,
+            created_at=account.created_at,
+        )
+        other = [u for u in self.op.user_ids if u != account.user_id]
+        self.accounts[account.user_id] = after
+        self._add(
+            user_account(account.user_id),
+            amount,
+            user_id=account.user_id,
+            seq=after.seq,
+            balance_after=after.balance,
+            debt_after=after.debt,
+            counterparty_id=other[0] if other else None,
+        )
+
+    def system(self, amount: int) -> None:
+        self._add(str(COUNTER_ACCOUNT[self.op.type]), amount)
+
+    def _add(self, account: str, amount: int, **extra: object) -> None:
+        entry = Entry(
+            txn_id=self.op.transaction_id,
+            index=len(self.entries),
+            account=account,
+            amount=amount,
+            type=self.op.type,
+            created_at=self.created_at,
+            reason=self.op.reason,
+            **extra,  # type: ignore[arg-type]
+        )
+        self.entries.append(entry)
+
+    def build(self) -> tuple[JournalTransaction, list[Account]]:
+        if sum(entry.amount for entry in self.entries) != 0:
+            raise AssertionError("journal transaction does not balance")
+        txn = JournalTransaction(
+            id=self.op.transaction_id,
+            key=self.op.key,
+            fingerprint=self.op.fingerprint(),
+            kind=self.op.kind,
+            type=self.op.type,
+            reason=self.op.reason,
+            refs=dict(self.op.refs),
+            created_at=self.created_at,
+            entries=tuple(self.entries),
+        )
+        return txn, list(self.accounts.values())
+
+
+def plan(
+    op: Operation, accounts: Mapping[str, Account], now: datetime
+) -> tuple[JournalTransaction, list[Account]]:
+    """The journal transaction ``op`` makes, or the DomainError that forbids it."""
+    builder = _Builder(op, format_time(now))
+    account = _require(accounts, op.user_id)
+    amount = op.amount
+    if op.kind is OpKind.CREDIT:
+        _check_ceiling(account, amount)
+        builder.system(-amount)
+        builder.user(account, amount)
+    elif op.kind is OpKind.DEBIT:
+        _check_spendable(account, amount)
+        builder.user(account, -amount)
+        builder.system(amount)
+    elif op.kind is OpKind.TRANSFER:
+        recipient = _require(accounts, str(op.counterparty_id))
+        _check_spendable(account, amount)
+        _check_ceiling(recipient, amount)
+        builder.user(account, -amount)
+        builder.user(recipient, amount)
+    elif op.kind is OpKind.CLAWBACK:
+        # Take what is there; the shortfall becomes debt, never a negative balance.
+        taken = min(account.balance, amount)
+        builder.user(account, -taken, debt_delta=amount - taken)
+        builder.system(taken)
+    elif op.kind is OpKind.REPAY_DEBT:
+        if amount > account.debt:
+            raise DebtRepaymentTooLarge(
+                f"repayment of {amount} exceeds the debt of {account.debt} tokens"
+            )
+        if account.balance < amount:
+            raise InsufficientBalance(f"balance is {account.balance} tokens, {amount} needed")
+        builder.user(account, -amount, debt_delta=-amount)
+        builder.system(amount)
+    return builder.build()
+
+
+def replay(existing: JournalTransaction, op: Operation) -> JournalTransaction:
+    """Same key and same request: the first result. Same key, other request: conflict."""
+    if existing.fingerprint != op.fingerprint():
+        raise IdempotencyConflict(
+            f"idempotency key {op.key!r} was already used for a different request"
+        )
+    return existing
+
+
+class UnitOfWork(Protocol):
+    """What an adapter offers inside one atomic store transaction."""
+
+    def read(
+        self, txn_id: str, user_ids: tuple[str, ...]
+    ) -> tuple[JournalTransaction | None, dict[str, Account]]:
+        """The transaction stored under ``txn_id`` (if any) and the accounts that exist."""
+
+    def write(self, txn: JournalTransaction, accounts: list[Account]) -> None: ...
+
+
+def execute(uow: UnitOfWork, op: Operation, now: datetime) -> JournalTransaction:
+    """Reads first, then writes: the order Firestore transactions require.
+
+    One read fetches the idempotency record and the accounts together, which
+    saves a round trip on Firestore.
+    """
+    existing, accounts = uow.read(op.transaction_id, op.user_ids)
+    if existing is not None:
+        return replay(existing, op)
+    txn, changed = plan(op, accounts, now)
+    uow.write(txn, changed)
+    return txn

@@ -1,0 +1,318 @@
+"""SQLite adapter: WAL, one connection per thread, BEGIN IMMEDIATE per write.
+
+BEGIN IMMEDIATE takes the write lock before the first read, so the
+read-check-write of ``rules.execute`` cannot interleave with another writer;
+readers keep working on their WAL snapshot meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from services.errors import AccountNotFound, StorageContention, StorageUnavailable
+from services.ledger.model import (
+    Account,
+    Entry,
+    JournalTransaction,
+    Operation,
+    SystemAccount,
+    format_time,
+)
+from services.ledger.rules import execute
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 10_000
+PAGE_SIZE = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    user_id TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL CHECK (balance >= 0),
+    debt INTEGER NOT NULL CHECK (debt >= 0),
+    seq INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS journal_transactions (
+    id TEXT PRIMARY KEY,
+    idem_key TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS entries (
+    txn_id TEXT NOT NULL REFERENCES journal_transactions (id),
+    idx INTEGER NOT NULL,
+    account TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    user_id TEXT,
+    seq INTEGER,
+    balance_after INTEGER,
+    debt_after INTEGER,
+    counterparty_id TEXT,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (txn_id, idx)
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (user_id, seq)
+    WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_by_user_type ON entries (user_id, type, seq)
+    WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_by_account ON entries (account, amount);
+CREATE TRIGGER IF NOT EXISTS entries_append_only BEFORE UPDATE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS transactions_append_only BEFORE UPDATE ON journal_transactions
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS transactions_no_delete BEFORE DELETE ON journal_transactions
+    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+ENTRY_COLUMNS = (
+    "txn_id, idx, account, amount, type, created_at, user_id, seq,"
+    " balance_after, debt_after, counterparty_id, reason"
+)
+
+
+def _storage_error(exc: sqlite3.Error) -> Exception:
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return StorageContention(f"SQLite is busy: {exc}")
+    return StorageUnavailable(f"SQLite failed: {exc}")
+
+
+def _row_to_entry(row: sqlite3.Row) -> Entry:
+    data = dict(row)
+    data["index"] = data.pop("idx")
+    return Entry.from_dict(data)
+
+
+def _row_to_account(row: sqlite3.Row) -> Account:
+    return Account.from_dict(dict(row))
+
+
+class _SqliteUnitOfWork:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def read(
+        self, txn_id: str, user_ids: tuple[str, ...]
+    ) -> tuple[JournalTransaction | None, dict[str, Account]]:
+        return _load_transaction(self.conn, txn_id), _load_accounts(self.conn, list(user_ids))
+
+    def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
+        self.conn.execute(
+            "INSERT INTO journal_transactions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                txn.id,
+                txn.key,
+                txn.fingerprint,
+                str(txn.kind),
+                str(txn.type),
+                txn.reason,
+                json.dumps(dict(txn.refs), sort_keys=True),
+                txn.created_at,
+            ),
+        )
+        self.conn.executemany(
+            f"INSERT INTO entries ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.txn_id,
+                    e.index,
+                    e.account,
+                    e.amount,
+                    str(e.type),
+                    e.created_at,
+                    e.user_id,
+                    e.seq,
+                    e.balance_after,
+                    e.debt_after,
+                    e.counterparty_id,
+                    e.reason,
+                )
+                for e in txn.entries
+            ],
+        )
+        self.conn.executemany(
+            "UPDATE accounts SET balance = ?, debt = ?, seq = ? WHERE user_id = ?",
+            [(a.balance, a.debt, a.seq, a.user_id) for a in accounts],
+        )
+
+
+def _load_accounts(conn: sqlite3.Connection, user_ids: list[str]) -> dict[str, Account]:
+    if not user_ids:
+        return {}
+    marks = ", ".join("?" for _ in user_ids)
+    rows = conn.execute(f"SELECT * FROM accounts WHERE user_id IN ({marks})", user_ids)
+    return {row["user_id"]: _row_to_account(row) for row in rows}
+
+
+def _load_transaction(conn: sqlite3.Connection, txn_id: str) -> JournalTransaction | None:
+    row = conn.execute("SELECT * FROM journal_transactions WHERE id = ?", (txn_id,)).fetchone()
+    if row is None:
+        return None
+    entries = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE txn_id = ? ORDER BY idx", (txn_id,)
+    ).fetchall()
+    return _to_transaction(row, entries)
+
+
+def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTransaction:
+    data: dict[str, Any] = dict(row)
+    data["key"] = data.pop("idem_key")
+    data["refs"] = json.loads(data["refs"])
+    data["entries"] = [_row_to_entry(e).to_dict() for e in entries]
+    return JournalTransaction.from_dict(data)
+
+
+class SqliteStore:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._guard():
+            self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,  # we issue BEGIN ourselves
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # FULL: a committed credit survives a power cut, not only a crash.
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _storage_error(exc) from exc
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        with self._guard():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def ping(self) -> None:
+        with self._guard():
+            self._conn().execute("SELECT 1").fetchone()
+
+    def open_account(self, user_id: str, now: datetime) -> Account:
+        def work(conn: sqlite3.Connection) -> Account:
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts VALUES (?, 0, 0, 0, ?)",
+                (user_id, format_time(now)),
+            )
+            return _load_accounts(conn, [user_id])[user_id]
+
+        return self._write(work)
+
+    def apply(self, op: Operation, now: datetime) -> JournalTransaction:
+        return self._write(lambda conn: execute(_SqliteUnitOfWork(conn), op, now))
+
+    def get_account(self, user_id: str) -> Account:
+        account = self.get_accounts([user_id]).get(user_id)
+        if account is None:
+            raise AccountNotFound(f"no token account for user {user_id}")
+        return account
+
+    def get_accounts(self, user_ids: list[str]) -> dict[str, Account]:
+        with self._guard():
+            return _load_accounts(self._conn(), user_ids)
+
+    def list_entries(
+        self, user_id: str, limit: int, before_seq: int | None, txn_type: str | None
+    ) -> list[Entry]:
+        sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE user_id = ?"
+        args: list[object] = [user_id]
+        if txn_type is not None:
+            sql += " AND type = ?"
+            args.append(txn_type)
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            args.append(before_seq)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        with self._guard():
+            return [_row_to_entry(row) for row in self._conn().execute(sql, args)]
+
+    def get_transaction(self, txn_id: str) -> JournalTransaction | None:
+        with self._guard():
+            return _load_transaction(self._conn(), txn_id)
+
+    def system_balance(self, account: SystemAccount) -> int:
+        with self._guard():
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT COALESCE(SUM(amount), 0) FROM entries WHERE account = ?",
+                    (str(account),),
+                )
+                .fetchone()
+            )
+        return int(row[0])
+
+    def iter_transactions(self) -> Iterator[JournalTransaction]:
+        after = ""
+        while True:
+            with self._guard():
+                conn = self._conn()
+                rows = conn.execute(
+                    "SELECT * FROM journal_transactions WHERE id > ? ORDER BY id LIMIT ?",
+                    (after, PAGE_SIZE),
+                ).fetchall()
+                if not rows:
+                    return
+                ids = [row["id"] for row in rows]
+                marks = ", ".join("?" for _ in ids)
+                entries = conn.execute(
+                    f"SELECT {ENTRY_COLUMNS} FROM entries WHERE txn_id IN ({marks})"
+                    " ORDER BY txn_id, idx",
+                    ids,
+                ).fetchall()
+            grouped: dict[str, list[sqlite3.Row]] = {txn_id: [] for txn_id in ids}
+            for entry in entries:
+                grouped[entry["txn_id"]].append(entry)
+            for row in rows:
+                yield _to_transaction(row, grouped[row["id"]])
+            after = ids[-1]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,193 @@
+"""TokenLedger: the ledger operations and reads that the rest of the app calls.
+
+Input is validated here, before the store is touched, so bad input changes
+nothing. Each balance change is one ``LedgerStore.apply`` call: atomic and
+idempotent on its key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from services.errors import DomainError, InvalidCursor, TransactionNotFound
+from services.ledger.model import (
+    Account,
+    Entry,
+    JournalTransaction,
+    Operation,
+    OpKind,
+    SystemAccount,
+    TxnType,
+    transaction_id_for,
+    utc_now,
+)
+from services.ledger.rules import validate, validate_key, validate_user_id
+from services.store.port import LedgerStore
+
+MAX_PAGE = 100
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("s"):
+            raise ValueError(text)
+        seq = int(text[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidCursor("the cursor is not one this service issued") from exc
+    if seq < 1:
+        raise InvalidCursor("the cursor is not one this service issued")
+    return seq
+
+
+class TokenLedger:
+    def __init__(self, store: LedgerStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _apply(self, op: Operation) -> JournalTransaction:
+        return self.store.apply(validate(op), self.clock())
+
+    def open_account(self, user_id: str) -> Account:
+        return self.store.open_account(validate_user_id(user_id), self.clock())
+
+    def credit(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        key: str,
+        type: TxnType = TxnType.PURCHASE,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        """Tokens issued to a user: a purchase, a grant or a dispute won."""
+        return self._apply(
+            Operation(OpKind.CREDIT, key, user_id, amount, type, reason, refs=refs or {})
+        )
+
+    def spend(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        key: str,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        return self._apply(
+            Operation(OpKind.DEBIT, key, user_id, amount, TxnType.SPEND, reason, refs=refs or {})
+        )
+
+    def transfer(
+        self,
+        sender_id: str,
+        recipient_id: str,
+        amount: int,
+        *,
+        key: str,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        return self._apply(
+            Operation(
+                OpKind.TRANSFER,
+                key,
+                sender_id,
+                amount,
+                TxnType.TRANSFER,
+                reason,
+                counterparty_id=recipient_id,
+                refs=refs or {},
+            )
+        )
+
+    def clawback(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        key: str,
+        type: TxnType = TxnType.REFUND,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        """Take tokens back; what the balance cannot cover is recorded as debt."""
+        return self._apply(
+            Operation(OpKind.CLAWBACK, key, user_id, amount, type, reason, refs=refs or {})
+        )
+
+    def repay_debt(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        key: str,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        return self._apply(
+            Operation(
+                OpKind.REPAY_DEBT,
+                key,
+                user_id,
+                amount,
+                TxnType.DEBT_REPAYMENT,
+                reason,
+                refs=refs or {},
+            )
+        )
+
+    def balance(self, user_id: str) -> Account:
+        return self.store.get_account(validate_user_id(user_id))
+
+    def history(
+        self,
+        user_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        txn_type: str | None = None,
+    ) -> HistoryPage:
+        """The user's entries, newest first; ``next_cursor`` is None on the last page."""
+        validate_user_id(user_id)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise DomainError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+        if txn_type is not None and txn_type not in set(TxnType):
+            raise DomainError(f"unknown transaction type {txn_type!r}")
+        self.store.get_account(user_id)
+        before = decode_cursor(cursor) if cursor else None
+        # One extra row tells whether another page exists.
+        rows = self.store.list_entries(user_id, limit + 1, before, txn_type)
+        page = rows[:limit]
+        more = len(rows) > limit and page[-1].seq is not None
+        return HistoryPage(page, encode_cursor(int(page[-1].seq or 0)) if more else None)
+
+    def transaction(self, txn_id: str) -> JournalTransaction:
+        txn = self.store.get_transaction(txn_id)
+        if txn is None:
+            raise TransactionNotFound(f"no journal transaction {txn_id}")
+        return txn
+
+    def transaction_by_key(self, key: str) -> JournalTransaction:
+        txn = self.store.get_transaction(transaction_id_for(validate_key(key)))
+        if txn is None or txn.key != key:
+            raise TransactionNotFound("no journal transaction has that idempotency key")
+        return txn
+
+    def system_balances(self) -> dict[SystemAccount, int]:
+        return {account: self.store.system_balance(account) for account in SystemAccount}
