@@ -1,0 +1,366 @@
+"""Model-based test: random operation sequences against a tiny reference model.
+
+A Hypothesis state machine drives the real ``TokenLedger`` on each store with
+credits, spends, transfers, clawbacks, debt repayments and idempotent
+replays. A plain-dict model predicts every outcome (the journal transaction,
+or the exact domain error) and, after every step, the invariants are checked
+through the ledger's public reads:
+
+1. conservation: user balances plus system totals do not change;
+2. each history sums to its balance and its newest entry carries the balance;
+3. no balance is negative, and balances and debts equal the model's;
+4. every journal transaction returned balances to zero.
+
+Hypothesis runs many examples against one store, so each example works in its
+own namespace (a random prefix on user ids and keys) and the conservation
+check compares system totals with their values at the start of the example.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+from services.errors import (
+    AccountInDebt,
+    DebtRepaymentTooLarge,
+    DomainError,
+    IdempotencyConflict,
+    InsufficientBalance,
+)
+from services.ledger.model import (
+    COUNTER_ACCOUNT,
+    Entry,
+    JournalTransaction,
+    OpKind,
+    SystemAccount,
+    TxnType,
+    user_account,
+)
+from services.store.port import LedgerStore
+from services.store.sqlite import SqliteStore
+from services.tokens import TokenLedger
+
+StoreFactory = Callable[[], LedgerStore]
+
+USERS = 4
+PAGE = 100
+AMOUNTS = st.integers(min_value=1, max_value=60)
+USER_INDEXES = st.integers(min_value=0, max_value=USERS - 1)
+
+# The tuple of fields compared for each entry: everything except the
+# store-assigned transaction id and timestamp (checked separately).
+EntryShape = tuple[str, int, TxnType, str | None, int | None, int | None, int | None, str | None]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One ledger call, in terms of the machine's user indexes."""
+
+    kind: OpKind
+    user: int
+    amount: int
+    type: TxnType
+    to: int | None = None
+
+    def with_amount(self, amount: int) -> Request:
+        return Request(self.kind, self.user, amount, self.type, self.to)
+
+
+@dataclass(frozen=True)
+class Used:
+    """What the model remembers about a key that produced a transaction."""
+
+    request: Request
+    first: JournalTransaction
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    keys = Bundle("keys")
+
+    def __init__(self, store: LedgerStore) -> None:
+        super().__init__()
+        self.ledger = TokenLedger(store)
+        self.prefix = uuid.uuid4().hex[:12]
+        self.counter = 0
+        self.users = [f"{self.prefix}-u{i}" for i in range(USERS)]
+        for user in self.users:
+            account = self.ledger.open_account(user)
+            assert (account.balance, account.debt, account.seq) == (0, 0, 0)
+        # The reference model.
+        self.balance = dict.fromkeys(range(USERS), 0)
+        self.debt = dict.fromkeys(range(USERS), 0)
+        self.entries: dict[int, list[EntryShape]] = {i: [] for i in range(USERS)}
+        self.system = dict.fromkeys(SystemAccount, 0)
+        self.used: dict[str, Used] = {}
+        self.results: list[JournalTransaction] = []
+        self.system_start = self.ledger.system_balances()
+
+    # -- helpers -----------------------------------------------------------
+
+    def new_key(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}-k{self.counter}"
+
+    def send(self, request: Request, key: str) -> JournalTransaction:
+        user = self.users[request.user]
+        if request.kind is OpKind.CREDIT:
+            return self.ledger.credit(user, request.amount, key=key, type=request.type)
+        if request.kind is OpKind.DEBIT:
+            return self.ledger.spend(user, request.amount, key=key)
+        if request.kind is OpKind.TRANSFER:
+            assert request.to is not None
+            return self.ledger.transfer(user, self.users[request.to], request.amount, key=key)
+        if request.kind is OpKind.CLAWBACK:
+            return self.ledger.clawback(user, request.amount, key=key, type=request.type)
+        assert request.kind is OpKind.REPAY_DEBT
+        return self.ledger.repay_debt(user, request.amount, key=key)
+
+    def expected_error(self, request: Request) -> type[DomainError] | None:
+        """The domain error the model predicts for ``request``, or None for success."""
+        balance, debt, amount = self.balance[request.user], self.debt[request.user], request.amount
+        if request.kind in (OpKind.DEBIT, OpKind.TRANSFER):
+            if debt > 0:
+                return AccountInDebt
+            if balance < amount:
+                return InsufficientBalance
+        if request.kind is OpKind.REPAY_DEBT:
+            if amount > debt:
+                return DebtRepaymentTooLarge
+            if balance < amount:
+                return InsufficientBalance
+        return None
+
+    def apply_to_model(self, request: Request) -> list[EntryShape]:
+        """Update the model for a successful ``request``; return the expected entries."""
+        amount, user, txn_type = request.amount, request.user, request.type
+        system = COUNTER_ACCOUNT[txn_type]
+        lines: list[EntryShape] = []
+
+        def user_line(index: int, delta: int, debt_delta: int, other: int | None) -> None:
+            self.balance[index] += delta
+            self.debt[index] += debt_delta
+            shape: EntryShape = (
+                user_account(self.users[index]),
+                delta,
+                txn_type,
+                self.users[index],
+                len(self.entries[index]) + 1,
+                self.balance[index],
+                self.debt[index],
+                None if other is None else self.users[other],
+            )
+            self.entries[index].append(shape)
+            lines.append(shape)
+
+        def system_line(delta: int) -> None:
+            self.system[system] += delta
+            lines.append((str(system), delta, txn_type, None, None, None, None, None))
+
+        if request.kind is OpKind.CREDIT:
+            system_line(-amount)
+            user_line(user, amount, 0, None)
+        elif request.kind is OpKind.DEBIT:
+            user_line(user, -amount, 0, None)
+            system_line(amount)
+        elif request.kind is OpKind.TRANSFER:
+            assert request.to is not None
+            user_line(user, -amount, 0, request.to)
+            user_line(request.to, amount, 0, user)
+        elif request.kind is OpKind.CLAWBACK:
+            taken = min(self.balance[user], amount)
+            user_line(user, -taken, amount - taken, None)
+            system_line(taken)
+        else:
+            user_line(user, -amount, -amount, None)
+            system_line(amount)
+        return lines
+
+    def run(self, request: Request) -> list[str]:
+        """Send ``request`` under a fresh key and check the outcome against the model."""
+        key = self.new_key()
+        error = self.expected_error(request)
+        if error is not None:
+            with pytest.raises(DomainError) as caught:
+                self.send(request, key)
+            assert type(caught.value) is error, (
+                f"{request}: expected {error.__name__}, got {caught.value!r}"
+            )
+            return []
+        txn = self.send(request, key)
+        expected = self.apply_to_model(request)
+        assert txn.key == key
+        assert txn.kind is request.kind
+        assert txn.type is request.type
+        assert sum(entry.amount for entry in txn.entries) == 0
+        assert [entry.index for entry in txn.entries] == list(range(len(txn.entries)))
+        assert all(entry.txn_id == txn.id for entry in txn.entries)
+        actual = [
+            (
+                e.account,
+                e.amount,
+                e.type,
+                e.user_id,
+                e.seq,
+                e.balance_after,
+                e.debt_after,
+                e.counterparty_id,
+            )
+            for e in txn.entries
+        ]
+        assert actual == expected, f"{request}: entries {actual} != model {expected}"
+        self.used[key] = Used(request, txn)
+        self.results.append(txn)
+        return [key]
+
+    # -- operations under fresh keys ---------------------------------------
+
+    @rule(
+        target=keys,
+        user=USER_INDEXES,
+        amount=AMOUNTS,
+        txn_type=st.sampled_from([TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL]),
+    )
+    def credit(self, user: int, amount: int, txn_type: TxnType) -> object:
+        return multiple(*self.run(Request(OpKind.CREDIT, user, amount, txn_type)))
+
+    @rule(target=keys, user=USER_INDEXES, amount=AMOUNTS)
+    def spend(self, user: int, amount: int) -> object:
+        return multiple(*self.run(Request(OpKind.DEBIT, user, amount, TxnType.SPEND)))
+
+    @rule(target=keys, sender=USER_INDEXES, step=st.integers(1, USERS - 1), amount=AMOUNTS)
+    def transfer(self, sender: int, step: int, amount: int) -> object:
+        recipient = (sender + step) % USERS
+        request = Request(OpKind.TRANSFER, sender, amount, TxnType.TRANSFER, recipient)
+        return multiple(*self.run(request))
+
+    @rule(
+        target=keys,
+        user=USER_INDEXES,
+        amount=AMOUNTS,
+        txn_type=st.sampled_from([TxnType.REFUND, TxnType.DISPUTE]),
+    )
+    def clawback(self, user: int, amount: int, txn_type: TxnType) -> object:
+        return multiple(*self.run(Request(OpKind.CLAWBACK, user, amount, txn_type)))
+
+    @rule(target=keys, user=USER_INDEXES, amount=AMOUNTS)
+    def repay_debt(self, user: int, amount: int) -> object:
+        request = Request(OpKind.REPAY_DEBT, user, amount, TxnType.DEBT_REPAYMENT)
+        return multiple(*self.run(request))
+
+    # -- replays of used keys ----------------------------------------------
+
+    @rule(key=keys)
+    def replay_same_request(self, key: str) -> None:
+        used = self.used[key]
+        again = self.send(used.request, key)
+        assert again == used.first, f"replay of {key} returned {again} != {used.first}"
+        assert self.ledger.transaction_by_key(key) == used.first
+
+    @rule(key=keys, shift=st.integers(1, 59))
+    def replay_other_amount(self, key: str, shift: int) -> None:
+        used = self.used[key]
+        amount = (used.request.amount - 1 + shift) % 60 + 1
+        assert amount != used.request.amount
+        try:
+            self.send(used.request.with_amount(amount), key)
+        except IdempotencyConflict:
+            pass
+        else:
+            raise AssertionError(f"key {key} reused with amount {amount} was accepted")
+
+    # -- invariants ---------------------------------------------------------
+
+    @invariant()
+    def transactions_balance(self) -> None:
+        for txn in self.results:
+            assert sum(entry.amount for entry in txn.entries) == 0, txn
+
+    @invariant()
+    def accounts_match_model(self) -> None:
+        users_total = 0
+        for index, user in enumerate(self.users):
+            account = self.ledger.balance(user)
+            assert account.balance >= 0, account
+            assert account.debt >= 0, account
+            assert (account.balance, account.debt) == (self.balance[index], self.debt[index]), (
+                f"{user}: ledger {account.balance}/{account.debt},"
+                f" model {self.balance[index]}/{self.debt[index]}"
+            )
+            assert account.seq == len(self.entries[index])
+            users_total += account.balance
+
+            history: list[Entry] = []
+            cursor: str | None = None
+            while True:
+                page = self.ledger.history(user, limit=PAGE, cursor=cursor)
+                history.extend(page.entries)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert sum(entry.amount for entry in history) == account.balance
+            if history:
+                assert history[0].balance_after == account.balance
+                assert history[0].debt_after == account.debt
+            actual = [
+                (
+                    e.account,
+                    e.amount,
+                    e.type,
+                    e.user_id,
+                    e.seq,
+                    e.balance_after,
+                    e.debt_after,
+                    e.counterparty_id,
+                )
+                for e in history
+            ]
+            assert actual == self.entries[index][::-1], f"{user}: history differs from model"
+
+        system = self.ledger.system_balances()
+        system_change = {a: system[a] - self.system_start[a] for a in SystemAccount}
+        users_gain = sum(self.balance.values())
+        assert users_total == users_gain
+        assert users_total + sum(system_change.values()) == 0, (users_total, system_change)
+        assert sum(system_change.values()) == -users_gain
+        assert system_change == self.system, (system_change, self.system)
+
+
+FAST = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+SLOW = settings(
+    max_examples=12,
+    stateful_step_count=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def test_ledger_agrees_with_model(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    chosen = FAST if isinstance(store, SqliteStore) else SLOW
+
+    class Machine(LedgerMachine):
+        def __init__(self) -> None:
+            super().__init__(store)
+
+    run_state_machine_as_test(Machine, settings=chosen)
