@@ -23,7 +23,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = {k: str(v) for k, v in (config or {}).items()}
     settings = load_settings({**os.environ, **overrides})
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.secret_key, JSON_SORT_KEYS=False)
+    app.config.update(SECRET_KEY=settings.secret_key)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["settings"] = settings
     app.extensions["ledger"] = TokenLedger(open_store(settings.store_url))
     register_error_handlers(app)

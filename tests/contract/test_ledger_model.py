@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
+    initialize,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -56,8 +58,8 @@ from services.tokens import TokenLedger
 
 StoreFactory = Callable[[], LedgerStore]
 
-USERS = 4
-PAGE = 100
+USERS = 3
+PAGE = 4  # small, so that the cursor path is walked at every check
 AMOUNTS = st.integers(min_value=1, max_value=60)
 USER_INDEXES = st.integers(min_value=0, max_value=USERS - 1)
 
@@ -147,7 +149,6 @@ class LedgerMachine(RuleBasedStateMachine):
     def apply_to_model(self, request: Request) -> list[EntryShape]:
         """Update the model for a successful ``request``; return the expected entries."""
         amount, user, txn_type = request.amount, request.user, request.type
-        system = COUNTER_ACCOUNT[txn_type]
         lines: list[EntryShape] = []
 
         def user_line(index: int, delta: int, debt_delta: int, other: int | None) -> None:
@@ -167,6 +168,7 @@ class LedgerMachine(RuleBasedStateMachine):
             lines.append(shape)
 
         def system_line(delta: int) -> None:
+            system = COUNTER_ACCOUNT[txn_type]
             self.system[system] += delta
             lines.append((str(system), delta, txn_type, None, None, None, None, None))
 
@@ -228,21 +230,49 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- operations under fresh keys ---------------------------------------
 
+    @initialize(target=keys, amounts=st.lists(AMOUNTS, min_size=USERS, max_size=USERS))
+    def fund(self, amounts: list[int]) -> object:
+        """Grant every user some tokens first, so that spending can succeed early."""
+        return multiple(
+            *(
+                key
+                for user, amount in enumerate(amounts)
+                for key in self.run(Request(OpKind.CREDIT, user, amount, TxnType.GRANT))
+            )
+        )
+
+    @staticmethod
+    def fitted(amount: int, limit: int) -> int:
+        """``amount`` folded into 1..limit: a request the balance (or debt) can cover."""
+        return 1 + (amount - 1) % limit if limit > 0 else amount
+
     @rule(
         target=keys,
         user=USER_INDEXES,
         amount=AMOUNTS,
         txn_type=st.sampled_from([TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL]),
+        to_debtor=st.booleans(),
     )
-    def credit(self, user: int, amount: int, txn_type: TxnType) -> object:
+    def credit(self, user: int, amount: int, txn_type: TxnType, to_debtor: bool) -> object:
+        debtors = [i for i in range(USERS) if self.debt[i] > 0]
+        if to_debtor and debtors:  # a user in debt buys tokens: then repaying can succeed
+            user = debtors[user % len(debtors)]
         return multiple(*self.run(Request(OpKind.CREDIT, user, amount, txn_type)))
 
-    @rule(target=keys, user=USER_INDEXES, amount=AMOUNTS)
-    def spend(self, user: int, amount: int) -> object:
+    @rule(target=keys, user=USER_INDEXES, amount=AMOUNTS, fit=st.booleans())
+    def spend(self, user: int, amount: int, fit: bool) -> object:
+        amount = self.fitted(amount, self.balance[user]) if fit else amount
         return multiple(*self.run(Request(OpKind.DEBIT, user, amount, TxnType.SPEND)))
 
-    @rule(target=keys, sender=USER_INDEXES, step=st.integers(1, USERS - 1), amount=AMOUNTS)
-    def transfer(self, sender: int, step: int, amount: int) -> object:
+    @rule(
+        target=keys,
+        sender=USER_INDEXES,
+        step=st.integers(1, USERS - 1),
+        amount=AMOUNTS,
+        fit=st.booleans(),
+    )
+    def transfer(self, sender: int, step: int, amount: int, fit: bool) -> object:
+        amount = self.fitted(amount, self.balance[sender]) if fit else amount
         recipient = (sender + step) % USERS
         request = Request(OpKind.TRANSFER, sender, amount, TxnType.TRANSFER, recipient)
         return multiple(*self.run(request))
@@ -258,6 +288,19 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(target=keys, user=USER_INDEXES, amount=AMOUNTS)
     def repay_debt(self, user: int, amount: int) -> object:
+        request = Request(OpKind.REPAY_DEBT, user, amount, TxnType.DEBT_REPAYMENT)
+        return multiple(*self.run(request))
+
+    def able_to_repay(self) -> list[int]:
+        return [i for i in range(USERS) if self.debt[i] > 0 and self.balance[i] > 0]
+
+    @precondition(lambda self: bool(self.able_to_repay()))
+    @rule(target=keys, pick=st.integers(0, USERS - 1), amount=AMOUNTS)
+    def repay_what_fits(self, pick: int, amount: int) -> object:
+        """A repayment that the model says must succeed (random ones rarely do)."""
+        able = self.able_to_repay()
+        user = able[pick % len(able)]
+        amount = self.fitted(amount, min(self.balance[user], self.debt[user]))
         request = Request(OpKind.REPAY_DEBT, user, amount, TxnType.DEBT_REPAYMENT)
         return multiple(*self.run(request))
 
@@ -340,14 +383,14 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 FAST = settings(
-    max_examples=40,
+    max_examples=100,
     stateful_step_count=25,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 SLOW = settings(
-    max_examples=12,
+    max_examples=15,
     stateful_step_count=15,
     deadline=None,
     database=None,
