@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.errors import AccountNotFound, InvalidCursor
-from services.ledger.model import Account, OpKind, Operation, TxnType, format_time, parse_time
+from services.ledger.model import Account, Operation, OpKind, TxnType, format_time, parse_time
 from services.ledger.rules import plan, validate
 from services.tokens import decode_cursor, encode_cursor
 

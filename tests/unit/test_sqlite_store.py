@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from services.errors import StorageContention
+from services.store import sqlite as sqlite_store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 
@@ -30,9 +32,6 @@ def test_journal_rows_cannot_be_edited_or_deleted(tmp_path: Path) -> None:
 
 
 def test_a_locked_database_is_a_retryable_storage_error(tmp_path: Path) -> None:
-    from services.errors import StorageContention
-    from services.store import sqlite as sqlite_store
-
     path = tmp_path / "ledger.db"
     store = SqliteStore(str(path))
     TokenLedger(store).open_account("u")
