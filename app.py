@@ -5,17 +5,23 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask_wtf.csrf import CSRFProtect
 
 from api import register_blueprints
+from api.deps import bearer_token
 from api.errors import register_error_handlers
 from config import Settings, load_settings
-from services.store import open_store
-from services.tokens import TokenLedger
+from services.container import build_services
 
 log = logging.getLogger("token_store")
+MAX_BODY_BYTES = 1024 * 1024
+# Endpoints that never use the session cookie, so a CSRF token means nothing there.
+CSRF_EXEMPT = frozenset({"stripe_webhook.webhook", "dev_auth.dev_login"})
+csrf = CSRFProtect()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -23,14 +29,32 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     overrides = {k: str(v) for k, v in (config or {}).items()}
     settings = load_settings({**os.environ, **overrides})
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=settings.secret_key)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.app_base_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked below, only for cookie-authenticated calls
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["settings"] = settings
-    app.extensions["ledger"] = TokenLedger(open_store(settings.store_url))
+    app.extensions["services"] = build_services(settings)
+    csrf.init_app(app)
+    app.before_request(_check_csrf)
     register_error_handlers(app)
-    register_blueprints(app)
+    register_blueprints(app, sandbox=settings.payments_mode == "sandbox")
+    app.context_processor(lambda: {"sandbox_mode": settings.payments_mode == "sandbox"})
     _announce(settings)
     return app
+
+
+def _check_csrf() -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint in CSRF_EXEMPT:
+        return
+    if bearer_token() is None:
+        csrf.protect()
 
 
 def _announce(settings: Settings) -> None:

@@ -5,9 +5,18 @@ from __future__ import annotations
 from flask import Flask
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app: Flask, sandbox: bool) -> None:
+    from api.auth import bp as auth_bp
+    from api.auth import dev_bp
     from api.health import bp as health_bp
+    from api.pages import bp as pages_bp
     from api.tokens import bp as tokens_bp
+    from api.webhook import bp as webhook_bp
 
-    app.register_blueprint(health_bp)
-    app.register_blueprint(tokens_bp)
+    for blueprint in (health_bp, tokens_bp, webhook_bp, auth_bp, pages_bp):
+        app.register_blueprint(blueprint)
+    if sandbox:  # in production these routes do not exist at all
+        from api.sandbox import bp as sandbox_bp
+
+        app.register_blueprint(dev_bp)
+        app.register_blueprint(sandbox_bp)

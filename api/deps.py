@@ -1,18 +1,46 @@
-"""Access to the services that ``create_app`` built, for blueprints."""
+"""Access to the services that ``create_app`` built, and the signed-in user."""
 
 from __future__ import annotations
 
 from typing import cast
 
-from flask import current_app
+from flask import current_app, g, request, session
 
 from config import Settings
+from services.container import Services
+from services.errors import NotSignedIn
+from services.payments.model import User
 from services.tokens import TokenLedger
 
 
+def services() -> Services:
+    return cast(Services, current_app.extensions["services"])
+
+
 def settings() -> Settings:
-    return cast(Settings, current_app.extensions["settings"])
+    return services().settings
 
 
 def ledger() -> TokenLedger:
-    return cast(TokenLedger, current_app.extensions["ledger"])
+    return services().ledger
+
+
+def bearer_token() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def current_user() -> User:
+    """The caller, from a Firebase bearer token or the session cookie; else 401."""
+    if "user" in g:
+        return cast(User, g.user)
+    token = bearer_token()
+    if token is not None:
+        user = services().auth.from_bearer(token)
+    elif "user_id" in session:
+        user = services().auth.from_session(str(session["user_id"]))
+    else:
+        raise NotSignedIn("sign in first")
+    g.user = user
+    return user

@@ -33,6 +33,7 @@ class Settings:
     app_base_url: str = DEFAULT_BASE_URL
     port: int = 8080
     catalog_file: str | None = None
+    sandbox_db_path: str = "instance/sandbox.db"
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -118,6 +119,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         app_base_url=base_url.rstrip("/"),
         port=_port(env.get("PORT", "8080"), problems),
         catalog_file=catalog_file,
+        sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
         catalog=catalog,
     )
     if settings.is_production:

@@ -98,3 +98,35 @@ class StorageUnavailable(StorageError):
     """The store cannot be reached or refused the request."""
 
     code = "storage_unavailable"
+
+
+class PurchaseLimitReached(DomainError):
+    code = "purchase_limit_reached"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UsernameTaken(DomainError):
+    code = "username_taken"
+    http_status = 409
+
+
+class NotSignedIn(DomainError):
+    code = "not_signed_in"
+    http_status = 401
+
+
+class PurchaseNotFound(DomainError):
+    code = "purchase_not_found"
+    http_status = 404
+
+
+class InvalidPayload(DomainError):
+    code = "invalid_payload"
+
+
+class BadSignature(DomainError):
+    code = "bad_signature"

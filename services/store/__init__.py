@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.store.port import LedgerStore
+from services.store.port import LedgerStore, Store
 
 
-def open_store(url: str) -> LedgerStore:
+def open_store(url: str) -> Store:
     """``sqlite:///path/to/file.db`` or ``firestore://<project-id>``."""
     if url.startswith("sqlite:///"):
         from services.store.sqlite import SqliteStore
@@ -18,4 +18,4 @@ def open_store(url: str) -> LedgerStore:
     raise ValueError(f"STORE_URL must start with sqlite:/// or firestore://, got {url!r}")
 
 
-__all__ = ["LedgerStore", "open_store"]
+__all__ = ["LedgerStore", "Store", "open_store"]

@@ -6,11 +6,12 @@ the change, a StorageError when the store failed (nothing was written).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Protocol
 
 from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
+from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
 
 
 class LedgerStore(Protocol):
@@ -45,3 +46,47 @@ class LedgerStore(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class PurchaseStore(Protocol):
+    """Users, purchases, processed Stripe events and security alerts."""
+
+    def ensure_user(self, user: User, now: datetime) -> User:
+        """Create the user and their token account if missing; return the stored user.
+
+        Raises UsernameTaken when another user has the username (case-insensitive)."""
+
+    def get_user(self, user_id: str) -> User | None: ...
+
+    def set_customer_id(self, user_id: str, customer_id: str) -> str:
+        """Store the Stripe customer id unless one is set; return the one stored."""
+
+    def start_purchase(self, purchase: Purchase, limits: PurchaseLimits, now: datetime) -> Purchase:
+        """Insert the purchase if the buyer's limits allow it, atomically (race-free).
+
+        The same purchase id again returns the stored purchase."""
+
+    def get_purchase(self, purchase_id: str) -> Purchase | None: ...
+
+    def find_purchase(
+        self, *, session_id: str | None = None, payment_intent_id: str | None = None
+    ) -> Purchase | None: ...
+
+    def update_purchase(
+        self, purchase_id: str, change: Callable[[Purchase], Purchase | None]
+    ) -> Purchase:
+        """Apply ``change`` to the stored purchase atomically; None means no change."""
+
+    def iter_purchases(self) -> Iterator[Purchase]: ...
+
+    def event_processed(self, event_id: str) -> bool: ...
+
+    def record_event(self, event_id: str, event_type: str, outcome: str, now: datetime) -> None: ...
+
+    def add_alert(self, alert: SecurityAlert) -> None: ...
+
+    def list_alerts(self, limit: int = 100) -> list[SecurityAlert]: ...
+
+
+class Store(LedgerStore, PurchaseStore, Protocol):
+    """What every adapter implements."""

@@ -26,6 +26,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
+from services.store.sqlite_purchases import PURCHASE_SCHEMA, SqlitePurchases
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -177,7 +178,7 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     return JournalTransaction.from_dict(data)
 
 
-class SqliteStore:
+class SqliteStore(SqlitePurchases):
     def __init__(self, path: str) -> None:
         self.path = path
         if path != ":memory:":
@@ -186,7 +187,7 @@ class SqliteStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._guard():
-            self._conn().executescript(SCHEMA)
+            self._conn().executescript(SCHEMA + PURCHASE_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

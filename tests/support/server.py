@@ -22,7 +22,14 @@ class AppServer:
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PORT": str(self.port), **env}
+        self.workdir = tempfile.TemporaryDirectory(prefix="app-")
+        defaults = {
+            "PORT": str(self.port),
+            "APP_BASE_URL": self.url,
+            "STORE_URL": f"sqlite:///{self.workdir.name}/tokens.db",
+            "SANDBOX_DB_PATH": f"{self.workdir.name}/sandbox.db",
+        }
+        self.env = {**os.environ, **defaults, **env}
         self.env.pop("TOKEN_STORE_NO_MODULE_APP", None)
         self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log")  # noqa: SIM115
         self.process: subprocess.Popen[bytes] | None = None
@@ -71,3 +78,4 @@ class AppServer:
                 self.process.wait()
         self.process = None
         self.log.close()
+        self.workdir.cleanup()

@@ -1,0 +1,58 @@
+"""The sandbox's pages: Stripe's hosted checkout and dashboard, played locally."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from api import deps
+from services.payments.sandbox import PaymentDeclined, SandboxPayments
+
+bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+def sandbox() -> SandboxPayments:
+    return cast(SandboxPayments, deps.services().payments)
+
+
+@bp.get("/checkout/<session_id>")
+def checkout_page(session_id: str) -> str:
+    return render_template("sandbox/checkout.html", session=sandbox().retrieve_session(session_id))
+
+
+@bp.post("/checkout/<session_id>")
+def pay(session_id: str) -> Response | tuple[str, int]:
+    gateway = sandbox()
+    session = gateway.retrieve_session(session_id)
+    try:
+        if request.form.get("method") == "bank_debit":
+            session = gateway.pay_by_bank_debit(session_id)
+        else:
+            session = gateway.pay_with_card(session_id, request.form.get("card_number", ""))
+    except PaymentDeclined as exc:
+        page = render_template("sandbox/checkout.html", session=session, error=str(exc))
+        return page, 402
+    return cast(Response, redirect(session["success_url"], code=303))
+
+
+@bp.get("/dashboard")
+def dashboard() -> str:
+    gateway = sandbox()
+    return render_template(
+        "sandbox/dashboard.html",
+        sessions=gateway.list_sessions(),
+        pending=gateway.pending_deliveries(),
+    )
+
+
+@bp.post("/sessions/<session_id>/<action>")
+def act(session_id: str, action: str) -> Response:
+    gateway = sandbox()
+    if action == "settle":
+        gateway.settle_bank_debit(session_id, succeeded=True)
+    elif action == "fail":
+        gateway.settle_bank_debit(session_id, succeeded=False)
+    elif action == "expire":
+        gateway.expire(session_id)
+    return cast(Response, redirect(url_for("sandbox.dashboard"), code=303))

@@ -1,0 +1,43 @@
+"""Stripe's webhook: signature first, then the event id, then one handler.
+
+200 for processed, duplicate, ignored and business rejections (those leave a
+purchase in review with an alert); 400 for a bad signature or payload; 5xx
+only for transient failures, so that Stripe retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify, request
+
+from api import deps
+from services.errors import BadSignature
+from services.ledger.model import utc_now
+from services.payments import signature
+
+bp = Blueprint("stripe_webhook", __name__, url_prefix="/api/stripe")
+log = logging.getLogger("token_store.webhook")
+
+
+@bp.post("/webhook")
+def webhook() -> Response:
+    services = deps.services()
+    try:
+        event = signature.verify(
+            request.get_data(),
+            request.headers.get("Stripe-Signature"),
+            services.settings.webhook_secrets,
+        )
+    except BadSignature as exc:
+        services.security.bad_signature(exc.message)
+        raise
+    event_id = event["id"]
+    if services.store.event_processed(event_id):
+        return jsonify(success=True, received=True, duplicate=True)
+    outcome = services.fulfilment.handle_event(event)
+    services.store.record_event(event_id, event["type"], outcome, utc_now())
+    log.info(
+        "stripe event %s %s: %s", event_id, event["type"], outcome, extra={"event_id": event_id}
+    )
+    return jsonify(success=True, received=True, outcome=outcome)

@@ -1,0 +1,103 @@
+"""Who is calling: development sign-in (sandbox only) and Firebase ID tokens.
+
+Either way the user and their token account exist after the first request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from services.errors import DomainError, NotSignedIn
+from services.ledger.model import format_time, utc_now
+from services.payments.model import User
+from services.store.port import PurchaseStore
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,30}$")
+
+
+def dev_user_id(email: str) -> str:
+    return "dev-" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:20]
+
+
+def check_email(email: object) -> str:
+    if not isinstance(email, str) or not EMAIL.match(email.strip()):
+        raise DomainError("a valid email address is required")
+    return email.strip().lower()
+
+
+def check_username(username: object) -> str | None:
+    if username in (None, ""):
+        return None
+    if not isinstance(username, str) or not USERNAME.match(username):
+        raise DomainError("a username is 3-30 letters, digits, '.', '_' or '-'")
+    return username
+
+
+class FirebaseVerifier:
+    """Verifies Firebase ID tokens with firebase-admin.
+
+    With FIREBASE_AUTH_EMULATOR_HOST set, the library accepts the emulator's
+    unsigned tokens; that is how tests sign in without a Google account.
+    """
+
+    def __init__(self, project_id: str) -> None:
+        import firebase_admin
+        from firebase_admin import auth
+
+        name = f"token-store-{project_id}"
+        try:
+            self._app = firebase_admin.get_app(name)
+        except ValueError:
+            self._app = firebase_admin.initialize_app(options={"projectId": project_id}, name=name)
+        self._auth = auth
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = self._auth.verify_id_token(token, app=self._app)
+        except (ValueError, self._auth.InvalidIdTokenError) as exc:
+            raise NotSignedIn("the sign-in token is not valid; sign in again") from exc
+        except Exception as exc:  # certificate fetch or revoked: still not signed in
+            raise NotSignedIn("the sign-in token could not be verified") from exc
+        return claims
+
+
+class AuthService:
+    def __init__(
+        self,
+        store: PurchaseStore,
+        verifier: FirebaseVerifier | None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.verifier = verifier
+        self.clock = clock
+
+    def _ensure(self, user: User) -> User:
+        now = self.clock()
+        return self.store.ensure_user(
+            User(id=user.id, email=user.email, username=user.username, created_at=format_time(now)),
+            now,
+        )
+
+    def dev_login(self, email: object, username: object = None) -> User:
+        address = check_email(email)
+        return self._ensure(
+            User(id=dev_user_id(address), email=address, username=check_username(username))
+        )
+
+    def from_bearer(self, token: str) -> User:
+        if self.verifier is None:
+            raise NotSignedIn("bearer tokens need FIREBASE_PROJECT_ID to be configured")
+        claims = self.verifier.verify(token)
+        return self._ensure(User(id=str(claims["uid"]), email=claims.get("email")))
+
+    def from_session(self, user_id: str) -> User:
+        user = self.store.get_user(user_id)
+        if user is None:
+            raise NotSignedIn("the session has expired; sign in again")
+        return user

@@ -1,0 +1,61 @@
+"""Builds every service once per app from the settings: the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config import Settings
+from services.auth import AuthService, FirebaseVerifier
+from services.payments.checkout import CheckoutService
+from services.payments.fulfilment import Fulfilment
+from services.payments.port import PaymentsGateway
+from services.security import SecurityService
+from services.store import open_store
+from services.store.port import Store
+from services.tokens import TokenLedger
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: Store
+    ledger: TokenLedger
+    security: SecurityService
+    payments: PaymentsGateway
+    checkout: CheckoutService
+    fulfilment: Fulfilment
+    auth: AuthService
+
+
+def _payments(settings: Settings) -> PaymentsGateway:
+    if settings.payments_mode == "stripe":
+        import stripe
+
+        from services.stripe_service import StripeService
+
+        return StripeService(stripe, str(settings.stripe_secret_key))
+    from services.payments.sandbox import SandboxPayments
+
+    return SandboxPayments(settings)
+
+
+def build_services(settings: Settings) -> Services:
+    store = open_store(settings.store_url)
+    ledger = TokenLedger(store)
+    security = SecurityService(store)
+    payments = _payments(settings)
+    verifier = (
+        FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None
+    )
+    return Services(
+        settings=settings,
+        store=store,
+        ledger=ledger,
+        security=security,
+        payments=payments,
+        checkout=CheckoutService(
+            store, payments, settings.catalog, security, settings.app_base_url
+        ),
+        fulfilment=Fulfilment(store, ledger, settings.catalog, payments, security),
+        auth=AuthService(store, verifier),
+    )

@@ -1,0 +1,1 @@
+"""Purchases: checkout, fulfilment from signed events, the sandbox and Stripe."""

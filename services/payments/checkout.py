@@ -1,0 +1,132 @@
+"""Starting a purchase: pack check, limits, customer, checkout session, purchase record."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from config.catalog import Catalog, Pack
+from services.errors import PurchaseLimitReached, UnknownPackage
+from services.ledger.model import format_time, utc_now
+from services.payments.model import Purchase, PurchaseState, User
+from services.payments.port import CheckoutSession, PaymentsError, PaymentsGateway
+from services.security import SecurityService
+from services.store.port import PurchaseStore
+
+log = logging.getLogger("token_store.checkout")
+SUCCESS_PATH = "/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
+CANCEL_PATH = "/token-purchase-cancel"
+
+
+def purchase_id_for(buyer_id: str, request_key: str | None) -> str:
+    """A client's Idempotency-Key maps to one purchase, so a double click makes one session."""
+    if not request_key:
+        return "pur_" + uuid.uuid4().hex[:24]
+    return "pur_" + hashlib.sha256(f"{buyer_id}\0{request_key}".encode()).hexdigest()[:24]
+
+
+class CheckoutService:
+    def __init__(
+        self,
+        store: PurchaseStore,
+        payments: PaymentsGateway,
+        catalog: Catalog,
+        security: SecurityService,
+        base_url: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.payments = payments
+        self.catalog = catalog
+        self.security = security
+        self.base_url = base_url
+        self.clock = clock
+
+    def pack(self, pack_id: object) -> Pack:
+        pack = self.catalog.get(pack_id) if isinstance(pack_id, str) else None
+        if pack is None or not pack.available:
+            raise UnknownPackage(f"unknown or unavailable package: {pack_id!r}")
+        return pack
+
+    def start(
+        self, buyer: User, pack_id: object, request_key: str | None = None
+    ) -> tuple[Purchase, CheckoutSession]:
+        pack = self.pack(pack_id)
+        now = self.clock()
+        purchase = self._reserve(buyer, pack, purchase_id_for(buyer.id, request_key), now)
+        if purchase.session_id and purchase.session_url:
+            return purchase, CheckoutSession(
+                purchase.session_id, purchase.session_url, purchase.payment_intent_id
+            )
+        try:
+            session = self._create_session(buyer, pack, purchase, now)
+        except PaymentsError:
+            self.store.update_purchase(
+                purchase.id,
+                lambda p: (
+                    p.with_changes(format_time(self.clock()), state=PurchaseState.FAILED)
+                    if p.state is PurchaseState.PENDING and not p.session_id
+                    else None
+                ),
+            )
+            log.error("checkout failed for purchase %s: payment provider error", purchase.id)
+            raise
+        stored = self.store.update_purchase(
+            purchase.id,
+            lambda p: p.with_changes(
+                format_time(self.clock()),
+                session_id=session.id,
+                session_url=session.url,
+                payment_intent_id=p.payment_intent_id or session.payment_intent,
+            ),
+        )
+        return stored, session
+
+    def _reserve(self, buyer: User, pack: Pack, purchase_id: str, now: datetime) -> Purchase:
+        stamp = format_time(now)
+        purchase = Purchase(
+            id=purchase_id,
+            buyer_id=buyer.id,
+            user_id=buyer.id,
+            pack_id=pack.id,
+            tokens=pack.tokens,
+            amount=pack.price_cents,
+            currency=pack.currency,
+            state=PurchaseState.PENDING,
+            created_at=stamp,
+            updated_at=stamp,
+        )
+        try:
+            return self.store.start_purchase(purchase, self.security.limits, now)
+        except PurchaseLimitReached as exc:
+            self.security.alert(
+                "limit_reached",
+                "info",
+                user_id=buyer.id,
+                reason=exc.message,
+                retry_after_s=exc.retry_after_s,
+            )
+            raise
+
+    def _create_session(
+        self, buyer: User, pack: Pack, purchase: Purchase, now: datetime
+    ) -> CheckoutSession:
+        customer = self.payments.get_or_create_customer(
+            buyer.id, buyer.email, buyer.stripe_customer_id
+        )
+        if customer != buyer.stripe_customer_id:
+            customer = self.store.set_customer_id(buyer.id, customer)
+        expires = now + timedelta(seconds=self.security.limits.open_session_s)
+        return self.payments.create_checkout_session(
+            purchase_id=purchase.id,
+            pack=pack,
+            customer_id=customer,
+            client_reference_id=purchase.user_id,
+            success_url=self.base_url + SUCCESS_PATH,
+            cancel_url=self.base_url + CANCEL_PATH,
+            metadata={"purchase_id": purchase.id, "user_id": purchase.user_id, "pack_id": pack.id},
+            expires_at=int(expires.timestamp()),
+        )

@@ -1,0 +1,291 @@
+"""The one fulfil path: signed events and the success page both end here.
+
+Credits key on the purchase (one purchase per checkout session or payment
+intent), so any number of events, retries and page loads credit once. The
+verified data is checked against the purchase record made at checkout; the
+session's metadata is only a cross-check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from config.catalog import Catalog, Pack
+from services.errors import DomainError, InvalidPayload
+from services.ledger.model import TxnType, format_time, utc_now
+from services.ledger.rules import validate_user_id
+from services.payments.model import (
+    FINAL_STATES,
+    OPEN_STATES,
+    Purchase,
+    PurchaseLimits,
+    PurchaseState,
+    User,
+)
+from services.payments.port import PaymentsGateway
+from services.security import SecurityService
+from services.store.port import Store
+from services.tokens import TokenLedger
+
+log = logging.getLogger("token_store.fulfilment")
+PAID_STATUSES = ("paid", "no_payment_required")
+# Purchases adopted from a paid event are never refused because of limits.
+NO_LIMITS = PurchaseLimits(per_hour=10**9, per_day=10**9)
+
+
+def field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} has the wrong type")
+    return value
+
+
+def credit_key(purchase: Purchase) -> str:
+    return f"purchase:{purchase.id}"
+
+
+class Fulfilment:
+    def __init__(
+        self,
+        store: Store,
+        ledger: TokenLedger,
+        catalog: Catalog,
+        payments: PaymentsGateway,
+        security: SecurityService,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.catalog = catalog
+        self.payments = payments
+        self.security = security
+        self.clock = clock
+
+    # -- events -------------------------------------------------------------
+
+    def handle_event(self, event: Mapping[str, Any]) -> str:
+        """Act on a verified event; returns the outcome recorded for it."""
+        obj: Mapping[str, Any] = event["data"]["object"]
+        match event["type"]:
+            case "checkout.session.completed" | "checkout.session.async_payment_succeeded":
+                return self._outcome(self.fulfil_session(obj))
+            case "checkout.session.async_payment_failed":
+                return self._close_session(obj, PurchaseState.FAILED)
+            case "checkout.session.expired":
+                return self._close_session(obj, PurchaseState.EXPIRED)
+            case "payment_intent.succeeded":
+                return self._outcome(self.fulfil_payment_intent(obj))
+            case "payment_intent.payment_failed":
+                return self._close_payment_intent(obj)
+            case _:
+                log.debug("ignored Stripe event type %s", event["type"])
+                return "ignored"
+
+    @staticmethod
+    def _outcome(purchase: Purchase | None) -> str:
+        return "no_purchase" if purchase is None else str(purchase.state)
+
+    # -- fulfilment -----------------------------------------------------------
+
+    def fulfil_session(self, session: Mapping[str, Any]) -> Purchase | None:
+        """Credit a checkout session's purchase once, when it is paid and matches."""
+        session_id = field(session, "id")
+        if not session_id:
+            raise InvalidPayload("checkout.session has no id")
+        purchase = self.store.find_purchase(session_id=session_id) or self._adopt(session)
+        if purchase is None:
+            return None
+        if field(session, "payment_status") not in PAID_STATUSES:
+            return self._move(purchase, PurchaseState.AWAITING_PAYMENT, {PurchaseState.PENDING})
+        problem = self._mismatch(purchase, session)
+        if problem:
+            return self._review(purchase, problem, session_id=session_id)
+        return self._credit(purchase, field(session, "payment_intent"))
+
+    def fulfil_payment_intent(self, intent: Mapping[str, Any]) -> Purchase | None:
+        """The embedded flow: only purchases created for this payment intent."""
+        intent_id = field(intent, "id")
+        purchase = self.store.find_purchase(payment_intent_id=intent_id) if intent_id else None
+        if purchase is None or purchase.source != "payment_intent":
+            # Checkout's own payment intents are fulfilled through their session.
+            return None
+        if field(intent, "status") != "succeeded":
+            return purchase
+        problem = self._amount_problem(
+            purchase, field(intent, "amount_received", int), field(intent, "currency")
+        )
+        if problem:
+            return self._review(purchase, problem, payment_intent_id=intent_id)
+        return self._credit(purchase, intent_id)
+
+    def _credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
+        if purchase.state is PurchaseState.NEEDS_REVIEW:
+            return purchase
+        try:
+            self.store.ensure_user(User(id=purchase.user_id, created_at=self._now()), self.clock())
+            txn = self.ledger.credit(
+                purchase.user_id,
+                purchase.tokens,
+                key=credit_key(purchase),
+                type=TxnType.PURCHASE,
+                reason=f"{purchase.pack_id} pack",
+                refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+            )
+        except DomainError as exc:
+            return self._review(purchase, f"credit refused: {exc.message}")
+        paid = self.store.update_purchase(
+            purchase.id,
+            lambda p: (
+                None
+                if p.state is PurchaseState.PAID
+                else p.with_changes(
+                    self._now(),
+                    state=PurchaseState.PAID,
+                    credit_txn_id=txn.id,
+                    payment_intent_id=p.payment_intent_id or payment_intent,
+                )
+            ),
+        )
+        log.info(
+            "purchase %s credited %d tokens",
+            purchase.id,
+            purchase.tokens,
+            extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
+        )
+        return paid
+
+    # -- checks ----------------------------------------------------------------
+
+    def _mismatch(self, purchase: Purchase, session: Mapping[str, Any]) -> str | None:
+        problem = self._amount_problem(
+            purchase, field(session, "amount_total", int), field(session, "currency")
+        )
+        if problem:
+            return problem
+        metadata = field(session, "metadata", dict) or {}
+        claimed = metadata.get("purchase_id")
+        if claimed is not None and claimed != purchase.id:
+            return f"metadata names purchase {claimed!r}, the session belongs to {purchase.id}"
+        reference = field(session, "client_reference_id")
+        if reference is not None and reference != purchase.user_id:
+            return "client_reference_id does not name the purchase's user"
+        return None
+
+    @staticmethod
+    def _amount_problem(purchase: Purchase, amount: int | None, currency: str | None) -> str | None:
+        if amount != purchase.amount or (currency or "").lower() != purchase.currency:
+            return f"paid {amount} {currency}, expected {purchase.amount} {purchase.currency}"
+        return None
+
+    # -- state changes -------------------------------------------------------
+
+    def _now(self) -> str:
+        return format_time(self.clock())
+
+    def _move(
+        self, purchase: Purchase, state: PurchaseState, allowed_from: set[PurchaseState]
+    ) -> Purchase:
+        return self.store.update_purchase(
+            purchase.id,
+            lambda p: p.with_changes(self._now(), state=state) if p.state in allowed_from else None,
+        )
+
+    def _close_session(self, session: Mapping[str, Any], state: PurchaseState) -> str:
+        purchase = self.store.find_purchase(session_id=field(session, "id") or "")
+        if purchase is None:
+            return "no_purchase"
+        updated = self._move(purchase, state, set(OPEN_STATES))
+        if state is PurchaseState.FAILED:
+            log.warning(
+                "purchase %s failed: the payment did not go through",
+                purchase.id,
+                extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
+            )
+        return str(updated.state)
+
+    def _close_payment_intent(self, intent: Mapping[str, Any]) -> str:
+        purchase = self.store.find_purchase(payment_intent_id=field(intent, "id") or "")
+        if purchase is None or purchase.source != "payment_intent":
+            return "no_purchase"
+        return str(self._move(purchase, PurchaseState.FAILED, set(OPEN_STATES)).state)
+
+    def _review(self, purchase: Purchase, reason: str, **details: Any) -> Purchase:
+        updated = self.store.update_purchase(
+            purchase.id,
+            lambda p: (
+                None
+                if p.state in FINAL_STATES
+                else p.with_changes(
+                    self._now(), state=PurchaseState.NEEDS_REVIEW, review_reason=reason
+                )
+            ),
+        )
+        if updated.state is PurchaseState.NEEDS_REVIEW and updated.review_reason == reason:
+            self.security.alert(
+                "purchase_needs_review",
+                "critical",
+                user_id=purchase.user_id or None,
+                purchase_id=purchase.id,
+                reason=reason,
+                **details,
+            )
+        return updated
+
+    # -- sessions the app did not create (Payment Links) -------------------------
+
+    def _adopt(self, session: Mapping[str, Any]) -> Purchase | None:
+        session_id = str(session["id"])
+        user_id = field(session, "client_reference_id") or ""
+        pack = self._pack_of(session)
+        now = self._now()
+        purchase = Purchase(
+            id="pur_" + hashlib.sha256(session_id.encode()).hexdigest()[:24],
+            buyer_id=user_id,
+            user_id=user_id,
+            pack_id=pack.id if pack else "unknown",
+            tokens=pack.tokens if pack else 0,
+            amount=pack.price_cents if pack else 0,
+            currency=pack.currency if pack else "",
+            state=PurchaseState.PENDING,
+            created_at=now,
+            updated_at=now,
+            source="payment_link",
+            session_id=session_id,
+            payment_intent_id=field(session, "payment_intent"),
+        )
+        stored = self.store.start_purchase(purchase, NO_LIMITS, self.clock())
+        problem = self._adoption_problem(user_id, pack)
+        if problem:
+            return self._review(stored, problem, session_id=session_id)
+        return stored
+
+    @staticmethod
+    def _adoption_problem(user_id: str, pack: Pack | None) -> str | None:
+        if pack is None:
+            return "a session the app did not create, for no known pack"
+        try:
+            validate_user_id(user_id)
+        except DomainError:
+            return "a session the app did not create, with no user in client_reference_id"
+        return None
+
+    def _pack_of(self, session: Mapping[str, Any]) -> Pack | None:
+        """Map the session's price to a pack: by Stripe price id, else by exact amount."""
+        line_items = session.get("line_items")
+        if not isinstance(line_items, dict) and session.get("payment_status") in PAID_STATUSES:
+            line_items = self.payments.retrieve_session(str(session["id"])).get("line_items")
+        prices = {
+            str((item.get("price") or {}).get("id"))
+            for item in (line_items or {}).get("data", [])
+            if isinstance(item, dict)
+        }
+        by_price = [p for p in self.catalog if p.stripe_price_id in prices]
+        if len(by_price) == 1:
+            return by_price[0]
+        amount, currency = session.get("amount_total"), str(session.get("currency") or "").lower()
+        by_amount = [p for p in self.catalog if (p.price_cents, p.currency) == (amount, currency)]
+        return by_amount[0] if len(by_amount) == 1 else None

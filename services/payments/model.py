@@ -1,0 +1,106 @@
+"""Users, purchases and security alerts, as the stores keep them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+
+class PurchaseState(StrEnum):
+    PENDING = "pending"  # checkout started, not paid yet
+    AWAITING_PAYMENT = "awaiting_payment"  # completed, bank debit still on its way
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    NEEDS_REVIEW = "needs_review"  # money may have moved; an operator decides
+
+
+# States a checkout can leave only for PAID (or review): they hold money or may.
+OPEN_STATES = frozenset({PurchaseState.PENDING, PurchaseState.AWAITING_PAYMENT})
+FINAL_STATES = frozenset({PurchaseState.PAID, PurchaseState.NEEDS_REVIEW})
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str | None = None
+    username: str | None = None
+    stripe_customer_id: str | None = None
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["username_lower"] = self.username.lower() if self.username else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> User:
+        fields = ("id", "email", "username", "stripe_customer_id", "created_at")
+        return cls(**{name: data.get(name) for name in fields})  # type: ignore[arg-type]
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "email": self.email, "username": self.username}
+
+
+@dataclass(frozen=True)
+class Purchase:
+    id: str
+    buyer_id: str  # who pays; limits apply to them
+    user_id: str  # who is credited (the buyer, or a gift's recipient)
+    pack_id: str
+    tokens: int
+    amount: int  # expected, integer minor units
+    currency: str
+    state: PurchaseState
+    created_at: str
+    updated_at: str
+    source: str = "checkout"  # checkout | payment_link | payment_intent
+    session_id: str | None = None
+    session_url: str | None = None
+    payment_intent_id: str | None = None
+    credit_txn_id: str | None = None
+    review_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Purchase:
+        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values["state"] = PurchaseState(str(values["state"]))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_changes(self, now: str, **changes: Any) -> Purchase:
+        return replace(self, updated_at=now, **changes)
+
+
+@dataclass(frozen=True)
+class SecurityAlert:
+    type: str  # amount_mismatch, unknown_package, limit_reached, bad_signature_burst, ...
+    severity: str  # info | warning | critical
+    details: Mapping[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+    purchase_id: str | None = None
+    created_at: str = ""
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["details"] = dict(self.details)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SecurityAlert:
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PurchaseLimits:
+    per_hour: int = 5
+    per_day: int = 20
+    # A started checkout counts until it can no longer be paid; Stripe needs >= 30 min.
+    open_session_s: int = 35 * 60

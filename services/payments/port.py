@@ -1,0 +1,43 @@
+"""The payments port: what checkout needs from Stripe, or from the sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from config.catalog import Pack
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str
+    payment_intent: str | None
+
+
+class PaymentsError(Exception):
+    """The payment provider failed or could not be reached; retry later."""
+
+
+class PaymentsGateway(Protocol):
+    mode: str  # "stripe" | "sandbox"
+
+    def get_or_create_customer(
+        self, user_id: str, email: str | None, existing_id: str | None
+    ) -> str: ...
+
+    def create_checkout_session(
+        self,
+        *,
+        purchase_id: str,
+        pack: Pack,
+        customer_id: str | None,
+        client_reference_id: str,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+        expires_at: int,
+    ) -> CheckoutSession: ...
+
+    def retrieve_session(self, session_id: str) -> dict[str, Any]:
+        """The checkout session as Stripe shapes it, line items expanded."""

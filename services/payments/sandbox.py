@@ -1,0 +1,333 @@
+"""The payment sandbox: Stripe's part, played locally, for development and tests.
+
+It implements the same gateway as StripeService. Checkout sessions live in
+their own SQLite file (standing for Stripe's database); paying on the local
+checkout page with one of Stripe's test cards enqueues Stripe-shaped events,
+which a delivery thread signs with the webhook secret and POSTs to the app's
+own webhook, retrying with backoff until it answers 2xx. So development runs
+the production code path from the webhook inwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from config import Settings
+from config.catalog import Pack
+from services.payments import signature
+from services.payments.port import CheckoutSession, PaymentsError
+
+log = logging.getLogger("token_store.sandbox")
+API_VERSION = "2026-10-28.endive"
+SUCCESS_CARDS = frozenset({"4242424242424242", "5555555555554444", "4000056655665556"})
+DECLINE_CARDS = {
+    "4000000000000002": "Your card was declined.",
+    "4000000000009995": "Your card has insufficient funds.",
+    "4000000000000069": "Your card has expired.",
+}
+MAX_ATTEMPTS = 8
+BACKOFF_S = (0.5, 1, 2, 4, 8, 16, 32, 60)
+CLAIM_S = 30
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, purchase_id TEXT UNIQUE, created REAL NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id TEXT PRIMARY KEY, payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    due REAL NOT NULL, claimed_until REAL NOT NULL DEFAULT 0, delivered REAL,
+    last_status TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered, due);
+"""
+
+
+class PaymentDeclined(Exception):
+    """A test card that declines; the session stays open, nothing is sent."""
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class SandboxPayments:
+    mode = "sandbox"
+
+    def __init__(self, settings: Settings) -> None:
+        self.base_url = settings.app_base_url
+        self.webhook_url = settings.app_base_url + "/api/stripe/webhook"
+        self.secret = settings.webhook_secrets[0]
+        self.path = settings.sandbox_db_path
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as conn:
+            conn.executescript(SCHEMA)
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            yield conn
+        finally:
+            conn.close()
+
+    # -- the gateway --------------------------------------------------------------
+
+    def get_or_create_customer(
+        self, user_id: str, email: str | None, existing_id: str | None
+    ) -> str:
+        return existing_id or "cus_sandbox_" + _short(user_id)[:14]
+
+    def create_checkout_session(
+        self,
+        *,
+        purchase_id: str,
+        pack: Pack,
+        customer_id: str | None,
+        client_reference_id: str,
+        success_url: str,
+        cancel_url: str,
+        metadata: dict[str, str],
+        expires_at: int,
+    ) -> CheckoutSession:
+        session_id = "cs_test_sandbox_" + _short(purchase_id)
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_subtotal": pack.price_cents,
+            "amount_total": pack.price_cents,
+            "currency": pack.currency,
+            "client_reference_id": client_reference_id,
+            "customer": customer_id,
+            "metadata": dict(metadata),
+            "payment_intent": None,
+            "payment_method_types": ["card"],
+            "success_url": success_url.replace("{CHECKOUT_SESSION_ID}", session_id),
+            "cancel_url": cancel_url,
+            "url": f"{self.base_url}/sandbox/checkout/{session_id}",
+            "created": int(time.time()),
+            "expires_at": expires_at,
+            "livemode": False,
+            "line_items": _line_items(pack),
+        }
+        with self._db() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                (session_id, purchase_id, time.time(), json.dumps(session)),
+            )
+        stored = self.retrieve_session(session_id)
+        return CheckoutSession(stored["id"], stored["url"], stored["payment_intent"])
+
+    def retrieve_session(self, session_id: str) -> dict[str, Any]:
+        with self._db() as conn:
+            row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise PaymentsError(f"No such checkout.session: {session_id}")
+        session: dict[str, Any] = json.loads(row[0])
+        return session
+
+    # -- what the sandbox's pages do ---------------------------------------------------
+
+    def list_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT body FROM sessions ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def pay_with_card(self, session_id: str, card_number: str) -> dict[str, Any]:
+        digits = "".join(ch for ch in card_number if ch.isdigit())
+        if digits in DECLINE_CARDS:
+            raise PaymentDeclined(DECLINE_CARDS[digits])
+        if digits not in SUCCESS_CARDS:
+            raise PaymentDeclined("Use a Stripe test card, for example 4242 4242 4242 4242.")
+        return self._complete(session_id, paid=True)
+
+    def pay_by_bank_debit(self, session_id: str) -> dict[str, Any]:
+        """Completed now, paid (or failed) later: Stripe's delayed payment methods."""
+        return self._complete(session_id, paid=False)
+
+    def settle_bank_debit(self, session_id: str, succeeded: bool) -> dict[str, Any]:
+        def change(session: dict[str, Any]) -> str | None:
+            if session["status"] != "complete" or session["payment_status"] != "unpaid":
+                return None
+            if succeeded:
+                session["payment_status"] = "paid"
+                return "checkout.session.async_payment_succeeded"
+            return "checkout.session.async_payment_failed"
+
+        return self._change(session_id, change)
+
+    def expire(self, session_id: str) -> dict[str, Any]:
+        def change(session: dict[str, Any]) -> str | None:
+            if session["status"] != "open":
+                return None
+            session["status"] = "expired"
+            return "checkout.session.expired"
+
+        return self._change(session_id, change)
+
+    def _complete(self, session_id: str, paid: bool) -> dict[str, Any]:
+        def change(session: dict[str, Any]) -> str | None:
+            if session["status"] != "open":
+                return None
+            session["status"] = "complete"
+            session["payment_status"] = "paid" if paid else "unpaid"
+            session["payment_intent"] = "pi_sandbox_" + _short(session_id)
+            return "checkout.session.completed"
+
+        return self._change(session_id, change)
+
+    def _change(self, session_id: str, change: Any) -> dict[str, Any]:
+        """Change a session and enqueue its event in one SQLite transaction."""
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                raise PaymentsError(f"No such checkout.session: {session_id}")
+            session = json.loads(row[0])
+            event_type = change(session)
+            if event_type is not None:
+                conn.execute(
+                    "UPDATE sessions SET body = ? WHERE id = ?", (json.dumps(session), session_id)
+                )
+                self._enqueue(conn, event_type, session)
+            conn.execute("COMMIT")
+        self._kick()
+        result: dict[str, Any] = session
+        return result
+
+    # -- event delivery ------------------------------------------------------------
+
+    def _enqueue(self, conn: sqlite3.Connection, event_type: str, obj: dict[str, Any]) -> None:
+        event_id = "evt_sandbox_" + uuid.uuid4().hex[:24]
+        event = {
+            "id": event_id,
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "data": {"object": obj},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        conn.execute(
+            "INSERT INTO outbox (event_id, payload, due) VALUES (?, ?, ?)",
+            (event_id, json.dumps(event), time.time()),
+        )
+
+    def _kick(self) -> None:
+        with self._worker_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._deliver_forever, name="sandbox-webhooks", daemon=True
+                )
+                self._worker.start()
+        self._wake.set()
+
+    def _deliver_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            if not self.deliver_due():
+                self._wake.wait(timeout=1.0)
+
+    def pending_deliveries(self) -> int:
+        with self._db() as conn:
+            row = conn.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()
+        return int(row[0])
+
+    def deliver_due(self) -> bool:
+        """Deliver one due event; False when none is due. Safe across processes."""
+        now = time.time()
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT event_id, payload, attempts FROM outbox WHERE delivered IS NULL"
+                " AND due <= ? AND claimed_until <= ? AND attempts < ? ORDER BY due LIMIT 1",
+                (now, now, MAX_ATTEMPTS),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE outbox SET claimed_until = ? WHERE event_id = ?",
+                    (now + CLAIM_S, row[0]),
+                )
+            conn.execute("COMMIT")
+        if row is None:
+            return False
+        event_id, payload, attempts = row
+        status = self._post(payload.encode())
+        with self._db() as conn:
+            if status.startswith("2"):
+                conn.execute(
+                    "UPDATE outbox SET delivered = ?, attempts = ?, last_status = ?"
+                    " WHERE event_id = ?",
+                    (time.time(), attempts + 1, status, event_id),
+                )
+            else:
+                delay = BACKOFF_S[min(attempts, len(BACKOFF_S) - 1)]
+                conn.execute(
+                    "UPDATE outbox SET due = ?, attempts = ?, last_status = ?,"
+                    " claimed_until = 0 WHERE event_id = ?",
+                    (time.time() + delay, attempts + 1, status, event_id),
+                )
+                log.warning(
+                    "sandbox webhook delivery of %s failed (%s); retrying in %ss",
+                    event_id,
+                    status,
+                    delay,
+                )
+        return True
+
+    def _post(self, payload: bytes) -> str:
+        headers = {
+            "Content-Type": "application/json",
+            "Stripe-Signature": signature.sign(payload, self.secret),
+            "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks) token-store-sandbox",
+        }
+        try:
+            response = requests.post(self.webhook_url, data=payload, headers=headers, timeout=30)
+        except requests.RequestException as exc:
+            return f"error: {type(exc).__name__}"
+        return str(response.status_code)
+
+
+def _line_items(pack: Pack) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": "li_sandbox_" + pack.id,
+                "object": "item",
+                "amount_total": pack.price_cents,
+                "currency": pack.currency,
+                "description": pack.name,
+                "quantity": 1,
+                "price": {
+                    "id": pack.stripe_price_id or f"price_sandbox_{pack.id}",
+                    "object": "price",
+                    "unit_amount": pack.price_cents,
+                    "currency": pack.currency,
+                },
+            }
+        ],
+        "has_more": False,
+    }

@@ -1,0 +1,73 @@
+"""Stripe webhook signatures: verify (with Stripe's SDK) and sign (for the sandbox).
+
+Stripe's SDK checks the HMAC and that the timestamp is not too old; a
+timestamp too far in the future is refused here as well, so a captured
+signature cannot be pre-dated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import stripe
+
+from services.errors import BadSignature, InvalidPayload
+
+TOLERANCE_S = 300
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The Stripe-Signature header value Stripe would send for ``payload``."""
+    moment = int(time.time()) if timestamp is None else timestamp
+    signed = f"{moment}.".encode() + payload
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return f"t={moment},v1={digest}"
+
+
+def _timestamp(header: str) -> int:
+    for part in header.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t" and value.strip().isdigit():
+            return int(value)
+    raise BadSignature("Stripe-Signature has no timestamp")
+
+
+def verify(
+    payload: bytes, header: str | None, secrets: tuple[str, ...], now: float | None = None
+) -> dict[str, Any]:
+    """The parsed event, once the signature matches one of ``secrets`` within tolerance."""
+    if not header:
+        raise BadSignature("missing Stripe-Signature header")
+    moment = time.time() if now is None else now
+    if _timestamp(header) - moment > TOLERANCE_S:
+        raise BadSignature("signature timestamp is in the future")
+    text = payload.decode("utf-8", errors="replace")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, TOLERANCE_S)
+        except stripe.SignatureVerificationError as exc:
+            reason = str(exc.user_message or exc)
+            if "tolerance" in reason:
+                raise BadSignature("signature timestamp is too old") from exc
+            continue
+        return parse_event(payload)
+    raise BadSignature("no matching signature for any webhook secret")
+
+
+def parse_event(payload: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidPayload("the body is not valid JSON") from exc
+    if not isinstance(event, dict):
+        raise InvalidPayload("the event is not a JSON object")
+    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise InvalidPayload("the event has no id or type")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidPayload("the event has no data.object")
+    return event

@@ -1,0 +1,188 @@
+"""Firestore collections for users, purchases, Stripe events and security alerts.
+
+``users/{id}`` also serves as the lock for a user's purchase limits: starting
+a purchase reads and rewrites it in the same transaction that counts the
+user's recent purchases, so two concurrent checkouts cannot both take the
+last free slot. ``usernames/{lowercase}`` makes usernames unique.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from services.errors import PurchaseNotFound, UsernameTaken
+from services.ledger.model import Account, format_time
+from services.payments.limits import DAY, check_limits
+from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
+
+T = TypeVar("T")
+USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
+    "users",
+    "usernames",
+    "purchases",
+    "stripe_events",
+    "security_alerts",
+)
+
+
+class _FirestoreBase(Protocol):
+    db: Any
+
+    def _call(self, work: Callable[[], T]) -> T: ...
+
+    def _fetch(self, query: Any) -> list[Any]: ...
+
+    def _in_transaction(
+        self, body: Callable[[firestore.Transaction], T], read_only: bool = False
+    ) -> T: ...
+
+    def _local_locks(self, user_ids: tuple[str, ...]) -> AbstractContextManager[None]: ...
+
+    def account_ref(self, user_id: str) -> Any: ...
+
+
+def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
+    return store.db.collection(collection).document(doc_id)
+
+
+def _get(transaction: Any, ref: Any) -> dict[str, Any] | None:
+    snap = next(iter(transaction.get_all([ref])), None)
+    return None if snap is None else snap.to_dict()
+
+
+class FirestorePurchases:
+    """Mixed into FirestoreStore."""
+
+    def ensure_user(self: _FirestoreBase, user: User, now: datetime) -> User:
+        user_ref = _doc(self, USERS, user.id)
+        name_ref = _doc(self, USERNAMES, user.username.lower()) if user.username else None
+
+        def body(transaction: firestore.Transaction) -> User:
+            existing = _get(transaction, user_ref)
+            if existing is not None:
+                return User.from_dict(existing)
+            owner = _get(transaction, name_ref) if name_ref is not None else None
+            if owner is not None and owner.get("user_id") != user.id:
+                raise UsernameTaken(f"the username {user.username!r} is taken")
+            account = _get(transaction, self.account_ref(user.id))
+            transaction.create(user_ref, user.to_dict())
+            if name_ref is not None:
+                transaction.set(name_ref, {"user_id": user.id})
+            if account is None:
+                fresh = Account(user_id=user.id, created_at=format_time(now))
+                transaction.create(self.account_ref(user.id), fresh.to_dict())
+            return user
+
+        with self._local_locks((user.id,)):
+            return self._in_transaction(body)
+
+    def get_user(self: _FirestoreBase, user_id: str) -> User | None:
+        snap = self._call(lambda: _doc(self, USERS, user_id).get())
+        data = snap.to_dict()
+        return None if data is None else User.from_dict(data)
+
+    def set_customer_id(self: _FirestoreBase, user_id: str, customer_id: str) -> str:
+        ref = _doc(self, USERS, user_id)
+
+        def body(transaction: firestore.Transaction) -> str:
+            data = _get(transaction, ref)
+            if data is None:
+                raise PurchaseNotFound(f"no user {user_id}")
+            if data.get("stripe_customer_id"):
+                return str(data["stripe_customer_id"])
+            transaction.update(ref, {"stripe_customer_id": customer_id})
+            return customer_id
+
+        return self._in_transaction(body)
+
+    def start_purchase(
+        self: _FirestoreBase, purchase: Purchase, limits: PurchaseLimits, now: datetime
+    ) -> Purchase:
+        ref = _doc(self, PURCHASES, purchase.id)
+        buyer_ref = _doc(self, USERS, purchase.buyer_id)
+        recent_query = (
+            self.db.collection(PURCHASES)
+            .where(filter=FieldFilter("buyer_id", "==", purchase.buyer_id))
+            .where(filter=FieldFilter("created_at", ">=", format_time(now - DAY)))
+        )
+
+        def body(transaction: firestore.Transaction) -> Purchase:
+            existing = _get(transaction, ref)
+            if existing is not None:
+                return Purchase.from_dict(existing)
+            _get(transaction, buyer_ref)  # taken as the per-buyer lock, rewritten below
+            recent = [Purchase.from_dict(s.to_dict() or {}) for s in transaction.get(recent_query)]
+            check_limits(recent, limits, now)
+            transaction.create(ref, purchase.to_dict())
+            transaction.set(buyer_ref, {"last_purchase_at": purchase.created_at}, merge=True)
+            return purchase
+
+        with self._local_locks((purchase.buyer_id,)):
+            return self._in_transaction(body)
+
+    def get_purchase(self: _FirestoreBase, purchase_id: str) -> Purchase | None:
+        snap = self._call(lambda: _doc(self, PURCHASES, purchase_id).get())
+        data = snap.to_dict()
+        return None if data is None else Purchase.from_dict(data)
+
+    def find_purchase(
+        self: _FirestoreBase, *, session_id: str | None = None, payment_intent_id: str | None = None
+    ) -> Purchase | None:
+        field, value = (
+            ("session_id", session_id)
+            if session_id is not None
+            else ("payment_intent_id", payment_intent_id)
+        )
+        if value is None:
+            return None
+        query = self.db.collection(PURCHASES).where(filter=FieldFilter(field, "==", value)).limit(1)
+        snaps = self._fetch(query)
+        return Purchase.from_dict(snaps[0].to_dict()) if snaps else None
+
+    def update_purchase(
+        self: _FirestoreBase, purchase_id: str, change: Callable[[Purchase], Purchase | None]
+    ) -> Purchase:
+        ref = _doc(self, PURCHASES, purchase_id)
+
+        def body(transaction: firestore.Transaction) -> Purchase:
+            data = _get(transaction, ref)
+            if data is None:
+                raise PurchaseNotFound(f"no purchase {purchase_id}")
+            current = Purchase.from_dict(data)
+            updated = change(current)
+            if updated is None or updated == current:
+                return current
+            transaction.set(ref, updated.to_dict())
+            return updated
+
+        return self._in_transaction(body)
+
+    def iter_purchases(self: _FirestoreBase) -> Iterator[Purchase]:
+        for snap in self._fetch(self.db.collection(PURCHASES).order_by("__name__")):
+            yield Purchase.from_dict(snap.to_dict())
+
+    def event_processed(self: _FirestoreBase, event_id: str) -> bool:
+        return bool(self._call(lambda: _doc(self, EVENTS, event_id).get()).exists)
+
+    def record_event(
+        self: _FirestoreBase, event_id: str, event_type: str, outcome: str, now: datetime
+    ) -> None:
+        data = {"type": event_type, "outcome": outcome, "processed_at": format_time(now)}
+        self._call(lambda: _doc(self, EVENTS, event_id).set(data))
+
+    def add_alert(self: _FirestoreBase, alert: SecurityAlert) -> None:
+        self._call(lambda: _doc(self, ALERTS, alert.id).create(alert.to_dict()))
+
+    def list_alerts(self: _FirestoreBase, limit: int = 100) -> list[SecurityAlert]:
+        query = (
+            self.db.collection(ALERTS)
+            .order_by("created_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        return [SecurityAlert.from_dict(s.to_dict()) for s in self._fetch(query)]

@@ -1,0 +1,213 @@
+"""SQLite tables for users, purchases, Stripe events and security alerts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from services.errors import PurchaseNotFound, UsernameTaken
+from services.ledger.model import format_time
+from services.payments.limits import DAY, check_limits
+from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
+
+T = TypeVar("T")
+
+PURCHASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    username_lower TEXT UNIQUE,
+    body TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS purchases (
+    id TEXT PRIMARY KEY,
+    buyer_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    session_id TEXT UNIQUE,
+    payment_intent_id TEXT,
+    body TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS purchases_by_buyer ON purchases (buyer_id, created_at);
+CREATE INDEX IF NOT EXISTS purchases_by_payment_intent ON purchases (payment_intent_id);
+CREATE TABLE IF NOT EXISTS stripe_events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    processed_at TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS security_alerts (
+    id TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS alerts_by_time ON security_alerts (created_at);
+"""
+
+
+class _SqliteBase(Protocol):
+    def _conn(self) -> sqlite3.Connection: ...
+
+    def _guard(self) -> AbstractContextManager[None]: ...
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+def _purchase_row(p: Purchase) -> tuple[Any, ...]:
+    body = json.dumps(p.to_dict(), sort_keys=True)
+    return (p.id, p.buyer_id, p.created_at, p.session_id, p.payment_intent_id, body)
+
+
+def _load_purchase(conn: sqlite3.Connection, where: str, arg: str) -> Purchase | None:
+    row = conn.execute(f"SELECT body FROM purchases WHERE {where} = ?", (arg,)).fetchone()
+    return None if row is None else Purchase.from_dict(json.loads(row[0]))
+
+
+def _load_user(conn: sqlite3.Connection, user_id: str) -> User | None:
+    row = conn.execute("SELECT body FROM users WHERE id = ?", (user_id,)).fetchone()
+    return None if row is None else User.from_dict(json.loads(row[0]))
+
+
+class SqlitePurchases:
+    """Mixed into SqliteStore; every write runs under BEGIN IMMEDIATE."""
+
+    def ensure_user(self: _SqliteBase, user: User, now: datetime) -> User:
+        def work(conn: sqlite3.Connection) -> User:
+            existing = _load_user(conn, user.id)
+            if existing is not None:
+                return existing
+            try:
+                conn.execute(
+                    "INSERT INTO users VALUES (?, ?, ?)",
+                    (user.id, user.to_dict()["username_lower"], json.dumps(user.to_dict())),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise UsernameTaken(f"the username {user.username!r} is taken") from exc
+            conn.execute(
+                "INSERT OR IGNORE INTO accounts VALUES (?, 0, 0, 0, ?)", (user.id, format_time(now))
+            )
+            return user
+
+        return self._write(work)
+
+    def get_user(self: _SqliteBase, user_id: str) -> User | None:
+        with self._guard():
+            return _load_user(self._conn(), user_id)
+
+    def set_customer_id(self: _SqliteBase, user_id: str, customer_id: str) -> str:
+        """Store the Stripe customer unless one is stored already; return the stored one."""
+
+        def work(conn: sqlite3.Connection) -> str:
+            user = _load_user(conn, user_id)
+            if user is None:
+                raise PurchaseNotFound(f"no user {user_id}")
+            if user.stripe_customer_id:
+                return user.stripe_customer_id
+            body = {**user.to_dict(), "stripe_customer_id": customer_id}
+            conn.execute("UPDATE users SET body = ? WHERE id = ?", (json.dumps(body), user_id))
+            return customer_id
+
+        return self._write(work)
+
+    def start_purchase(
+        self: _SqliteBase, purchase: Purchase, limits: PurchaseLimits, now: datetime
+    ) -> Purchase:
+        def work(conn: sqlite3.Connection) -> Purchase:
+            existing = _load_purchase(conn, "id", purchase.id)
+            if existing is not None:
+                return existing
+            rows = conn.execute(
+                "SELECT body FROM purchases WHERE buyer_id = ? AND created_at >= ?",
+                (purchase.buyer_id, format_time(now - DAY)),
+            )
+            check_limits((Purchase.from_dict(json.loads(r[0])) for r in rows), limits, now)
+            conn.execute("INSERT INTO purchases VALUES (?, ?, ?, ?, ?, ?)", _purchase_row(purchase))
+            return purchase
+
+        return self._write(work)
+
+    def get_purchase(self: _SqliteBase, purchase_id: str) -> Purchase | None:
+        with self._guard():
+            return _load_purchase(self._conn(), "id", purchase_id)
+
+    def find_purchase(
+        self: _SqliteBase, *, session_id: str | None = None, payment_intent_id: str | None = None
+    ) -> Purchase | None:
+        with self._guard():
+            if session_id is not None:
+                return _load_purchase(self._conn(), "session_id", session_id)
+            if payment_intent_id is not None:
+                return _load_purchase(self._conn(), "payment_intent_id", payment_intent_id)
+        return None
+
+    def update_purchase(
+        self: _SqliteBase, purchase_id: str, change: Callable[[Purchase], Purchase | None]
+    ) -> Purchase:
+        """Read, change and write one purchase atomically; ``change`` returns None for no-op."""
+
+        def work(conn: sqlite3.Connection) -> Purchase:
+            current = _load_purchase(conn, "id", purchase_id)
+            if current is None:
+                raise PurchaseNotFound(f"no purchase {purchase_id}")
+            updated = change(current)
+            if updated is None or updated == current:
+                return current
+            conn.execute(
+                "UPDATE purchases SET session_id = ?, payment_intent_id = ?, body = ? WHERE id = ?",
+                (
+                    updated.session_id,
+                    updated.payment_intent_id,
+                    json.dumps(updated.to_dict(), sort_keys=True),
+                    purchase_id,
+                ),
+            )
+            return updated
+
+        return self._write(work)
+
+    def iter_purchases(self: _SqliteBase) -> Iterator[Purchase]:
+        with self._guard():
+            rows = self._conn().execute("SELECT body FROM purchases ORDER BY id").fetchall()
+        for row in rows:
+            yield Purchase.from_dict(json.loads(row[0]))
+
+    def event_processed(self: _SqliteBase, event_id: str) -> bool:
+        with self._guard():
+            row = (
+                self._conn()
+                .execute("SELECT 1 FROM stripe_events WHERE id = ?", (event_id,))
+                .fetchone()
+            )
+        return row is not None
+
+    def record_event(
+        self: _SqliteBase, event_id: str, event_type: str, outcome: str, now: datetime
+    ) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT OR IGNORE INTO stripe_events VALUES (?, ?, ?, ?)",
+                (event_id, event_type, outcome, format_time(now)),
+            )
+        )
+
+    def add_alert(self: _SqliteBase, alert: SecurityAlert) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO security_alerts VALUES (?, ?, ?)",
+                (alert.id, alert.created_at, json.dumps(alert.to_dict(), sort_keys=True)),
+            )
+        )
+
+    def list_alerts(self: _SqliteBase, limit: int = 100) -> list[SecurityAlert]:
+        with self._guard():
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT body FROM security_alerts ORDER BY created_at DESC, id LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return [SecurityAlert.from_dict(json.loads(r[0])) for r in rows]
