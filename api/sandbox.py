@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
 from api import deps
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
@@ -44,6 +44,12 @@ def dashboard() -> str:
         sessions=gateway.list_sessions(),
         pending=gateway.pending_deliveries(),
     )
+
+
+@bp.get("/deliveries")
+def deliveries() -> Response:
+    """Webhook deliveries not yet acknowledged by the app (tests wait on this)."""
+    return jsonify(success=True, pending=sandbox().pending_deliveries())
 
 
 @bp.post("/sessions/<session_id>/<action>")

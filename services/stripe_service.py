@@ -6,6 +6,9 @@ with network retries, and every create carries an idempotency key derived from
 our own ids, so a retried request never makes a second object. Stripe objects
 come back as plain JSON-safe dicts, and every SDK error comes back as
 ``PaymentsError`` whose message never contains the secret key.
+
+``CheckoutSession`` is the payments port's (re-exported here), so this class
+satisfies ``services.payments.port.PaymentsGateway``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.catalog import Pack
+from services.payments import port
+from services.payments.port import CheckoutSession
 
 if TYPE_CHECKING:
     from stripe import InvalidRequestError, ListObject, StripeClient, StripeError, StripeObject
@@ -40,12 +45,13 @@ MAX_NETWORK_RETRIES = 2
 PAGE_SIZE = 100
 REDACTED = "[redacted]"
 
-
-@dataclass(frozen=True)
-class CheckoutSession:
-    id: str
-    url: str
-    payment_intent: str | None
+__all__ = [
+    "STRIPE_API_VERSION",
+    "CheckoutSession",
+    "PaymentsError",
+    "StripeService",
+    "SyncedPrice",
+]
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,11 @@ class SyncedPrice:
     action: str  # "created" | "updated" | "unchanged"
 
 
-class PaymentsError(Exception):
+class PaymentsError(port.PaymentsError):
     """Stripe failed or refused a request; callers answer 502 or 503.
+
+    A subclass of the payments port's error, so checkout and the API error
+    handler, which catch ``services.payments.port.PaymentsError``, catch it.
 
     ``transient`` (connection trouble, rate limit, Stripe 5xx) maps to 503 and
     may be retried; anything else (Stripe rejected the request) maps to 502.

@@ -22,7 +22,6 @@ from services.payments.model import (
     FINAL_STATES,
     OPEN_STATES,
     Purchase,
-    PurchaseLimits,
     PurchaseState,
     User,
 )
@@ -33,8 +32,7 @@ from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.fulfilment")
 PAID_STATUSES = ("paid", "no_payment_required")
-# Purchases adopted from a paid event are never refused because of limits.
-NO_LIMITS = PurchaseLimits(per_hour=10**9, per_day=10**9)
+UNIDENTIFIED = "unidentified"
 
 
 def field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
@@ -239,7 +237,8 @@ class Fulfilment:
 
     def _adopt(self, session: Mapping[str, Any]) -> Purchase | None:
         session_id = str(session["id"])
-        user_id = field(session, "client_reference_id") or ""
+        reference = field(session, "client_reference_id") or ""
+        user_id = reference or UNIDENTIFIED
         pack = self._pack_of(session)
         now = self._now()
         purchase = Purchase(
@@ -257,8 +256,9 @@ class Fulfilment:
             session_id=session_id,
             payment_intent_id=field(session, "payment_intent"),
         )
-        stored = self.store.start_purchase(purchase, NO_LIMITS, self.clock())
-        problem = self._adoption_problem(user_id, pack)
+        # Already paid for: recorded without limits, never refused.
+        stored = self.store.start_purchase(purchase, None, self.clock())
+        problem = self._adoption_problem(reference, pack)
         if problem:
             return self._review(stored, problem, session_id=session_id)
         return stored
@@ -274,14 +274,18 @@ class Fulfilment:
         return None
 
     def _pack_of(self, session: Mapping[str, Any]) -> Pack | None:
-        """Map the session's price to a pack: by Stripe price id, else by exact amount."""
-        line_items = session.get("line_items")
-        if not isinstance(line_items, dict) and session.get("payment_status") in PAID_STATUSES:
-            line_items = self.payments.retrieve_session(str(session["id"])).get("line_items")
+        """Map the session's price to a pack, from the event alone (no call to Stripe).
+
+        By Stripe price id when the event carries line items, else by the exact
+        amount and currency, when exactly one pack has them.
+        """
+        line_items = field(session, "line_items", dict) or {}
+        data = line_items.get("data")
+        items: list[Any] = data if isinstance(data, list) else []
         prices = {
-            str((item.get("price") or {}).get("id"))
-            for item in (line_items or {}).get("data", [])
-            if isinstance(item, dict)
+            str(item["price"].get("id"))
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("price"), dict)
         }
         by_price = [p for p in self.catalog if p.stripe_price_id in prices]
         if len(by_price) == 1:

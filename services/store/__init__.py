@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from services.store.port import LedgerStore, Store
 
 
@@ -10,7 +12,10 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite:///"):
         from services.store.sqlite import SqliteStore
 
-        return SqliteStore(url.removeprefix("sqlite:///"))
+        # sqlite:///path?busy_timeout_ms=N shortens the wait for a locked database.
+        path, _, query = url.removeprefix("sqlite:///").partition("?")
+        timeout = dict(parse_qsl(query)).get("busy_timeout_ms")
+        return SqliteStore(path) if timeout is None else SqliteStore(path, int(timeout))
     if url.startswith("firestore://"):
         from services.store.firestore import FirestoreStore
 

@@ -102,7 +102,7 @@ class FirestorePurchases:
         return self._in_transaction(body)
 
     def start_purchase(
-        self: _FirestoreBase, purchase: Purchase, limits: PurchaseLimits, now: datetime
+        self: _FirestoreBase, purchase: Purchase, limits: PurchaseLimits | None, now: datetime
     ) -> Purchase:
         ref = _doc(self, PURCHASES, purchase.id)
         buyer_ref = _doc(self, USERS, purchase.buyer_id)
@@ -116,11 +116,14 @@ class FirestorePurchases:
             existing = _get(transaction, ref)
             if existing is not None:
                 return Purchase.from_dict(existing)
-            _get(transaction, buyer_ref)  # taken as the per-buyer lock, rewritten below
-            recent = [Purchase.from_dict(s.to_dict() or {}) for s in transaction.get(recent_query)]
-            check_limits(recent, limits, now)
+            if limits is not None:
+                _get(transaction, buyer_ref)  # taken as the per-buyer lock, rewritten below
+                recent = [
+                    Purchase.from_dict(s.to_dict() or {}) for s in transaction.get(recent_query)
+                ]
+                check_limits(recent, limits, now)
+                transaction.set(buyer_ref, {"last_purchase_at": purchase.created_at}, merge=True)
             transaction.create(ref, purchase.to_dict())
-            transaction.set(buyer_ref, {"last_purchase_at": purchase.created_at}, merge=True)
             return purchase
 
         with self._local_locks((purchase.buyer_id,)):

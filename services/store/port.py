@@ -61,9 +61,12 @@ class PurchaseStore(Protocol):
     def set_customer_id(self, user_id: str, customer_id: str) -> str:
         """Store the Stripe customer id unless one is set; return the one stored."""
 
-    def start_purchase(self, purchase: Purchase, limits: PurchaseLimits, now: datetime) -> Purchase:
+    def start_purchase(
+        self, purchase: Purchase, limits: PurchaseLimits | None, now: datetime
+    ) -> Purchase:
         """Insert the purchase if the buyer's limits allow it, atomically (race-free).
 
+        ``limits=None`` records a purchase that was already paid (never refused).
         The same purchase id again returns the stored purchase."""
 
     def get_purchase(self, purchase_id: str) -> Purchase | None: ...

@@ -179,8 +179,9 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
 
 
 class SqliteStore(SqlitePurchases):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -195,12 +196,12 @@ class SqliteStore(SqlitePurchases):
             conn = sqlite3.connect(
                 self.path,
                 isolation_level=None,  # we issue BEGIN ourselves
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=self.busy_timeout_ms / 1000,
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             # FULL: a committed credit survives a power cut, not only a crash.
             conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn

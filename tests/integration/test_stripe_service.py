@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
 import stripe
 
 from config.catalog import Pack, load_catalog
+from services.payments import port
 from services.stripe_service import (
     STRIPE_API_VERSION,
     CheckoutSession,
@@ -23,7 +25,7 @@ from services.stripe_service import (
 from tests.support.fake_stripe_api import FakeStripeApi, RecordedRequest
 from tests.support.stripe_fixtures import FIXTURES_PATH, FixturesNotFound, fixture, load_fixtures
 
-SECRET = "sk_test_51FakeSecretKeyForTests0000000000"
+SECRET = "sk_test_51FakeSecretKeyForTests0000000000"  # noqa: S105 - a made-up test key
 SUCCESS_URL = "https://tokens.example/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://tokens.example/tokens?cancelled=1"
 EXPIRES_AT = 1_900_000_000
@@ -74,7 +76,7 @@ def assert_pinned(request: RecordedRequest) -> None:
 
 
 def test_pinned_version_is_the_sdk_version() -> None:
-    assert STRIPE_API_VERSION == stripe.api_version
+    assert stripe.api_version == STRIPE_API_VERSION
 
 
 def test_fixtures_are_stripe_objects_with_overrides() -> None:
@@ -88,9 +90,9 @@ def test_fixtures_are_stripe_objects_with_overrides() -> None:
     assert {"checkout.session", "charge", "dispute", "event"} <= set(load_fixtures())
 
 
-def test_missing_fixtures_file_says_where_it_looked(tmp_path: object) -> None:
+def test_missing_fixtures_file_says_where_it_looked() -> None:
     missing = FIXTURES_PATH.with_name("nope.json")
-    with pytest.raises(FixturesNotFound, match=str(missing)):
+    with pytest.raises(FixturesNotFound, match=re.escape(str(missing))):
         load_fixtures(missing)
 
 
@@ -176,9 +178,18 @@ def test_retrieve_session_expands_line_items_and_returns_plain_dicts(
     json.dumps(session)  # JSON-safe: no StripeObject, no Decimal
 
 
+def test_the_service_is_the_apps_payments_gateway(service: StripeService) -> None:
+    gateway: port.PaymentsGateway = service  # checked by mypy
+    assert gateway.mode == "stripe"
+    assert issubclass(PaymentsError, port.PaymentsError)  # caught by checkout and api/errors
+    assert CheckoutSession is port.CheckoutSession
+
+
 def test_missing_session_is_a_payments_error(service: StripeService, fake: FakeStripeApi) -> None:
-    with pytest.raises(PaymentsError) as caught:
+    with pytest.raises(port.PaymentsError) as caught:
         service.retrieve_session("cs_test_missing")
+
+    assert isinstance(caught.value, PaymentsError)
 
     assert caught.value.not_found
     assert (caught.value.transient, caught.value.http_status) == (False, 502)

@@ -19,6 +19,7 @@ strings, as they were on the wire.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -200,10 +201,16 @@ class FakeStripeApi:
             self._failures.extend([(status, message)] * count)
 
     def add(self, name: str, /, **fields: Any) -> dict[str, Any]:
-        """Store a fixture object (e.g. "event", "payment_intent") that lists and gets return."""
+        """Store a fixture object that lists and retrieves return; ``id`` may be given.
+
+        ``name`` is a fixture name with a collection here: "checkout.session",
+        "customer", "payment_intent", "charge", "refund", "dispute", "event",
+        "product", "price".
+        """
         collection = FIXTURE_COLLECTION[name]
         with self._lock:
-            obj = fixture(name, id=self._new_id(COLLECTIONS[collection][1]), **fields)
+            fields.setdefault("id", self._new_id(COLLECTIONS[collection][1]))
+            obj = fixture(name, **fields)
             self.objects[collection][obj["id"]] = obj
         return obj
 
@@ -238,7 +245,9 @@ class FakeStripeApi:
                 return stripe_error(status, "api_error", message)
             if not headers.get("authorization", "").startswith("Bearer sk_"):
                 return stripe_error(401, "invalid_request_error", "Invalid API Key provided.")
-            return self._idempotent(request)
+            status, body, extra = self._idempotent(request)
+            # A snapshot: later updates must not change an answer or a stored replay.
+            return status, copy.deepcopy(body), extra
 
     def _idempotent(self, request: RecordedRequest) -> Response:
         key = request.idempotency_key
@@ -255,10 +264,11 @@ class FakeStripeApi:
                 )
             status, body, _ = response
             return status, body, {"Idempotent-Replayed": "true"}
-        response = self._route(request)
-        if response[0] < 500:
-            self._replays[key] = (request.method, request.path, request.params, response)
-        return response
+        status, body, extra = self._route(request)
+        if status < 500:
+            snapshot = (status, copy.deepcopy(body), extra)
+            self._replays[key] = (request.method, request.path, request.params, snapshot)
+        return status, body, extra
 
     def _route(self, request: RecordedRequest) -> Response:
         for collection in COLLECTIONS:
@@ -442,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorded requests are the log."""
 
 

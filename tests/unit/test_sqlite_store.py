@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from services.errors import StorageContention
-from services.store import sqlite as sqlite_store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 
@@ -37,14 +36,11 @@ def test_a_locked_database_is_a_retryable_storage_error(tmp_path: Path) -> None:
     TokenLedger(store).open_account("u")
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
-    original = sqlite_store.BUSY_TIMEOUT_MS
-    sqlite_store.BUSY_TIMEOUT_MS = 50
     try:
-        impatient = TokenLedger(SqliteStore(str(path)))
+        impatient = TokenLedger(SqliteStore(str(path), busy_timeout_ms=50))
         with pytest.raises(StorageContention):
             impatient.credit("u", 1, key="k")
     finally:
-        sqlite_store.BUSY_TIMEOUT_MS = original
         blocker.execute("ROLLBACK")
         blocker.close()
     assert TokenLedger(store).balance("u").balance == 0

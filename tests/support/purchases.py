@@ -1,0 +1,105 @@
+"""A signed-in buyer over real HTTP, and signed Stripe events built from Stripe's fixtures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from config.settings import DEV_WEBHOOK_SECRET
+from services.payments.signature import sign
+from tests.support.stripe_fixtures import fixture
+
+WAIT_S = 20.0
+
+
+class Buyer:
+    """A browser-like client: session cookie plus the CSRF token the app issued."""
+
+    def __init__(self, base_url: str, email: str, username: str | None = None) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+        body = self.http.post(
+            f"{base_url}/auth/dev-login", json={"email": email, "username": username}, timeout=10
+        ).json()
+        self.user_id: str = body["user"]["id"]
+        self.csrf: str = body["csrf_token"]
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
+        return self.http.post(f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(f"{self.base_url}{path}", timeout=30, **kwargs)
+
+    def checkout(self, package: str = "popular") -> dict[str, Any]:
+        response = self.post("/api/tokens/create-checkout-session", json={"package": package})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def balance(self) -> int:
+        return int(self.get("/api/tokens/balance").json()["balance"])
+
+    def history(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get("/api/tokens/transactions?limit=100").json()[
+            "transactions"
+        ]
+        return items
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def session_object(
+    session_id: str, purchase_id: str, user_id: str, **overrides: Any
+) -> dict[str, Any]:
+    """A paid checkout.session as Stripe sends it, for the popular pack (999 usd)."""
+    values: dict[str, Any] = {
+        "id": session_id,
+        "payment_status": "paid",
+        "status": "complete",
+        "amount_total": 999,
+        "amount_subtotal": 999,
+        "currency": "usd",
+        "client_reference_id": user_id,
+        "metadata": {"purchase_id": purchase_id, "user_id": user_id, "pack_id": "popular"},
+        "payment_intent": "pi_" + session_id[-20:],
+    }
+    values.update(overrides)
+    return fixture("checkout.session", **values)
+
+
+def event(event_type: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    return fixture(
+        "event",
+        id=event_id or f"evt_{obj['id'][-12:]}_{event_type.rsplit('.', 1)[-1]}_{time.time_ns()}",
+        type=event_type,
+        data={"object": obj},
+    )
+
+
+def send(
+    base_url: str,
+    body: dict[str, Any] | bytes,
+    secret: str = DEV_WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    signature: str | None = None,
+) -> requests.Response:
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    header = signature if signature is not None else sign(payload, secret, timestamp)
+    return requests.post(
+        f"{base_url}/api/stripe/webhook",
+        data=payload,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        timeout=60,
+    )
