@@ -99,7 +99,8 @@ class FirestorePurchases:
             transaction.update(ref, {"stripe_customer_id": customer_id})
             return customer_id
 
-        return self._in_transaction(body)
+        with self._local_locks((user_id,)):
+            return self._in_transaction(body)
 
     def start_purchase(
         self: _FirestoreBase, purchase: Purchase, limits: PurchaseLimits | None, now: datetime
@@ -164,7 +165,8 @@ class FirestorePurchases:
             transaction.set(ref, updated.to_dict())
             return updated
 
-        return self._in_transaction(body)
+        with self._local_locks((purchase_id,)):
+            return self._in_transaction(body)
 
     def iter_purchases(self: _FirestoreBase) -> Iterator[Purchase]:
         for snap in self._fetch(self.db.collection(PURCHASES).order_by("__name__")):

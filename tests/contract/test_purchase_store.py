@@ -1,0 +1,166 @@
+"""The purchase side of the storage contract, on every store."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.errors import PurchaseLimitReached, PurchaseNotFound, UsernameTaken
+from services.ledger.model import format_time
+from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
+from services.store.port import Store
+from tests.contract.conftest import StoreFactory
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+LIMITS = PurchaseLimits(per_hour=5, per_day=20, open_session_s=35 * 60)
+
+
+def purchase(
+    n: int, at: datetime = NOW, buyer: str = "buyer", state: PurchaseState = PurchaseState.PENDING
+) -> Purchase:
+    stamp = format_time(at)
+    return Purchase(
+        id=f"pur_{buyer}_{n}",
+        buyer_id=buyer,
+        user_id=buyer,
+        pack_id="popular",
+        tokens=110,
+        amount=999,
+        currency="usd",
+        state=state,
+        created_at=stamp,
+        updated_at=stamp,
+        session_id=f"cs_{buyer}_{n}",
+    )
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    made = store_factory()
+    made.ensure_user(User(id="buyer", email="b@example.com", created_at=format_time(NOW)), NOW)
+    return made  # type: ignore[return-value]
+
+
+def test_ensure_user_creates_the_user_and_the_account_once(store: Store) -> None:
+    user = User(id="ann", email="ann@example.com", username="Ann", created_at=format_time(NOW))
+    assert store.ensure_user(user, NOW) == user
+    assert store.ensure_user(User(id="ann", username="other"), NOW) == user
+    assert store.get_account("ann").balance == 0
+    assert store.get_user("nobody") is None
+
+
+def test_usernames_are_unique_ignoring_case(store: Store) -> None:
+    store.ensure_user(User(id="ann", username="Ann"), NOW)
+    with pytest.raises(UsernameTaken):
+        store.ensure_user(User(id="bob", username="aNN"), NOW)
+    assert store.get_user("bob") is None
+
+
+def test_the_customer_id_is_set_once(store: Store) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        stored = set(pool.map(lambda i: store.set_customer_id("buyer", f"cus_{i}"), range(8)))
+    assert len(stored) == 1
+    user = store.get_user("buyer")
+    assert user is not None and user.stripe_customer_id in stored
+
+
+def test_the_sixth_purchase_in_an_hour_is_refused_with_when_to_retry(store: Store) -> None:
+    for n in range(5):
+        paid = purchase(n, NOW - timedelta(minutes=50 - n), state=PurchaseState.PAID)
+        store.start_purchase(paid, LIMITS, NOW)
+    with pytest.raises(PurchaseLimitReached) as caught:
+        store.start_purchase(purchase(9), LIMITS, NOW)
+    assert caught.value.retry_after_s == 10 * 60 + 1  # the oldest leaves the hour in 10 minutes
+    assert store.get_purchase("pur_buyer_9") is None
+
+
+def test_failed_expired_and_stale_checkouts_do_not_count(store: Store) -> None:
+    store.start_purchase(purchase(0, NOW - timedelta(minutes=50)), LIMITS, NOW)  # stale pending
+    for n, state in enumerate([PurchaseState.FAILED, PurchaseState.EXPIRED] * 2, start=1):
+        store.start_purchase(purchase(n, state=state), LIMITS, NOW)
+    for n in range(10, 15):
+        store.start_purchase(purchase(n), LIMITS, NOW)
+    with pytest.raises(PurchaseLimitReached):
+        store.start_purchase(purchase(20), LIMITS, NOW)
+
+
+def test_twenty_a_day(store: Store) -> None:
+    for n in range(20):
+        at = NOW - timedelta(hours=23, minutes=n)
+        store.start_purchase(purchase(n, at, state=PurchaseState.PAID), None, NOW)
+    with pytest.raises(PurchaseLimitReached, match="per day"):
+        store.start_purchase(purchase(99), LIMITS, NOW)
+
+
+def test_concurrent_checkouts_cannot_pass_the_limit(store_factory: StoreFactory) -> None:
+    stores = [store_factory() for _ in range(2)]
+    stores[0].ensure_user(User(id="buyer"), NOW)  # type: ignore[attr-defined]
+    barrier = threading.Barrier(10)
+
+    def attempt(n: int) -> bool:
+        barrier.wait()
+        try:
+            stores[n % 2].start_purchase(purchase(n), LIMITS, NOW)  # type: ignore[attr-defined]
+        except PurchaseLimitReached:
+            return False
+        return True
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(attempt, range(10)))
+    assert results.count(True) == 5
+
+
+def test_no_limits_for_purchases_already_paid(store: Store) -> None:
+    for n in range(8):
+        store.start_purchase(purchase(n, state=PurchaseState.PAID), None, NOW)
+    assert store.get_purchase("pur_buyer_7") is not None
+
+
+def test_purchases_are_found_by_session_and_payment_intent(store: Store) -> None:
+    stored = store.start_purchase(purchase(1), LIMITS, NOW)
+    assert store.start_purchase(purchase(1), LIMITS, NOW) == stored
+    updated = store.update_purchase(
+        stored.id, lambda p: p.with_changes("later", payment_intent_id="pi_1")
+    )
+    assert store.find_purchase(session_id="cs_buyer_1") == updated
+    assert store.find_purchase(payment_intent_id="pi_1") == updated
+    assert store.find_purchase(session_id="cs_none") is None
+    assert store.update_purchase(stored.id, lambda p: None) == updated
+    with pytest.raises(PurchaseNotFound):
+        store.update_purchase("pur_missing", lambda p: p)
+
+
+def test_concurrent_updates_are_not_lost(store_factory: StoreFactory) -> None:
+    stores = [store_factory() for _ in range(2)]
+    stores[0].start_purchase(purchase(1), None, NOW)  # type: ignore[attr-defined]
+
+    def bump(n: int) -> None:
+        stores[n % 2].update_purchase(  # type: ignore[attr-defined]
+            "pur_buyer_1", lambda p: p.with_changes("t", tokens=p.tokens + 1)
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(bump, range(6)))
+    final = stores[1].get_purchase("pur_buyer_1")  # type: ignore[attr-defined]
+    assert final is not None and final.tokens == 116
+
+
+def test_events_and_alerts(store: Store) -> None:
+    assert not store.event_processed("evt_1")
+    store.record_event("evt_1", "checkout.session.completed", "paid", NOW)
+    store.record_event("evt_1", "checkout.session.completed", "paid", NOW)
+    assert store.event_processed("evt_1")
+    for n in range(3):
+        store.add_alert(
+            SecurityAlert(
+                id=f"alert_{n}",
+                type="limit_reached",
+                severity="info",
+                details={"n": n},
+                created_at=format_time(NOW + timedelta(seconds=n)),
+            )
+        )
+    assert [a.details["n"] for a in store.list_alerts(limit=2)] == [2, 1]
