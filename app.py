@@ -12,6 +12,7 @@ from flask import Flask, request, session
 from flask_wtf.csrf import CSRFProtect
 
 from api import register_blueprints
+from api.cli import register_cli
 from api.deps import bearer_token
 from api.errors import register_error_handlers
 from config import Settings, load_settings
@@ -45,6 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_check_csrf)
     register_error_handlers(app)
     register_blueprints(app, sandbox=settings.payments_mode == "sandbox")
+    register_cli(app)
     app.context_processor(lambda: {"sandbox_mode": settings.payments_mode == "sandbox"})
     _announce(settings)
     return app

@@ -111,9 +111,7 @@ def start_purchases(
     """Buyers with at most PER_BUYER checkouts each, N checkouts in all."""
     counts = [min(PER_BUYER, events - start) for start in range(0, events, PER_BUYER)]
     with ThreadPoolExecutor(concurrency) as pool:
-        made = list(
-            pool.map(lambda i: sign_in(url, store, i, counts[i]), range(len(counts)))
-        )
+        made = list(pool.map(lambda i: sign_in(url, store, i, counts[i]), range(len(counts))))
     return [buyer for buyer, _ in made], [order for _, orders in made for order in orders]
 
 
@@ -127,7 +125,10 @@ def signed(bodies: list[bytes]) -> list[dict[str, str]]:
     """Stripe-Signature headers, made now: they hold for 300 s from their timestamp."""
     moment = int(time.time())
     return [
-        {"Stripe-Signature": sign(body, DEV_WEBHOOK_SECRET, moment), "Content-Type": "application/json"}
+        {
+            "Stripe-Signature": sign(body, DEV_WEBHOOK_SECRET, moment),
+            "Content-Type": "application/json",
+        }
         for body in bodies
     ]
 
@@ -219,9 +220,10 @@ def app_server(store: str) -> Iterator[AppServer]:
 def bench_store(store: str, events: int, concurrency: int) -> Result:
     with app_server(store) as server:
         print(f"{store}: setting up {events} purchases ...", flush=True)
+        began = time.perf_counter()
         buyers, orders = start_purchases(server.url, store, events, concurrency)
         bodies = [paid_body(o, buyers[o.buyer], i) for i, o in enumerate(orders)]
-        print(f"{store}: sending {events} events ...", flush=True)
+        print(f"{store}: set up in {time.perf_counter() - began:.1f} s; sending events", flush=True)
         webhook = send_events(server.url, bodies, concurrency)
         healthz = hit_healthz(server.url, events, concurrency)
         exact = balances_exact(buyers, orders, concurrency)

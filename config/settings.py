@@ -34,6 +34,7 @@ class Settings:
     port: int = 8080
     catalog_file: str | None = None
     sandbox_db_path: str = "instance/sandbox.db"
+    stripe_api_base: str | None = None  # another Stripe-compatible API, for tests
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -120,6 +121,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         port=_port(env.get("PORT", "8080"), problems),
         catalog_file=catalog_file,
         sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
+        stripe_api_base=env.get("STRIPE_API_BASE") or None,
         catalog=catalog,
     )
     if settings.is_production:

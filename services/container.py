@@ -33,7 +33,7 @@ def _payments(settings: Settings) -> PaymentsGateway:
 
         from services.stripe_service import StripeService
 
-        return StripeService(stripe, str(settings.stripe_secret_key))
+        return StripeService(stripe, str(settings.stripe_secret_key), settings.stripe_api_base)
     from services.payments.sandbox import SandboxPayments
 
     return SandboxPayments(settings)

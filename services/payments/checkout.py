@@ -6,6 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from config.catalog import Catalog, Pack
@@ -17,6 +18,7 @@ from services.security import SecurityService
 from services.store.port import PurchaseStore
 
 log = logging.getLogger("token_store.checkout")
+PRICE_IDS_SETTING = "stripe_prices"
 SUCCESS_PATH = "/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_PATH = "/token-purchase-cancel"
 
@@ -54,7 +56,11 @@ class CheckoutService:
     def start(
         self, buyer: User, pack_id: object, request_key: str | None = None
     ) -> tuple[Purchase, CheckoutSession]:
-        pack = self.pack(pack_id)
+        try:
+            pack = self.pack(pack_id)
+        except UnknownPackage as exc:
+            self.security.alert("unknown_package", "info", user_id=buyer.id, reason=exc.message)
+            raise
         now = self.clock()
         purchase = self._reserve(buyer, pack, purchase_id_for(buyer.id, request_key), now)
         if purchase.session_id and purchase.session_url:
@@ -111,6 +117,15 @@ class CheckoutService:
             )
             raise
 
+    def _with_price_id(self, pack: Pack) -> Pack:
+        """Use the Stripe price recorded by ``flask tokens sync-stripe`` when it still matches."""
+        if pack.stripe_price_id:
+            return pack
+        synced = (self.store.get_setting(PRICE_IDS_SETTING) or {}).get(pack.id) or {}
+        if (synced.get("amount"), synced.get("currency")) != (pack.price_cents, pack.currency):
+            return pack  # not synced since the price changed: send price data instead
+        return replace(pack, stripe_price_id=str(synced["price_id"]))
+
     def _create_session(
         self, buyer: User, pack: Pack, purchase: Purchase, now: datetime
     ) -> CheckoutSession:
@@ -122,7 +137,7 @@ class CheckoutService:
         expires = now + timedelta(seconds=self.security.limits.open_session_s)
         return self.payments.create_checkout_session(
             purchase_id=purchase.id,
-            pack=pack,
+            pack=self._with_price_id(pack),
             customer_id=customer,
             client_reference_id=purchase.user_id,
             success_url=self.base_url + SUCCESS_PATH,

@@ -29,6 +29,7 @@ USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
     "stripe_events",
     "security_alerts",
 )
+SETTINGS = "app_settings"
 
 
 class _FirestoreBase(Protocol):
@@ -191,3 +192,10 @@ class FirestorePurchases:
             .limit(limit)
         )
         return [SecurityAlert.from_dict(s.to_dict()) for s in self._fetch(query)]
+
+    def get_setting(self: _FirestoreBase, name: str) -> dict[str, Any] | None:
+        data = self._call(lambda: _doc(self, SETTINGS, name).get()).to_dict()
+        return None if data is None else dict(data)
+
+    def put_setting(self: _FirestoreBase, name: str, value: dict[str, Any]) -> None:
+        self._call(lambda: _doc(self, SETTINGS, name).set(value))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
@@ -89,6 +89,11 @@ class PurchaseStore(Protocol):
     def add_alert(self, alert: SecurityAlert) -> None: ...
 
     def list_alerts(self, limit: int = 100) -> list[SecurityAlert]: ...
+
+    def get_setting(self, name: str) -> dict[str, Any] | None:
+        """A small operator-owned document, e.g. the Stripe price id of each pack."""
+
+    def put_setting(self, name: str, value: dict[str, Any]) -> None: ...
 
 
 class Store(LedgerStore, PurchaseStore, Protocol):

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS security_alerts (
     body TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS alerts_by_time ON security_alerts (created_at);
+CREATE TABLE IF NOT EXISTS app_settings (name TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 """
 
 
@@ -212,3 +213,19 @@ class SqlitePurchases:
                 .fetchall()
             )
         return [SecurityAlert.from_dict(json.loads(r[0])) for r in rows]
+
+    def get_setting(self: _SqliteBase, name: str) -> dict[str, Any] | None:
+        with self._guard():
+            row = (
+                self._conn()
+                .execute("SELECT body FROM app_settings WHERE name = ?", (name,))
+                .fetchone()
+            )
+        return None if row is None else dict(json.loads(row[0]))
+
+    def put_setting(self: _SqliteBase, name: str, value: dict[str, Any]) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO app_settings VALUES (?, ?)", (name, json.dumps(value))
+            )
+        )

@@ -13,22 +13,22 @@ from pathlib import Path
 import pytest
 
 from services.store.firestore import FirestoreStore
-from services.store.port import LedgerStore
+from services.store.port import Store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 from tests.support.firestore_emulator import FirestoreEmulator
 
-StoreFactory = Callable[[], LedgerStore]
+StoreFactory = Callable[[], Store]
 PROJECT = "demo-contract"
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    made: list[LedgerStore] = []
+    made: list[Store] = []
 
     if request.param == "sqlite":
 
-        def make() -> LedgerStore:
+        def make() -> Store:
             made.append(SqliteStore(str(tmp_path / "ledger.db")))
             return made[-1]
 
@@ -36,7 +36,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
         emulator.clear(PROJECT)
 
-        def make() -> LedgerStore:
+        def make() -> Store:
             made.append(FirestoreStore(PROJECT))
             return made[-1]
 
@@ -46,10 +46,10 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
 
 
 @pytest.fixture
-def store(store_factory: StoreFactory) -> LedgerStore:
+def store(store_factory: StoreFactory) -> Store:
     return store_factory()
 
 
 @pytest.fixture
-def ledger(store: LedgerStore) -> TokenLedger:
+def ledger(store: Store) -> TokenLedger:
     return TokenLedger(store)

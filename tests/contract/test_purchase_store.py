@@ -41,7 +41,7 @@ def purchase(
 def store(store_factory: StoreFactory) -> Store:
     made = store_factory()
     made.ensure_user(User(id="buyer", email="b@example.com", created_at=format_time(NOW)), NOW)
-    return made  # type: ignore[return-value]
+    return made
 
 
 def test_ensure_user_creates_the_user_and_the_account_once(store: Store) -> None:
@@ -97,13 +97,13 @@ def test_twenty_a_day(store: Store) -> None:
 
 def test_concurrent_checkouts_cannot_pass_the_limit(store_factory: StoreFactory) -> None:
     stores = [store_factory() for _ in range(2)]
-    stores[0].ensure_user(User(id="buyer"), NOW)  # type: ignore[attr-defined]
+    stores[0].ensure_user(User(id="buyer"), NOW)
     barrier = threading.Barrier(10)
 
     def attempt(n: int) -> bool:
         barrier.wait()
         try:
-            stores[n % 2].start_purchase(purchase(n), LIMITS, NOW)  # type: ignore[attr-defined]
+            stores[n % 2].start_purchase(purchase(n), LIMITS, NOW)
         except PurchaseLimitReached:
             return False
         return True
@@ -135,16 +135,16 @@ def test_purchases_are_found_by_session_and_payment_intent(store: Store) -> None
 
 def test_concurrent_updates_are_not_lost(store_factory: StoreFactory) -> None:
     stores = [store_factory() for _ in range(2)]
-    stores[0].start_purchase(purchase(1), None, NOW)  # type: ignore[attr-defined]
+    stores[0].start_purchase(purchase(1), None, NOW)
 
     def bump(n: int) -> None:
-        stores[n % 2].update_purchase(  # type: ignore[attr-defined]
+        stores[n % 2].update_purchase(
             "pur_buyer_1", lambda p: p.with_changes("t", tokens=p.tokens + 1)
         )
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(bump, range(6)))
-    final = stores[1].get_purchase("pur_buyer_1")  # type: ignore[attr-defined]
+    final = stores[1].get_purchase("pur_buyer_1")
     assert final is not None and final.tokens == 116
 
 

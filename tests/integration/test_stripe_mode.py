@@ -1,0 +1,160 @@
+"""The app in Stripe mode under gunicorn, against a local Stripe-compatible API.
+
+Users sign in with Firebase ID tokens (emulator-shaped), there is no dev
+sign-in, checkout goes through StripeService, and `flask tokens sync-stripe`
+records the price ids that checkout then uses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.fake_stripe_api import FakeStripeApi, running_fake
+from tests.support.firebase_tokens import emulator_id_token
+from tests.support.purchases import event, send, session_object
+from tests.support.server import ROOT, AppServer
+
+PROJECT = "demo-token-store"
+SECRET = "whsec_stripe_mode_test"
+
+fake_stripe = pytest.fixture(running_fake)
+
+
+@pytest.fixture
+def stripe_app(fake_stripe: FakeStripeApi, tmp_path: Path) -> Iterator[AppServer]:
+    server = AppServer(
+        {
+            "STRIPE_SECRET_KEY": "sk_test_token_store",
+            "STRIPE_API_BASE": fake_stripe.url,
+            "STRIPE_WEBHOOK_SECRET": f"{SECRET},whsec_previous_secret",
+            "FIREBASE_PROJECT_ID": PROJECT,
+            "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+            "STORE_URL": f"sqlite:///{tmp_path}/tokens.db",
+        }
+    ).start()
+    yield server
+    server.stop()
+
+
+def bearer(uid: str, project: str = PROJECT) -> dict[str, str]:
+    return {"Authorization": f"Bearer {emulator_id_token(project, uid, f'{uid}@example.com')}"}
+
+
+def checkout(app: AppServer, uid: str, package: str = "popular") -> requests.Response:
+    return requests.post(
+        f"{app.url}/api/tokens/create-checkout-session",
+        json={"package": package},
+        headers=bearer(uid),
+        timeout=30,
+    )
+
+
+def sync(app: AppServer) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "tokens", "sync-stripe"],
+        cwd=ROOT,
+        env=app.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_dev_sign_in_and_the_sandbox_do_not_exist(stripe_app: AppServer) -> None:
+    for path in ("/auth/dev-login", "/sandbox/dashboard"):
+        assert requests.post(f"{stripe_app.url}{path}", json={}, timeout=10).status_code in (
+            404,
+            405,
+        )
+    assert requests.get(f"{stripe_app.url}/sandbox/dashboard", timeout=10).status_code == 404
+
+
+def test_a_firebase_token_signs_in_and_opens_the_account(stripe_app: AppServer) -> None:
+    response = requests.get(
+        f"{stripe_app.url}/api/tokens/balance", headers=bearer("uid-ann"), timeout=10
+    )
+    assert response.json() == {"success": True, "balance": 0, "debt": 0, "status": "active"}
+    me = requests.get(f"{stripe_app.url}/auth/me", headers=bearer("uid-ann"), timeout=10).json()
+    assert me["user"] == {"id": "uid-ann", "email": "uid-ann@example.com", "username": None}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer not-a-jwt"},
+        bearer("uid-ann", project="another-project"),
+        {},
+    ],
+    ids=["garbage", "other-project", "none"],
+)
+def test_bad_or_missing_tokens_are_401(stripe_app: AppServer, headers: dict[str, str]) -> None:
+    response = requests.get(f"{stripe_app.url}/api/tokens/balance", headers=headers, timeout=10)
+    assert (response.status_code, response.json()["code"]) == (401, "not_signed_in")
+
+
+def test_checkout_goes_through_stripe_with_the_servers_price(
+    stripe_app: AppServer, fake_stripe: FakeStripeApi
+) -> None:
+    response = checkout(stripe_app, "uid-bob")
+    assert response.status_code == 200, response.text  # a bearer call needs no CSRF token
+    body = response.json()
+    sent = fake_stripe.last("POST", "/v1/checkout/sessions")
+    assert sent.idempotency_key == f"checkout-{body['purchase_id']}"
+    assert sent.params["mode"] == "payment"
+    assert sent.params["client_reference_id"] == "uid-bob"
+    assert sent.params["line_items"][0]["price_data"]["unit_amount"] == "999"
+    assert sent.params["success_url"].endswith(
+        "/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
+    )
+    assert body["url"] == sent_url(fake_stripe, body["session_id"])
+    customers = fake_stripe.find("POST", "/v1/customers")
+    assert [c.idempotency_key for c in customers] == ["customer-uid-bob"]
+    checkout(stripe_app, "uid-bob", "pro")
+    assert len(fake_stripe.find("POST", "/v1/customers")) == 1  # stored on the account
+
+
+def sent_url(fake: FakeStripeApi, session_id: str) -> str:
+    return str(fake.objects["checkout/sessions"][session_id]["url"])
+
+
+def test_sync_stripe_records_prices_that_checkout_then_uses(
+    stripe_app: AppServer, fake_stripe: FakeStripeApi
+) -> None:
+    first = sync(stripe_app)
+    assert first.count("created") == 4
+    assert "recorded 4 price ids" in first
+    again = sync(stripe_app)
+    assert again.count("unchanged") == 4
+    checkout(stripe_app, "uid-carol", "creator")
+    sent = fake_stripe.last("POST", "/v1/checkout/sessions")
+    line = sent.params["line_items"][0]
+    assert "price_data" not in line
+    assert line["price"].startswith("price_")
+
+
+def test_a_signed_event_credits_and_an_old_secret_still_verifies(stripe_app: AppServer) -> None:
+    body = checkout(stripe_app, "uid-dan").json()
+    obj = session_object(body["session_id"], body["purchase_id"], "uid-dan")
+    assert send(stripe_app.url, event("checkout.session.completed", obj), secret=SECRET).ok
+    other = session_object(body["session_id"], body["purchase_id"], "uid-dan")
+    assert (
+        send(
+            stripe_app.url,
+            event("checkout.session.completed", other),
+            secret="whsec_previous_secret",
+        ).json()["outcome"]
+        == "paid"
+    )
+    balance = requests.get(
+        f"{stripe_app.url}/api/tokens/balance", headers=bearer("uid-dan"), timeout=10
+    ).json()["balance"]
+    assert balance == 110
