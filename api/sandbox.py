@@ -61,4 +61,9 @@ def act(session_id: str, action: str) -> Response:
         gateway.settle_bank_debit(session_id, succeeded=False)
     elif action == "expire":
         gateway.expire(session_id)
+    elif action == "refund":
+        amount = request.form.get("amount", "")
+        gateway.refund(session_id, int(amount) if amount.isdigit() else None)
+    elif action == "dispute":
+        gateway.dispute(session_id)
     return cast(Response, redirect(url_for("sandbox.dashboard"), code=303))

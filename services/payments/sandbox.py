@@ -184,6 +184,40 @@ class SandboxPayments:
 
         return self._change(session_id, change)
 
+    def refund(self, session_id: str, amount: int | None = None) -> dict[str, Any]:
+        """Refund a paid session (all, or ``amount`` more); Stripe sends charge.refunded."""
+
+        def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+            if session["payment_status"] != "paid":
+                return None
+            total = int(session["amount_total"])
+            refunded = min(total, int(session.get("amount_refunded", 0)) + (amount or total))
+            session["amount_refunded"] = refunded
+            return "charge.refunded", _charge(session)
+
+        return self._change(session_id, change)
+
+    def dispute(self, session_id: str) -> dict[str, Any]:
+        """The card holder disputes the whole payment; Stripe sends charge.dispute.created."""
+
+        def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+            if session["payment_status"] != "paid" or session.get("disputed"):
+                return None
+            session["disputed"] = True
+            charge = _charge(session)
+            return "charge.dispute.created", {
+                "id": "dp_sandbox_" + _short(session_id),
+                "object": "dispute",
+                "amount": session["amount_total"],
+                "currency": session["currency"],
+                "charge": charge["id"],
+                "payment_intent": session["payment_intent"],
+                "status": "needs_response",
+                "reason": "fraudulent",
+            }
+
+        return self._change(session_id, change)
+
     def _complete(self, session_id: str, paid: bool) -> dict[str, Any]:
         def change(session: dict[str, Any]) -> str | None:
             if session["status"] != "open":
@@ -204,12 +238,14 @@ class SandboxPayments:
                 conn.execute("ROLLBACK")
                 raise PaymentsError(f"No such checkout.session: {session_id}")
             session = json.loads(row[0])
-            event_type = change(session)
-            if event_type is not None:
+            outcome = change(session)
+            if outcome is not None:
+                # A change returns the event type (about the session) or (type, object).
+                event_type, obj = outcome if isinstance(outcome, tuple) else (outcome, session)
                 conn.execute(
                     "UPDATE sessions SET body = ? WHERE id = ?", (json.dumps(session), session_id)
                 )
-                self._enqueue(conn, event_type, session)
+                self._enqueue(conn, event_type, obj)
             conn.execute("COMMIT")
         self._kick()
         result: dict[str, Any] = session
@@ -308,6 +344,23 @@ class SandboxPayments:
         except requests.RequestException as exc:
             return f"error: {type(exc).__name__}"
         return str(response.status_code)
+
+
+def _charge(session: dict[str, Any]) -> dict[str, Any]:
+    refunded = int(session.get("amount_refunded", 0))
+    return {
+        "id": "ch_sandbox_" + _short(str(session["id"])),
+        "object": "charge",
+        "amount": session["amount_total"],
+        "amount_captured": session["amount_total"],
+        "amount_refunded": refunded,
+        "currency": session["currency"],
+        "payment_intent": session["payment_intent"],
+        "paid": True,
+        "refunded": refunded >= int(session["amount_total"]),
+        "status": "succeeded",
+        "metadata": session.get("metadata", {}),
+    }
 
 
 def _line_items(pack: Pack) -> dict[str, Any]:

@@ -130,3 +130,21 @@ def test_one_idempotency_key_makes_one_session(sandbox_app: AppServer) -> None:
         "/api/tokens/create-checkout-session", json={"package": "pro"}, headers=headers
     ).json()
     assert first["session_id"] == second["session_id"]
+
+
+def test_the_dashboard_sends_signed_refund_and_dispute_events(sandbox_app: AppServer) -> None:
+    buyer = Buyer(sandbox_app.url, "refund@example.com")
+    started = buyer.checkout("starter")
+    pay(buyer, started["url"], card_number="4242424242424242")
+    wait_for(lambda: buyer.balance() == 50, "the purchase to be credited")
+    for action in ("refund", "dispute"):
+        response = buyer.post(
+            f"/sandbox/sessions/{started['session_id']}/{action}",
+            data={"csrf_token": buyer.csrf},
+            allow_redirects=False,
+        )
+        assert response.status_code == 303
+    # Delivered means the app verified the signature and answered 2xx.
+    wait_for(lambda: pending(buyer) == 0, "the refund and dispute events to be delivered")
+    dashboard = buyer.get("/sandbox/dashboard").text
+    assert started["session_id"] in dashboard
