@@ -22,8 +22,8 @@ import stripe
 from tests.support.localstripe_server import API_KEY, LocalStripe, WebhookRelay
 from tests.support.server import AppServer
 
-APP_SECRET = "whsec_localstripe_app_secret"  # noqa: S105 - a made-up test secret
-WRONG_SECRET = "whsec_localstripe_not_the_apps"  # noqa: S105 - a made-up test secret
+APP_SECRET = "whsec_localstripe_app_secret"
+WRONG_SECRET = "whsec_localstripe_not_the_apps"
 EVENT = "payment_intent.succeeded"
 DELIVERY_TIMEOUT_S = 15.0  # localstripe waits 1 s before it sends an event
 

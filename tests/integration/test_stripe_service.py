@@ -25,7 +25,7 @@ from services.stripe_service import (
 from tests.support.fake_stripe_api import FakeStripeApi, RecordedRequest
 from tests.support.stripe_fixtures import FIXTURES_PATH, FixturesNotFound, fixture, load_fixtures
 
-SECRET = "sk_test_51FakeSecretKeyForTests0000000000"  # noqa: S105 - a made-up test key
+SECRET = "sk_test_51FakeSecretKeyForTests0000000000"
 SUCCESS_URL = "https://tokens.example/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_URL = "https://tokens.example/tokens?cancelled=1"
 EXPIRES_AT = 1_900_000_000
