@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import threading
@@ -43,6 +44,9 @@ PER_BUYER = 5  # checkouts one user may start per hour
 DEFAULT_EVENTS = {"sqlite": 1000, "firestore": 200}
 STORE_URLS = {"firestore": "firestore://demo-bench"}  # SQLite: AppServer's temp file
 TARGET_RATIO, TARGET_P99_MS = 0.5, 250.0
+# Concurrent checkouts of different buyers collide on the Firestore emulator (each one
+# queries the buyer's recent purchases inside its transaction): set them up one at a time.
+SETUP_CONCURRENCY = {"firestore": 1}
 TIMEOUT_S = 60
 
 Call = Callable[[requests.Session, int], int]
@@ -62,10 +66,21 @@ class Timing:
     seconds: float
     latencies_ms: list[float]  # of 2xx responses
     errors: int  # non-2xx responses and failed requests
+    server_cpu_s: float | None = None  # gunicorn's user + system CPU time over the run
 
     @property
     def per_s(self) -> float:
         return len(self.latencies_ms) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return sum(self.latencies_ms) / len(self.latencies_ms) if self.latencies_ms else 0.0
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server CPU per request, over every request sent."""
+        count = len(self.latencies_ms) + self.errors
+        return None if self.server_cpu_s is None or not count else self.server_cpu_s * 1000 / count
 
     def p(self, fraction: float) -> float:
         return percentile(self.latencies_ms, fraction)
@@ -108,11 +123,16 @@ def sign_in(url: str, store: str, index: int, count: int) -> tuple[Buyer, list[O
 def start_purchases(
     url: str, store: str, events: int, concurrency: int
 ) -> tuple[list[Buyer], list[Order]]:
-    """Buyers with at most PER_BUYER checkouts each, N checkouts in all."""
+    """Buyers with at most PER_BUYER checkouts each, N checkouts in all.
+
+    The orders come round-robin over the buyers, so requests in flight together are
+    mostly for different buyers, as Stripe's deliveries would be.
+    """
     counts = [min(PER_BUYER, events - start) for start in range(0, events, PER_BUYER)]
     with ThreadPoolExecutor(concurrency) as pool:
         made = list(pool.map(lambda i: sign_in(url, store, i, counts[i]), range(len(counts))))
-    return [buyer for buyer, _ in made], [order for _, orders in made for order in orders]
+    rounds = [[orders[k] for _, orders in made if k < len(orders)] for k in range(PER_BUYER)]
+    return [buyer for buyer, _ in made], [order for batch in rounds for order in batch]
 
 
 def paid_body(order: Order, buyer: Buyer, index: int) -> bytes:
@@ -150,7 +170,18 @@ def _client(call: Call, indices: range, barrier: threading.Barrier, out: list[fl
             out.append(elapsed_ms if 200 <= status < 300 else -1.0)
 
 
-def run_clients(call: Call, count: int, concurrency: int) -> Timing:
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (Linux /proc), else 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(process_cpu_s(int(child)) for child in children)
+
+
+def run_clients(call: Call, count: int, concurrency: int, server_pid: int) -> Timing:
     """``call(session, i)`` for i < count on ``concurrency`` threads, one Session each."""
     barrier = threading.Barrier(concurrency + 1)
     outs: list[list[float]] = [[] for _ in range(concurrency)]
@@ -160,32 +191,39 @@ def run_clients(call: Call, count: int, concurrency: int) -> Timing:
     ]
     for thread in threads:
         thread.start()
+    cpu_before = process_cpu_s(server_pid)
     barrier.wait()
     start = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    cpu = process_cpu_s(server_pid) - cpu_before if cpu_before else None
     every = [ms for out in outs for ms in out]
-    return Timing(elapsed, [ms for ms in every if ms >= 0], sum(1 for ms in every if ms < 0))
+    ok = [ms for ms in every if ms >= 0]
+    return Timing(elapsed, ok, len(every) - len(ok), cpu)
 
 
-def send_events(url: str, bodies: list[bytes], concurrency: int) -> Timing:
+def server_pid(server: AppServer) -> int:
+    return server.process.pid if server.process is not None else 0
+
+
+def send_events(server: AppServer, bodies: list[bytes], concurrency: int) -> Timing:
     headers = signed(bodies)
-    target = f"{url}/api/stripe/webhook"
+    target = f"{server.url}/api/stripe/webhook"
 
     def post(http: requests.Session, i: int) -> int:
         return http.post(target, data=bodies[i], headers=headers[i], timeout=TIMEOUT_S).status_code
 
-    return run_clients(post, len(bodies), concurrency)
+    return run_clients(post, len(bodies), concurrency, server_pid(server))
 
 
-def hit_healthz(url: str, count: int, concurrency: int) -> Timing:
-    target = f"{url}/healthz"
+def hit_healthz(server: AppServer, count: int, concurrency: int) -> Timing:
+    target = f"{server.url}/healthz"
 
     def get(http: requests.Session, _: int) -> int:
         return http.get(target, timeout=TIMEOUT_S).status_code
 
-    return run_clients(get, count, concurrency)
+    return run_clients(get, count, concurrency, server_pid(server))
 
 
 # -- checks ------------------------------------------------------------------------
@@ -221,11 +259,12 @@ def bench_store(store: str, events: int, concurrency: int) -> Result:
     with app_server(store) as server:
         print(f"{store}: setting up {events} purchases ...", flush=True)
         began = time.perf_counter()
-        buyers, orders = start_purchases(server.url, store, events, concurrency)
+        setup = SETUP_CONCURRENCY.get(store, concurrency)
+        buyers, orders = start_purchases(server.url, store, events, setup)
         bodies = [paid_body(o, buyers[o.buyer], i) for i, o in enumerate(orders)]
         print(f"{store}: set up in {time.perf_counter() - began:.1f} s; sending events", flush=True)
-        webhook = send_events(server.url, bodies, concurrency)
-        healthz = hit_healthz(server.url, events, concurrency)
+        webhook = send_events(server, bodies, concurrency)
+        healthz = hit_healthz(server, events, concurrency)
         exact = balances_exact(buyers, orders, concurrency)
         for buyer in buyers:
             buyer.http.close()

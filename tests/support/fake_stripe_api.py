@@ -28,10 +28,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.support.local_http import LocalHttpServer
 from tests.support.stripe_fixtures import fixture
 
 # URL collection -> (fixture name, id prefix)
@@ -48,7 +49,6 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
 }
 FIXTURE_COLLECTION = {name: collection for collection, (name, _) in COLLECTIONS.items()}
 LIST_CONTROL_PARAMS = {"limit", "starting_after", "ending_before", "expand", "created", "types"}
-SHUTDOWN_POLL_S = 0.01  # how soon stop() returns; the server answers requests at once anyway
 _KEY_PART = re.compile(r"\[([^\]]*)\]")
 
 Response = tuple[int, dict[str, Any], dict[str, str]]
@@ -143,8 +143,11 @@ def _matches(obj: dict[str, Any], params: dict[str, Any]) -> bool:
     )
 
 
-class FakeStripeApi:
+class FakeStripeApi(LocalHttpServer):
     """Start with ``start()`` or ``with``; point the SDK at ``url``."""
+
+    owner_attr = "fake"
+    thread_name = "fake-stripe-api"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -155,43 +158,6 @@ class FakeStripeApi:
         self.page_size: int | None = None  # caps every list page, to exercise pagination
         self._failures: list[tuple[int, str]] = []
         self._replays: dict[str, tuple[str, str, dict[str, Any], Response]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------
-
-    def start(self) -> FakeStripeApi:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.fake = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_S},
-            name="fake-stripe-api",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> FakeStripeApi:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake Stripe API is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- test controls ---------------------------------------------------------
 
@@ -454,6 +420,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the recorded requests are the log."""
+
+
+FakeStripeApi.handler = _Handler
 
 
 def running_fake() -> Iterator[FakeStripeApi]:

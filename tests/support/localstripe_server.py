@@ -33,19 +33,19 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from tests.support.firestore_emulator import free_port
+from tests.support.local_http import LocalHttpServer
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 API_KEY = "sk_test_localstripe"  # localstripe accepts any key that starts with sk_
 FORWARD_TIMEOUT_S = 10.0
-SHUTDOWN_POLL_S = 0.01
 
 
 class LocalStripe:
@@ -131,47 +131,16 @@ class Delivery:
     answer: Any  # the app's JSON answer
 
 
-class WebhookRelay:
+class WebhookRelay(LocalHttpServer):
     """Forwards POST ``{url}/<name>`` to ``target`` as is, and records each exchange."""
+
+    owner_attr = "relay"
+    thread_name = "webhook-relay"
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.deliveries: list[Delivery] = []
         self._changed = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "the relay is not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> WebhookRelay:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _RelayHandler)
-        server.relay = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": SHUTDOWN_POLL_S},
-            name="webhook-relay",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> WebhookRelay:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def record(self, delivery: Delivery) -> None:
         with self._changed:
@@ -211,3 +180,6 @@ class _RelayHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the test asserts on the recorded deliveries instead."""
+
+
+WebhookRelay.handler = _RelayHandler
