@@ -295,15 +295,22 @@ COLUMNS = (
     "healthz req/s",
     "healthz p50 ms",
     "events/s ÷ healthz req/s",
+    "server CPU ms/event",
+    "server CPU ms/healthz",
     "balances exact",
 )
 
 
+def ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def format_row(r: Result) -> str:
-    cells = (r.store, str(r.events), str(r.concurrency), f"{r.webhook.per_s:.1f}")
-    cells += (f"{r.webhook.p(0.5):.1f}", f"{r.webhook.p(0.99):.1f}", str(r.webhook.errors))
-    cells += (f"{r.healthz.per_s:.1f}", f"{r.healthz.p(0.5):.1f}", f"{r.ratio:.2f}")
-    return "| " + " | ".join((*cells, "yes" if r.balances_exact else "no")) + " |"
+    cells = [r.store, str(r.events), str(r.concurrency), f"{r.webhook.per_s:.1f}"]
+    cells += [f"{r.webhook.p(0.5):.1f}", f"{r.webhook.p(0.99):.1f}", str(r.webhook.errors)]
+    cells += [f"{r.healthz.per_s:.1f}", f"{r.healthz.p(0.5):.1f}", f"{r.ratio:.2f}"]
+    cells += [ms(r.webhook.cpu_ms), ms(r.healthz.cpu_ms), "yes" if r.balances_exact else "no"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def table(results: list[Result]) -> str:
@@ -318,7 +325,7 @@ def verdict(met: bool) -> str:
 def target_lines(results: list[Result]) -> list[str]:
     lines = []
     for r in results:
-        note = "" if r.store == "sqlite" else " (targets are for SQLite; shown for reference)"
+        note = "" if r.store == "sqlite" else " (the targets are for SQLite; for reference)"
         lines.append(
             f"- {r.store}: ratio {r.ratio:.2f} (target ≥ {TARGET_RATIO}): {verdict(r.ratio_met)};"
             f" p99 {r.webhook.p(0.99):.1f} ms (target < {TARGET_P99_MS:.0f} ms):"
@@ -327,22 +334,49 @@ def target_lines(results: list[Result]) -> list[str]:
     return lines
 
 
-def interpret(r: Result) -> str:
-    """Little's law: with C requests always in flight, mean latency = C / throughput."""
-    event_ms, health_ms = 1000 / max(r.webhook.per_s, 1e-9), 1000 / max(r.healthz.per_s, 1e-9)
-    queued_ms = r.concurrency * event_ms
-    meets = "meets" if r.ratio_met and r.p99_met else "does not meet"
-    store = "SQLite" if r.store == "sqlite" else "the Firestore emulator"
-    return (
-        f"On {store} the server completed an event every {event_ms:.1f} ms against "
-        f"{health_ms:.2f} ms per /healthz request, so fulfilment adds about "
-        f"{event_ms - health_ms:.1f} ms of serialised server time to the bare request cost "
-        f"(ratio {r.ratio:.2f}). With {r.concurrency} requests in flight on 4 gunicorn threads, "
-        f"Little's law predicts a mean latency of {queued_ms:.0f} ms, close to the measured p50 "
-        f"of {r.webhook.p(0.5):.0f} ms, so latency here is mostly queueing behind that per-event "
-        f"cost; the run {meets} the SQLite targets"
-        + (" (which apply to SQLite only)." if r.store != "sqlite" else ".")
+def cost_sentence(r: Result, store: str) -> str:
+    met = "meets" if r.ratio_met else "misses"
+    head = (
+        f"On {store} the webhook ran at {r.webhook.per_s:.0f} events/s against "
+        f"{r.healthz.per_s:.0f} /healthz req/s, a ratio of {r.ratio:.2f}"
     )
+    head += f", which {met} the target of {TARGET_RATIO}" if r.store == "sqlite" else ""
+    event_cpu, health_cpu = r.webhook.cpu_ms, r.healthz.cpu_ms
+    if event_cpu is None or health_cpu is None or r.webhook.server_cpu_s is None:
+        return head + "."
+    busy = r.webhook.server_cpu_s / r.webhook.seconds
+    return head + (
+        f"; the gunicorn worker spent {event_cpu:.2f} ms of CPU per event against "
+        f"{health_cpu:.2f} ms per /healthz request and was busy {busy:.0%} of one core "
+        f"while the events ran (one process: the GIL caps it near one core)."
+    )
+
+
+def latency_sentence(r: Result) -> str:
+    """Little's law: with C requests always in flight, mean latency = C / throughput."""
+    predicted = r.concurrency * 1000 / r.webhook.per_s if r.webhook.per_s else 0.0
+    own = r.webhook.cpu_ms
+    waiting = (
+        f"; the event's own {own:.1f} ms of CPU is {own / r.webhook.mean_ms:.0%} of it"
+        if (own is not None and r.webhook.mean_ms)
+        else ""
+    )
+    p99 = f"{r.webhook.p(0.99):.0f} ms"
+    p99 += (
+        f" ({verdict(r.p99_met)}: target < {TARGET_P99_MS:.0f} ms)" if r.store == "sqlite" else ""
+    )
+    return (
+        f"With {r.concurrency} requests in flight on 4 server threads, Little's law gives a mean "
+        f"latency of {predicted:.0f} ms for that rate, and the measured mean is "
+        f"{r.webhook.mean_ms:.0f} ms (p50 {r.webhook.p(0.5):.0f} ms, p99 {p99}){waiting}, "
+        f"so latency follows from throughput: the rest is waiting for a thread, the GIL or the "
+        f"store."
+    )
+
+
+def interpret(r: Result) -> str:
+    store = "SQLite" if r.store == "sqlite" else "the Firestore emulator"
+    return cost_sentence(r, store) + " " + latency_sentence(r)
 
 
 def section(context: str, results: list[Result]) -> str:

@@ -82,25 +82,25 @@ def test_a_bad_catalog_entry_stops_start_up_naming_it(tmp_path: Path) -> None:
             }
         )
     )
-    server = AppServer(
-        {"STORE_URL": f"sqlite:///{tmp_path}/t.db", "TOKEN_CATALOG_FILE": str(catalog)}
-    )
-    process = server.launch()
-    process.wait(timeout=30)
-    output = server.output()
-    server.stop()
-    assert process.returncode != 0
+    returncode, output = refused_start({"TOKEN_CATALOG_FILE": str(catalog)})
+    assert returncode != 0
     assert "package 'broken': price_cents must be" in output
 
 
-def test_production_refuses_the_development_defaults(tmp_path: Path) -> None:
-    server = AppServer({"APP_ENV": "production", "STORE_URL": f"sqlite:///{tmp_path}/t.db"})
+def test_production_refuses_the_development_defaults() -> None:
+    returncode, output = refused_start({"APP_ENV": "production"})
+    assert returncode != 0
+    assert "STRIPE_SECRET_KEY is not set" in output
+
+
+def refused_start(env: dict[str, str]) -> tuple[int, str]:
+    """Launch gunicorn expecting it to exit; its exit code and output."""
+    server = AppServer(env)
     process = server.launch()
     process.wait(timeout=30)
     output = server.output()
     server.stop()
-    assert process.returncode != 0
-    assert "STRIPE_SECRET_KEY is not set" in output
+    return process.returncode, output
 
 
 def test_readiness_follows_firestore(firestore_emulator: FirestoreEmulator) -> None:
