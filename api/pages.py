@@ -10,6 +10,11 @@ from services.errors import PurchaseNotFound
 bp = Blueprint("pages", __name__)
 
 
+@bp.get("/")
+def index() -> str:
+    return render_template("index.html", packs=list(deps.settings().catalog))
+
+
 @bp.get("/token-purchase-success")
 def purchase_success() -> str:
     """Fulfils through the same function as the webhook, so a late webhook costs nothing."""
