@@ -67,6 +67,7 @@ class Timing:
     latencies_ms: list[float]  # of 2xx responses
     errors: int  # non-2xx responses and failed requests
     server_cpu_s: float | None = None  # gunicorn's user + system CPU time over the run
+    client_cpu_s: float = 0.0  # this process's CPU time over the run
 
     @property
     def per_s(self) -> float:
@@ -81,6 +82,11 @@ class Timing:
         """Server CPU per request, over every request sent."""
         count = len(self.latencies_ms) + self.errors
         return None if self.server_cpu_s is None or not count else self.server_cpu_s * 1000 / count
+
+    @property
+    def client_cpu_ms(self) -> float:
+        count = len(self.latencies_ms) + self.errors
+        return self.client_cpu_s * 1000 / count if count else 0.0
 
     def p(self, fraction: float) -> float:
         return percentile(self.latencies_ms, fraction)
@@ -191,16 +197,17 @@ def run_clients(call: Call, count: int, concurrency: int, server_pid: int) -> Ti
     ]
     for thread in threads:
         thread.start()
-    cpu_before = process_cpu_s(server_pid)
+    cpu_before, client_before = process_cpu_s(server_pid), time.process_time()
     barrier.wait()
     start = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
     cpu = process_cpu_s(server_pid) - cpu_before if cpu_before else None
+    client = time.process_time() - client_before
     every = [ms for out in outs for ms in out]
     ok = [ms for ms in every if ms >= 0]
-    return Timing(elapsed, ok, len(every) - len(ok), cpu)
+    return Timing(elapsed, ok, len(every) - len(ok), cpu, client)
 
 
 def server_pid(server: AppServer) -> int:

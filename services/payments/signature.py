@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
@@ -18,6 +19,8 @@ import stripe
 from services.errors import BadSignature, InvalidPayload
 
 TOLERANCE_S = 300
+# Stripe's ids are letters, digits and underscores; the id also names a stored document.
+EVENT_ID = re.compile(r"^[A-Za-z0-9_]{1,255}$")
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -67,6 +70,8 @@ def parse_event(payload: bytes) -> dict[str, Any]:
         raise InvalidPayload("the event is not a JSON object")
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise InvalidPayload("the event has no id or type")
+    if not EVENT_ID.match(event["id"]):
+        raise InvalidPayload("the event id is not a Stripe event id")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidPayload("the event has no data.object")
