@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import subprocess
 import sys
 import threading
 import time
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import requests
 
-from bench.ledger_bench import HEADER, context_line, emulator, percentile
+from bench.report import context_line, emulator, percentile, write_section
 from config.settings import DEV_WEBHOOK_SECRET
 from services.payments.signature import sign
 from tests.support.purchases import Buyer, event, session_object
@@ -68,6 +68,7 @@ class Timing:
     errors: int  # non-2xx responses and failed requests
     server_cpu_s: float | None = None  # gunicorn's user + system CPU time over the run
     client_cpu_s: float = 0.0  # this process's CPU time over the run
+    store_cpu_s: float | None = None  # the Firestore emulator's CPU time over the run
 
     @property
     def per_s(self) -> float:
@@ -82,11 +83,6 @@ class Timing:
         """Server CPU per request, over every request sent."""
         count = len(self.latencies_ms) + self.errors
         return None if self.server_cpu_s is None or not count else self.server_cpu_s * 1000 / count
-
-    @property
-    def client_cpu_ms(self) -> float:
-        count = len(self.latencies_ms) + self.errors
-        return self.client_cpu_s * 1000 / count if count else 0.0
 
     def p(self, fraction: float) -> float:
         return percentile(self.latencies_ms, fraction)
@@ -187,8 +183,15 @@ def process_cpu_s(pid: int) -> float:
     return own + sum(process_cpu_s(int(child)) for child in children)
 
 
-def run_clients(call: Call, count: int, concurrency: int, server_pid: int) -> Timing:
-    """``call(session, i)`` for i < count on ``concurrency`` threads, one Session each."""
+def cpu_since(pid: int, before: float) -> float | None:
+    return process_cpu_s(pid) - before if pid and before else None
+
+
+def run_clients(call: Call, count: int, concurrency: int, pids: tuple[int, int]) -> Timing:
+    """``call(session, i)`` for i < count on ``concurrency`` threads, one Session each.
+
+    ``pids`` are the server's and the emulator's (0: none), whose CPU time is measured.
+    """
     barrier = threading.Barrier(concurrency + 1)
     outs: list[list[float]] = [[] for _ in range(concurrency)]
     threads = [
@@ -197,40 +200,38 @@ def run_clients(call: Call, count: int, concurrency: int, server_pid: int) -> Ti
     ]
     for thread in threads:
         thread.start()
-    cpu_before, client_before = process_cpu_s(server_pid), time.process_time()
+    server_before, store_before = (process_cpu_s(pid) for pid in pids)
+    client_before = time.process_time()
     barrier.wait()
     start = time.perf_counter()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
-    cpu = process_cpu_s(server_pid) - cpu_before if cpu_before else None
+    server = cpu_since(pids[0], server_before)
     client = time.process_time() - client_before
+    store = cpu_since(pids[1], store_before)
     every = [ms for out in outs for ms in out]
     ok = [ms for ms in every if ms >= 0]
-    return Timing(elapsed, ok, len(every) - len(ok), cpu, client)
+    return Timing(elapsed, ok, len(every) - len(ok), server, client, store)
 
 
-def server_pid(server: AppServer) -> int:
-    return server.process.pid if server.process is not None else 0
-
-
-def send_events(server: AppServer, bodies: list[bytes], concurrency: int) -> Timing:
+def send_events(url: str, bodies: list[bytes], concurrency: int, pids: tuple[int, int]) -> Timing:
     headers = signed(bodies)
-    target = f"{server.url}/api/stripe/webhook"
+    target = f"{url}/api/stripe/webhook"
 
     def post(http: requests.Session, i: int) -> int:
         return http.post(target, data=bodies[i], headers=headers[i], timeout=TIMEOUT_S).status_code
 
-    return run_clients(post, len(bodies), concurrency, server_pid(server))
+    return run_clients(post, len(bodies), concurrency, pids)
 
 
-def hit_healthz(server: AppServer, count: int, concurrency: int) -> Timing:
-    target = f"{server.url}/healthz"
+def hit_healthz(url: str, count: int, concurrency: int, pids: tuple[int, int]) -> Timing:
+    target = f"{url}/healthz"
 
     def get(http: requests.Session, _: int) -> int:
         return http.get(target, timeout=TIMEOUT_S).status_code
 
-    return run_clients(get, count, concurrency, server_pid(server))
+    return run_clients(get, count, concurrency, pids)
 
 
 # -- checks ------------------------------------------------------------------------
@@ -262,16 +263,21 @@ def app_server(store: str) -> Iterator[AppServer]:
         server.stop()
 
 
-def bench_store(store: str, events: int, concurrency: int) -> Result:
+def pid_of(process: subprocess.Popen[bytes] | None) -> int:
+    return process.pid if process is not None else 0
+
+
+def bench_store(store: str, events: int, concurrency: int, store_pid: int = 0) -> Result:
     with app_server(store) as server:
+        pids = (pid_of(server.process), store_pid)
         print(f"{store}: setting up {events} purchases ...", flush=True)
         began = time.perf_counter()
         setup = SETUP_CONCURRENCY.get(store, concurrency)
         buyers, orders = start_purchases(server.url, store, events, setup)
         bodies = [paid_body(o, buyers[o.buyer], i) for i, o in enumerate(orders)]
         print(f"{store}: set up in {time.perf_counter() - began:.1f} s; sending events", flush=True)
-        webhook = send_events(server, bodies, concurrency)
-        healthz = hit_healthz(server, events, concurrency)
+        webhook = send_events(server.url, bodies, concurrency, pids)
+        healthz = hit_healthz(server.url, events, concurrency, pids)
         exact = balances_exact(buyers, orders, concurrency)
         for buyer in buyers:
             buyer.http.close()
@@ -285,8 +291,8 @@ def run_store(store: str, events: int | None, concurrency: int) -> Result:
     if store != "firestore":
         return bench_store(store, count, concurrency)
     print("starting the Firestore emulator ...", flush=True)
-    with emulator():
-        return bench_store("firestore", count, concurrency)
+    with emulator() as emu:
+        return bench_store("firestore", count, concurrency, pid_of(emu.process))
 
 
 # -- output ------------------------------------------------------------------------
@@ -341,49 +347,65 @@ def target_lines(results: list[Result]) -> list[str]:
     return lines
 
 
-def cost_sentence(r: Result, store: str) -> str:
-    met = "meets" if r.ratio_met else "misses"
-    head = (
-        f"On {store} the webhook ran at {r.webhook.per_s:.0f} events/s against "
-        f"{r.healthz.per_s:.0f} /healthz req/s, a ratio of {r.ratio:.2f}"
-    )
-    head += f", which {met} the target of {TARGET_RATIO}" if r.store == "sqlite" else ""
-    event_cpu, health_cpu = r.webhook.cpu_ms, r.healthz.cpu_ms
-    if event_cpu is None or health_cpu is None or r.webhook.server_cpu_s is None:
-        return head + "."
-    busy = r.webhook.server_cpu_s / r.webhook.seconds
-    return head + (
-        f"; the gunicorn worker spent {event_cpu:.2f} ms of CPU per event against "
-        f"{health_cpu:.2f} ms per /healthz request and was busy {busy:.0%} of one core "
-        f"while the events ran (one process: the GIL caps it near one core)."
-    )
-
-
-def latency_sentence(r: Result) -> str:
+def little_ms(r: Result) -> float:
     """Little's law: with C requests always in flight, mean latency = C / throughput."""
-    predicted = r.concurrency * 1000 / r.webhook.per_s if r.webhook.per_s else 0.0
-    own = r.webhook.cpu_ms
-    waiting = (
-        f"; the event's own {own:.1f} ms of CPU is {own / r.webhook.mean_ms:.0%} of it"
-        if (own is not None and r.webhook.mean_ms)
-        else ""
-    )
-    p99 = f"{r.webhook.p(0.99):.0f} ms"
-    p99 += (
-        f" ({verdict(r.p99_met)}: target < {TARGET_P99_MS:.0f} ms)" if r.store == "sqlite" else ""
-    )
+    return r.concurrency * 1000 / r.webhook.per_s if r.webhook.per_s else 0.0
+
+
+def sqlite_sentence(r: Result) -> str:
+    w = r.webhook
+    cpu = w.cpu_ms if w.cpu_ms is not None else 0.0
+    busy = share(w.server_cpu_s, w.seconds)
+    doing = "waiting rather than computing" if cpu < w.mean_ms / 2 else "computing"
     return (
-        f"With {r.concurrency} requests in flight on 4 server threads, Little's law gives a mean "
-        f"latency of {predicted:.0f} ms for that rate, and the measured mean is "
-        f"{r.webhook.mean_ms:.0f} ms (p50 {r.webhook.p(0.5):.0f} ms, p99 {p99}){waiting}, "
-        f"so latency follows from throughput: the rest is waiting for a thread, the GIL or the "
-        f"store."
+        f"On SQLite the webhook ran at {w.per_s:.0f} events/s, {r.ratio:.2f} of the "
+        f"{r.healthz.per_s:.0f} /healthz req/s (target {TARGET_RATIO}: {verdict(r.ratio_met)}), "
+        f"with the worker busy {busy:.0%} of one core at {cpu:.2f} ms of CPU per event against "
+        f"{ms(r.healthz.cpu_ms)} ms per /healthz request, so an event spends most of its "
+        f"{w.mean_ms:.0f} ms mean latency {doing}; Little's law gives {little_ms(r):.0f} ms for "
+        f"{r.concurrency} requests in flight at that rate, and the p99 of {w.p(0.99):.0f} ms "
+        f"(target < {TARGET_P99_MS:.0f} ms: {verdict(r.p99_met)}) is the tail of that queue."
     )
 
 
-def interpret(r: Result) -> str:
-    store = "SQLite" if r.store == "sqlite" else "the Firestore emulator"
-    return cost_sentence(r, store) + " " + latency_sentence(r)
+def share(cpu_s: float | None, seconds: float) -> float:
+    """CPU seconds as a share of one core over ``seconds`` of wall clock."""
+    return cpu_s / seconds if cpu_s is not None and seconds > 0 else 0.0
+
+
+def firestore_sentence(r: Result) -> str:
+    w = r.webhook
+    worker, emulator_ = share(w.server_cpu_s, w.seconds), share(w.store_cpu_s, w.seconds)
+    used = worker + emulator_ + share(w.client_cpu_s, w.seconds)
+    limit = (
+        "so the two CPUs were nearly saturated and the emulator's own CPU is the limit here"
+        if used >= 1.6
+        else "so the rest of each request's time is waiting on the emulator"
+    )
+    per_event = w.store_cpu_s * 1000 / r.events if w.store_cpu_s is not None else 0.0
+    return (
+        f"On the Firestore emulator the rate falls to {w.per_s:.0f} events/s (ratio "
+        f"{r.ratio:.2f}), p50 {w.p(0.5):.0f} ms and p99 {w.p(0.99):.0f} ms against "
+        f"{little_ms(r):.0f} ms from Little's law; the worker was busy {worker:.0%} of one core "
+        f"({ms(w.cpu_ms)} ms per event) and the emulator, a Java process on the same machine, "
+        f"{emulator_:.0%} ({per_event:.1f} ms per event), {limit}."
+    )
+
+
+def client_sentence(results: list[Result]) -> str:
+    shares = sorted(r.healthz.client_cpu_s / r.healthz.seconds for r in results)
+    low, high = (shares[0], shares[-1]) if shares else (0.0, 0.0)
+    used = f"{high:.0%}" if round(low, 2) == round(high, 2) else f"{low:.0%} to {high:.0%}"
+    bound = "partly bounded by the client" if high >= 0.75 else "not bounded by the client"
+    return (
+        f"The benchmark client shares the machine's CPUs with the server and used {used} of one "
+        f"core during the /healthz runs, so that baseline is {bound}."
+    )
+
+
+def interpretation(results: list[Result]) -> list[str]:
+    texts = [sqlite_sentence(r) if r.store == "sqlite" else firestore_sentence(r) for r in results]
+    return [*texts, client_sentence(results)]
 
 
 def section(context: str, results: list[Result]) -> str:
@@ -395,20 +417,8 @@ def section(context: str, results: list[Result]) -> str:
     parts = ["## Webhook throughput (`bench/webhook_bench.py`)", context, table(results), notes]
     parts.append("Targets on SQLite: events/s ÷ healthz req/s ≥ 0.5 and p99 < 250 ms.")
     parts.append("\n".join(target_lines(results)))
-    parts.append(" ".join(interpret(r) for r in results))
+    parts.append(" ".join(interpretation(results)))
     return f"{START}\n" + "\n\n".join(parts) + f"\n{END}"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the webhook_bench section of ``path`` (append it if absent)."""
-    old = path.read_text() if path.exists() else HEADER
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -427,9 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     stores = ("sqlite", "firestore") if args.store == "all" else (args.store,)
     results = [run_store(store, args.events, args.concurrency) for store in stores]
     print("\n" + table(results) + "\n\n" + "\n".join(target_lines(results)))
-    print("\n" + "\n".join(interpret(r) for r in results))
+    print("\n" + "\n".join(interpretation(results)))
     if args.write:
-        write_section(args.write, section(context, results))
+        write_section(args.write, section(context, results), START, END)
         print(f"\nwrote {args.write}")
     return 0 if all(r.balances_exact for r in results) else 1
 

@@ -56,6 +56,6 @@ def build_services(settings: Settings) -> Services:
         checkout=CheckoutService(
             store, payments, settings.catalog, security, settings.app_base_url
         ),
-        fulfilment=Fulfilment(store, ledger, settings.catalog, payments, security),
+        fulfilment=Fulfilment(store, settings.catalog, payments, security),
         auth=AuthService(store, verifier),
     )

@@ -16,8 +16,15 @@ from typing import Any
 
 from config.catalog import Catalog, Pack
 from services.errors import DomainError, InvalidPayload
-from services.ledger.model import TxnType, format_time, utc_now
-from services.ledger.rules import validate_user_id
+from services.ledger.model import (
+    JournalTransaction,
+    Operation,
+    OpKind,
+    TxnType,
+    format_time,
+    utc_now,
+)
+from services.ledger.rules import validate, validate_user_id
 from services.payments.model import (
     FINAL_STATES,
     OPEN_STATES,
@@ -28,7 +35,6 @@ from services.payments.model import (
 from services.payments.port import PaymentsGateway
 from services.security import SecurityService
 from services.store.port import Store
-from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.fulfilment")
 PAID_STATUSES = ("paid", "no_payment_required")
@@ -50,14 +56,12 @@ class Fulfilment:
     def __init__(
         self,
         store: Store,
-        ledger: TokenLedger,
         catalog: Catalog,
         payments: PaymentsGateway,
         security: SecurityService,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
-        self.ledger = ledger
         self.catalog = catalog
         self.payments = payments
         self.security = security
@@ -123,31 +127,34 @@ class Fulfilment:
     def _credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
         if purchase.state is PurchaseState.NEEDS_REVIEW:
             return purchase
+        op = Operation(
+            OpKind.CREDIT,
+            credit_key(purchase),
+            purchase.user_id,
+            purchase.tokens,
+            TxnType.PURCHASE,
+            reason=f"{purchase.pack_id} pack",
+            refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+        )
+
+        def mark_paid(p: Purchase, txn: JournalTransaction) -> Purchase | None:
+            if p.state is PurchaseState.PAID:
+                return None
+            return p.with_changes(
+                self._now(),
+                state=PurchaseState.PAID,
+                credit_txn_id=txn.id,
+                payment_intent_id=p.payment_intent_id or payment_intent,
+            )
+
         try:
             self.store.ensure_user(User(id=purchase.user_id, created_at=self._now()), self.clock())
-            txn = self.ledger.credit(
-                purchase.user_id,
-                purchase.tokens,
-                key=credit_key(purchase),
-                type=TxnType.PURCHASE,
-                reason=f"{purchase.pack_id} pack",
-                refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+            # One store transaction: the credit and the purchase's paid state together.
+            _, paid = self.store.apply_for_purchase(
+                validate(op), purchase.id, mark_paid, self.clock()
             )
         except DomainError as exc:
             return self._review(purchase, f"credit refused: {exc.message}")
-        paid = self.store.update_purchase(
-            purchase.id,
-            lambda p: (
-                None
-                if p.state is PurchaseState.PAID
-                else p.with_changes(
-                    self._now(),
-                    state=PurchaseState.PAID,
-                    credit_txn_id=txn.id,
-                    payment_intent_id=p.payment_intent_id or payment_intent,
-                )
-            ),
-        )
         log.info(
             "purchase %s credited %d tokens",
             purchase.id,

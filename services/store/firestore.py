@@ -170,10 +170,13 @@ class FirestoreStore(FirestorePurchases):
                 raise
         return self.get_account(user_id)
 
+    def _unit_of_work(self, transaction: firestore.Transaction) -> _FirestoreUnitOfWork:
+        return _FirestoreUnitOfWork(self, transaction)
+
     def apply(self, op: Operation, now: datetime) -> JournalTransaction:
         with self._local_locks(op.user_ids):
             return self._in_transaction(
-                lambda transaction: execute(_FirestoreUnitOfWork(self, transaction), op, now)
+                lambda transaction: execute(self._unit_of_work(transaction), op, now)
             )
 
     def get_account(self, user_id: str) -> Account:

@@ -17,7 +17,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.errors import PurchaseNotFound, UsernameTaken
-from services.ledger.model import Account, format_time
+from services.ledger.model import Account, JournalTransaction, Operation, format_time
+from services.ledger.rules import UnitOfWork, execute
 from services.payments.limits import DAY, check_limits
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
 
@@ -47,6 +48,8 @@ class _FirestoreBase(Protocol):
 
     def account_ref(self, user_id: str) -> Any: ...
 
+    def _unit_of_work(self, transaction: firestore.Transaction) -> UnitOfWork: ...
+
 
 def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
     return store.db.collection(collection).document(doc_id)
@@ -63,6 +66,10 @@ class FirestorePurchases:
     def ensure_user(self: _FirestoreBase, user: User, now: datetime) -> User:
         user_ref = _doc(self, USERS, user.id)
         name_ref = _doc(self, USERNAMES, user.username.lower()) if user.username else None
+
+        known = self._call(user_ref.get).to_dict()
+        if known is not None:  # the common case, answered without a transaction
+            return User.from_dict(known)
 
         def body(transaction: firestore.Transaction) -> User:
             existing = _get(transaction, user_ref)
@@ -167,6 +174,30 @@ class FirestorePurchases:
             return updated
 
         with self._local_locks((purchase_id,)):
+            return self._in_transaction(body)
+
+    def apply_for_purchase(
+        self: _FirestoreBase,
+        op: Operation,
+        purchase_id: str,
+        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        now: datetime,
+    ) -> tuple[JournalTransaction, Purchase]:
+        ref = _doc(self, PURCHASES, purchase_id)
+
+        def body(transaction: firestore.Transaction) -> tuple[JournalTransaction, Purchase]:
+            data = _get(transaction, ref)  # read before execute() starts writing
+            if data is None:
+                raise PurchaseNotFound(f"no purchase {purchase_id}")
+            current = Purchase.from_dict(data)
+            txn = execute(self._unit_of_work(transaction), op, now)
+            updated = mark(current, txn)
+            if updated is None or updated == current:
+                return txn, current
+            transaction.set(ref, updated.to_dict())
+            return txn, updated
+
+        with self._local_locks((*op.user_ids, purchase_id)):
             return self._in_transaction(body)
 
     def iter_purchases(self: _FirestoreBase) -> Iterator[Purchase]:

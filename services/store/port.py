@@ -82,6 +82,19 @@ class PurchaseStore(Protocol):
 
     def iter_purchases(self) -> Iterator[Purchase]: ...
 
+    def apply_for_purchase(
+        self,
+        op: Operation,
+        purchase_id: str,
+        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        now: datetime,
+    ) -> tuple[JournalTransaction, Purchase]:
+        """Apply ``op`` and record it on the purchase in ONE atomic transaction.
+
+        ``mark`` gets the stored purchase and the journal transaction and
+        returns the purchase to store, or None to leave it. So a credit and
+        the purchase's ``paid`` state never exist one without the other."""
+
     def event_processed(self, event_id: str) -> bool: ...
 
     def record_event(self, event_id: str, event_type: str, outcome: str, now: datetime) -> None: ...

@@ -103,7 +103,7 @@ def _row_to_account(row: sqlite3.Row) -> Account:
     return Account.from_dict(dict(row))
 
 
-class _SqliteUnitOfWork:
+class SqliteUnitOfWork:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
@@ -242,8 +242,11 @@ class SqliteStore(SqlitePurchases):
 
         return self._write(work)
 
+    def _unit_of_work(self, conn: sqlite3.Connection) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(conn)
+
     def apply(self, op: Operation, now: datetime) -> JournalTransaction:
-        return self._write(lambda conn: execute(_SqliteUnitOfWork(conn), op, now))
+        return self._write(lambda conn: execute(self._unit_of_work(conn), op, now))
 
     def get_account(self, user_id: str) -> Account:
         account = self.get_accounts([user_id]).get(user_id)

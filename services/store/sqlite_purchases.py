@@ -10,7 +10,8 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from services.errors import PurchaseNotFound, UsernameTaken
-from services.ledger.model import format_time
+from services.ledger.model import JournalTransaction, Operation, format_time
+from services.ledger.rules import UnitOfWork, execute
 from services.payments.limits import DAY, check_limits
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
 
@@ -55,6 +56,8 @@ class _SqliteBase(Protocol):
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
+    def _unit_of_work(self, conn: sqlite3.Connection) -> UnitOfWork: ...
+
 
 def _purchase_row(p: Purchase) -> tuple[Any, ...]:
     body = json.dumps(p.to_dict(), sort_keys=True)
@@ -66,6 +69,18 @@ def _load_purchase(conn: sqlite3.Connection, where: str, arg: str) -> Purchase |
     return None if row is None else Purchase.from_dict(json.loads(row[0]))
 
 
+def _save_purchase(conn: sqlite3.Connection, purchase: Purchase) -> None:
+    conn.execute(
+        "UPDATE purchases SET session_id = ?, payment_intent_id = ?, body = ? WHERE id = ?",
+        (
+            purchase.session_id,
+            purchase.payment_intent_id,
+            json.dumps(purchase.to_dict(), sort_keys=True),
+            purchase.id,
+        ),
+    )
+
+
 def _load_user(conn: sqlite3.Connection, user_id: str) -> User | None:
     row = conn.execute("SELECT body FROM users WHERE id = ?", (user_id,)).fetchone()
     return None if row is None else User.from_dict(json.loads(row[0]))
@@ -75,6 +90,12 @@ class SqlitePurchases:
     """Mixed into SqliteStore; every write runs under BEGIN IMMEDIATE."""
 
     def ensure_user(self: _SqliteBase, user: User, now: datetime) -> User:
+        # Nearly every call finds the user: answer from a read, without the write lock.
+        with self._guard():
+            known = _load_user(self._conn(), user.id)
+        if known is not None:
+            return known
+
         def work(conn: sqlite3.Connection) -> User:
             existing = _load_user(conn, user.id)
             if existing is not None:
@@ -148,6 +169,11 @@ class SqlitePurchases:
         self: _SqliteBase, purchase_id: str, change: Callable[[Purchase], Purchase | None]
     ) -> Purchase:
         """Read, change and write one purchase atomically; ``change`` returns None for no-op."""
+        # A change that would do nothing to the committed purchase needs no write lock.
+        with self._guard():
+            seen = _load_purchase(self._conn(), "id", purchase_id)
+        if seen is not None and change(seen) in (None, seen):
+            return seen
 
         def work(conn: sqlite3.Connection) -> Purchase:
             current = _load_purchase(conn, "id", purchase_id)
@@ -156,16 +182,28 @@ class SqlitePurchases:
             updated = change(current)
             if updated is None or updated == current:
                 return current
-            conn.execute(
-                "UPDATE purchases SET session_id = ?, payment_intent_id = ?, body = ? WHERE id = ?",
-                (
-                    updated.session_id,
-                    updated.payment_intent_id,
-                    json.dumps(updated.to_dict(), sort_keys=True),
-                    purchase_id,
-                ),
-            )
+            _save_purchase(conn, updated)
             return updated
+
+        return self._write(work)
+
+    def apply_for_purchase(
+        self: _SqliteBase,
+        op: Operation,
+        purchase_id: str,
+        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        now: datetime,
+    ) -> tuple[JournalTransaction, Purchase]:
+        def work(conn: sqlite3.Connection) -> tuple[JournalTransaction, Purchase]:
+            current = _load_purchase(conn, "id", purchase_id)
+            if current is None:
+                raise PurchaseNotFound(f"no purchase {purchase_id}")
+            txn = execute(self._unit_of_work(conn), op, now)
+            updated = mark(current, txn)
+            if updated is None or updated == current:
+                return txn, current
+            _save_purchase(conn, updated)
+            return txn, updated
 
         return self._write(work)
 
