@@ -8,8 +8,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.errors import PurchaseLimitReached, PurchaseNotFound, UsernameTaken
-from services.ledger.model import format_time
+from services.errors import (
+    AccountNotFound,
+    PurchaseLimitReached,
+    PurchaseNotFound,
+    UsernameTaken,
+)
+from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
+from services.ledger.rules import validate
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
 from services.store.port import Store
 from tests.contract.conftest import StoreFactory
@@ -164,3 +170,36 @@ def test_events_and_alerts(store: Store) -> None:
             )
         )
     assert [a.details["n"] for a in store.list_alerts(limit=2)] == [2, 1]
+
+
+def test_a_credit_and_its_purchase_change_together_once(store_factory: StoreFactory) -> None:
+    stores = [store_factory() for _ in range(2)]
+    stores[0].ensure_user(User(id="buyer"), NOW)
+    stores[0].start_purchase(purchase(1), None, NOW)
+    op = validate(Operation(OpKind.CREDIT, "purchase:pur_buyer_1", "buyer", 110, TxnType.PURCHASE))
+
+    def mark(p: Purchase, txn: JournalTransaction) -> Purchase | None:
+        if p.state is PurchaseState.PAID:
+            return None
+        return p.with_changes("t", state=PurchaseState.PAID, credit_txn_id=txn.id)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda n: stores[n % 2].apply_for_purchase(op, "pur_buyer_1", mark, NOW), range(8)
+            )
+        )
+    assert len({txn.id for txn, _ in results}) == 1
+    final = stores[0].get_purchase("pur_buyer_1")
+    assert final is not None
+    assert (final.state, final.credit_txn_id) == (PurchaseState.PAID, results[0][0].id)
+    assert stores[1].get_account("buyer").balance == 110
+
+
+def test_a_refused_credit_leaves_the_purchase_alone(store: Store) -> None:
+    store.start_purchase(purchase(1), None, NOW)
+    op = validate(Operation(OpKind.CREDIT, "k", "ghost", 5, TxnType.PURCHASE))
+    with pytest.raises(AccountNotFound):
+        store.apply_for_purchase(op, "pur_buyer_1", lambda p, t: p.with_changes("x", tokens=1), NOW)
+    stored = store.get_purchase("pur_buyer_1")
+    assert stored is not None and stored.tokens == 110
