@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request, session
+from flask import Blueprint, Response, jsonify, session
 from flask_wtf.csrf import generate_csrf
 
 from api import deps
@@ -13,7 +13,7 @@ dev_bp = Blueprint("dev_auth", __name__, url_prefix="/auth")
 
 @dev_bp.post("/dev-login")
 def dev_login() -> Response:
-    body = request.get_json(silent=True) or {}
+    body = deps.json_body()
     user = deps.services().auth.dev_login(body.get("email"), body.get("username"))
     session.clear()
     session["user_id"] = user.id

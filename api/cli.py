@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
 from api.deps import services
+from services.ledger.model import TxnType
 from services.payments.checkout import PRICE_IDS_SETTING
 
 tokens_cli = AppGroup("tokens", help="Token store operations.")
@@ -38,6 +41,26 @@ def sync_stripe() -> None:
         )
     services().store.put_setting(PRICE_IDS_SETTING, recorded)
     click.echo(f"recorded {len(recorded)} price ids; checkout uses them from now on")
+
+
+@tokens_cli.command("grant")
+@click.argument("user")
+@click.argument("amount", type=click.IntRange(min=1))
+@click.option("--reason", required=True, help="Why; shown in the user's history.")
+@click.option("--key", help="Idempotency key; the same key never grants twice.")
+def grant(user: str, amount: int, reason: str, key: str | None) -> None:
+    """Grant AMOUNT tokens to USER (a user id or username), as one journal transaction."""
+    target = services().transfers.recipient(user)
+    grant_key = key or f"grant:{target.id}:{uuid.uuid4().hex}"
+    txn = services().ledger.credit(
+        target.id, amount, key=grant_key, type=TxnType.GRANT, reason=reason
+    )
+    services().ledger.settle_debt(target.id, txn.id)
+    entry = txn.user_entry(target.id)
+    click.echo(
+        f"granted {amount} tokens to {target.id}: balance {entry.balance_after}, "
+        f"transaction {txn.id}, key {grant_key}"
+    )
 
 
 def register_cli(app: Flask) -> None:

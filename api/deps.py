@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from flask import current_app, g, request, session
 
 from config import Settings
 from services.container import Services
-from services.errors import NotSignedIn
+from services.errors import InvalidPayload, NotSignedIn
 from services.payments.model import User
 from services.tokens import TokenLedger
 
@@ -23,6 +23,18 @@ def settings() -> Settings:
 
 def ledger() -> TokenLedger:
     return services().ledger
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; malformed JSON is a 400 with a message, not an empty body."""
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        raise InvalidPayload("the body is not valid JSON")
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidPayload("the body must be a JSON object")
+    return body
 
 
 def bearer_token() -> str | None:

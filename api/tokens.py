@@ -21,10 +21,46 @@ def packages() -> Response:
 @bp.post("/create-checkout-session")
 def create_checkout_session() -> Response:
     user = deps.current_user()
-    body = request.get_json(silent=True) or {}
+    body = deps.json_body()
     key = request.headers.get("Idempotency-Key")
-    purchase, session = deps.services().checkout.start(user, body.get("package"), key)
+    gift_to = body.get("gift_recipient")
+    recipient = deps.services().transfers.recipient(gift_to) if gift_to else None
+    purchase, session = deps.services().checkout.start(user, body.get("package"), key, recipient)
     return jsonify(success=True, session_id=session.id, url=session.url, purchase_id=purchase.id)
+
+
+@bp.post("/spend")
+def spend() -> Response:
+    user = deps.current_user()
+    body = deps.json_body()
+    txn = deps.services().transfers.spend(
+        user, body.get("amount"), body.get("reason"), request.headers.get("Idempotency-Key")
+    )
+    entry = txn.user_entry(user.id)
+    return jsonify(
+        success=True, transaction_id=txn.id, amount=-entry.amount, balance=entry.balance_after
+    )
+
+
+@bp.post("/transfer")
+def transfer() -> Response:
+    user = deps.current_user()
+    body = deps.json_body()
+    txn, recipient = deps.services().transfers.transfer(
+        user,
+        body.get("recipient"),
+        body.get("amount"),
+        body.get("note"),
+        request.headers.get("Idempotency-Key"),
+    )
+    entry = txn.user_entry(user.id)
+    return jsonify(
+        success=True,
+        transaction_id=txn.id,
+        amount=-entry.amount,
+        balance=entry.balance_after,
+        recipient={"id": recipient.id, "username": recipient.username},
+    )
 
 
 @bp.get("/balance")

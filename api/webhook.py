@@ -13,7 +13,6 @@ from flask import Blueprint, Response, jsonify, request
 
 from api import deps
 from services.errors import BadSignature
-from services.ledger.model import utc_now
 from services.payments import signature
 
 bp = Blueprint("stripe_webhook", __name__, url_prefix="/api/stripe")
@@ -32,12 +31,7 @@ def webhook() -> Response:
     except BadSignature as exc:
         services.security.bad_signature(exc.message)
         raise
-    event_id = event["id"]
-    if services.store.event_processed(event_id):
+    result = services.events.process(event)
+    if result.duplicate:
         return jsonify(success=True, received=True, duplicate=True)
-    outcome = services.fulfilment.handle_event(event)
-    services.store.record_event(event_id, event["type"], outcome, utc_now())
-    log.info(
-        "stripe event %s %s: %s", event_id, event["type"], outcome, extra={"event_id": event_id}
-    )
-    return jsonify(success=True, received=True, outcome=outcome)
+    return jsonify(success=True, received=True, outcome=result.outcome)

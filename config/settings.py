@@ -17,6 +17,7 @@ from config.errors import ConfigError
 APP_ENVS = ("development", "test", "production")
 DEFAULT_STORE_URL = "sqlite:///instance/tokens.db"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+MAX_SIGNUP_BONUS = 1_000_000
 # Development-only values, documented in the README. Production refuses them.
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 DEV_WEBHOOK_SECRET = "whsec_token_store_development_only"  # noqa: S105
@@ -35,6 +36,7 @@ class Settings:
     catalog_file: str | None = None
     sandbox_db_path: str = "instance/sandbox.db"
     stripe_api_base: str | None = None  # another Stripe-compatible API, for tests
+    signup_bonus: int = 0  # tokens granted to every new account
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -52,6 +54,15 @@ def _port(raw: str, problems: list[str]) -> int:
         return int(raw)
     problems.append(f"PORT must be a number from 1 to 65535, got {raw!r}")
     return 8080
+
+
+def _signup_bonus(raw: str, problems: list[str]) -> int:
+    if raw.isdigit() and int(raw) <= MAX_SIGNUP_BONUS:
+        return int(raw)
+    problems.append(
+        f"SIGNUP_BONUS must be a whole number from 0 to {MAX_SIGNUP_BONUS}, got {raw!r}"
+    )
+    return 0
 
 
 def _check_store_url(url: str, problems: list[str]) -> None:
@@ -122,6 +133,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog_file=catalog_file,
         sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
+        signup_bonus=_signup_bonus(env.get("SIGNUP_BONUS", "0"), problems),
         catalog=catalog,
     )
     if settings.is_production:

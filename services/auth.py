@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from services.errors import DomainError, NotSignedIn
-from services.ledger.model import format_time, utc_now
+from services.ledger.model import TxnType, format_time, utc_now
 from services.payments.model import User
 from services.store.port import PurchaseStore
+from services.tokens import TokenLedger
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,30}$")
@@ -71,18 +72,31 @@ class AuthService:
         self,
         store: PurchaseStore,
         verifier: FirebaseVerifier | None,
+        ledger: TokenLedger,
+        signup_bonus: int = 0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.verifier = verifier
+        self.ledger = ledger
+        self.signup_bonus = signup_bonus
         self.clock = clock
 
     def _ensure(self, user: User) -> User:
         now = self.clock()
-        return self.store.ensure_user(
-            User(id=user.id, email=user.email, username=user.username, created_at=format_time(now)),
-            now,
+        stamp = format_time(now)
+        stored = self.store.ensure_user(
+            User(id=user.id, email=user.email, username=user.username, created_at=stamp), now
         )
+        if self.signup_bonus and stored.created_at == stamp:  # created by this call
+            self.ledger.credit(
+                stored.id,
+                self.signup_bonus,
+                key=f"signup-bonus:{stored.id}",
+                type=TxnType.GRANT,
+                reason="Welcome bonus",
+            )
+        return stored
 
     def dev_login(self, email: object, username: object = None) -> User:
         address = check_email(email)

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from config import Settings
 from services.auth import AuthService, FirebaseVerifier
 from services.payments.checkout import CheckoutService
+from services.payments.events import EventProcessor
 from services.payments.fulfilment import Fulfilment
 from services.payments.port import PaymentsGateway
 from services.security import SecurityService
 from services.store import open_store
 from services.store.port import Store
 from services.tokens import TokenLedger
+from services.transfers import TransferService
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,9 @@ class Services:
     payments: PaymentsGateway
     checkout: CheckoutService
     fulfilment: Fulfilment
+    events: EventProcessor
     auth: AuthService
+    transfers: TransferService
 
 
 def _payments(settings: Settings) -> PaymentsGateway:
@@ -44,6 +48,7 @@ def build_services(settings: Settings) -> Services:
     ledger = TokenLedger(store)
     security = SecurityService(store)
     payments = _payments(settings)
+    fulfilment = Fulfilment(store, ledger, settings.catalog, payments, security)
     verifier = (
         FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None
     )
@@ -56,6 +61,8 @@ def build_services(settings: Settings) -> Services:
         checkout=CheckoutService(
             store, payments, settings.catalog, security, settings.app_base_url
         ),
-        fulfilment=Fulfilment(store, settings.catalog, payments, security),
-        auth=AuthService(store, verifier),
+        fulfilment=fulfilment,
+        events=EventProcessor(store, fulfilment),
+        auth=AuthService(store, verifier, ledger, settings.signup_bonus),
+        transfers=TransferService(ledger, store),
     )

@@ -13,7 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.errors import DomainError, InvalidCursor, TransactionNotFound
+from services.errors import (
+    DebtRepaymentTooLarge,
+    DomainError,
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidCursor,
+    TransactionNotFound,
+)
 from services.ledger.model import (
     Account,
     Entry,
@@ -151,6 +158,22 @@ class TokenLedger:
                 refs=refs or {},
             )
         )
+
+    def settle_debt(self, user_id: str, after_txn_id: str) -> JournalTransaction | None:
+        """After a credit, repay as much debt as the balance covers; the history shows it.
+
+        Keyed on the credit, so running it again for the same credit repays nothing more.
+        """
+        account = self.store.get_account(user_id)
+        amount = min(account.debt, account.balance)
+        if amount <= 0:
+            return None
+        try:
+            return self.repay_debt(
+                user_id, amount, key=f"repay:{after_txn_id}", reason="repaid from the next credit"
+            )
+        except (InsufficientBalance, DebtRepaymentTooLarge, IdempotencyConflict):
+            return None  # a concurrent change got there first; the next credit repays
 
     def balance(self, user_id: str) -> Account:
         return self.store.get_account(validate_user_id(user_id))

@@ -79,8 +79,10 @@ def validate(op: Operation) -> Operation:
         validate_user_id(user_id)
     if op.type not in ALLOWED_TYPES[op.kind]:
         raise InvalidAmount(f"a {op.kind} cannot be recorded as {op.type}")
-    if (op.kind is OpKind.TRANSFER) != (op.counterparty_id is not None):
-        raise InvalidAccount("a transfer needs exactly one recipient")
+    if op.kind is OpKind.TRANSFER and op.counterparty_id is None:
+        raise InvalidAccount("a transfer needs a recipient")
+    if op.counterparty_id is not None and op.kind not in (OpKind.TRANSFER, OpKind.CREDIT):
+        raise InvalidAccount(f"a {op.kind} has no counterparty")
     if op.counterparty_id == op.user_id:
         raise SelfTransfer("cannot transfer tokens to the same account")
     if len(op.reason) > MAX_REASON_LENGTH:
@@ -180,6 +182,9 @@ def plan(
         _check_ceiling(account, amount)
         builder.system(-amount)
         builder.user(account, amount)
+        if op.counterparty_id is not None:
+            # A gift: the payer's history shows it too, with no tokens moving there.
+            builder.user(_require(accounts, op.counterparty_id), 0)
     elif op.kind is OpKind.DEBIT:
         _check_spendable(account, amount)
         builder.user(account, -amount)

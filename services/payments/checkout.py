@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from config.catalog import Catalog, Pack
-from services.errors import PurchaseLimitReached, UnknownPackage
+from services.errors import PurchaseLimitReached, SelfTransfer, UnknownPackage
 from services.ledger.model import format_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
 from services.payments.port import CheckoutSession, PaymentsError, PaymentsGateway
@@ -54,15 +54,24 @@ class CheckoutService:
         return pack
 
     def start(
-        self, buyer: User, pack_id: object, request_key: str | None = None
+        self,
+        buyer: User,
+        pack_id: object,
+        request_key: str | None = None,
+        recipient: User | None = None,
     ) -> tuple[Purchase, CheckoutSession]:
+        """Start a checkout; with ``recipient``, a gift the buyer pays and they receive."""
+        if recipient is not None and recipient.id == buyer.id:
+            raise SelfTransfer("a gift goes to another user; buy for yourself without one")
         try:
             pack = self.pack(pack_id)
         except UnknownPackage as exc:
             self.security.alert("unknown_package", "info", user_id=buyer.id, reason=exc.message)
             raise
         now = self.clock()
-        purchase = self._reserve(buyer, pack, purchase_id_for(buyer.id, request_key), now)
+        purchase = self._reserve(
+            buyer, recipient or buyer, pack, purchase_id_for(buyer.id, request_key), now
+        )
         if purchase.session_id and purchase.session_url:
             return purchase, CheckoutSession(
                 purchase.session_id, purchase.session_url, purchase.payment_intent_id
@@ -91,12 +100,15 @@ class CheckoutService:
         )
         return stored, session
 
-    def _reserve(self, buyer: User, pack: Pack, purchase_id: str, now: datetime) -> Purchase:
+    def _reserve(
+        self, buyer: User, receiver: User, pack: Pack, purchase_id: str, now: datetime
+    ) -> Purchase:
         stamp = format_time(now)
         purchase = Purchase(
             id=purchase_id,
             buyer_id=buyer.id,
-            user_id=buyer.id,
+            user_id=receiver.id,
+            gift_from=buyer.id if receiver.id != buyer.id else None,
             pack_id=pack.id,
             tokens=pack.tokens,
             amount=pack.price_cents,

@@ -25,6 +25,7 @@ from services.ledger.model import (
     utc_now,
 )
 from services.ledger.rules import validate, validate_user_id
+from services.payments.clawbacks import Clawbacks
 from services.payments.model import (
     FINAL_STATES,
     OPEN_STATES,
@@ -35,6 +36,7 @@ from services.payments.model import (
 from services.payments.port import PaymentsGateway
 from services.security import SecurityService
 from services.store.port import Store
+from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.fulfilment")
 PAID_STATUSES = ("paid", "no_payment_required")
@@ -56,12 +58,15 @@ class Fulfilment:
     def __init__(
         self,
         store: Store,
+        ledger: TokenLedger,
         catalog: Catalog,
         payments: PaymentsGateway,
         security: SecurityService,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
+        self.ledger = ledger
+        self.clawbacks = Clawbacks(store, ledger, security, clock)
         self.catalog = catalog
         self.payments = payments
         self.security = security
@@ -70,22 +75,30 @@ class Fulfilment:
     # -- events -------------------------------------------------------------
 
     def handle_event(self, event: Mapping[str, Any]) -> str:
-        """Act on a verified event; returns the outcome recorded for it."""
+        """Act on a verified event (DESIGN.md's event table); returns the outcome recorded."""
+        handler = self._handlers().get(str(event["type"]))
+        if handler is None:
+            log.debug("ignored Stripe event type %s", event["type"])
+            return "ignored"
         obj: Mapping[str, Any] = event["data"]["object"]
-        match event["type"]:
-            case "checkout.session.completed" | "checkout.session.async_payment_succeeded":
-                return self._outcome(self.fulfil_session(obj))
-            case "checkout.session.async_payment_failed":
-                return self._close_session(obj, PurchaseState.FAILED)
-            case "checkout.session.expired":
-                return self._close_session(obj, PurchaseState.EXPIRED)
-            case "payment_intent.succeeded":
-                return self._outcome(self.fulfil_payment_intent(obj))
-            case "payment_intent.payment_failed":
-                return self._close_payment_intent(obj)
-            case _:
-                log.debug("ignored Stripe event type %s", event["type"])
-                return "ignored"
+        return handler(obj)
+
+    def _handlers(self) -> dict[str, Callable[[Mapping[str, Any]], str]]:
+        return {
+            "checkout.session.completed": lambda o: self._outcome(self.fulfil_session(o)),
+            "checkout.session.async_payment_succeeded": lambda o: self._outcome(
+                self.fulfil_session(o)
+            ),
+            "checkout.session.async_payment_failed": lambda o: self._close_session(
+                o, PurchaseState.FAILED
+            ),
+            "checkout.session.expired": lambda o: self._close_session(o, PurchaseState.EXPIRED),
+            "payment_intent.succeeded": lambda o: self._outcome(self.fulfil_payment_intent(o)),
+            "payment_intent.payment_failed": self._close_payment_intent,
+            "charge.refunded": self.clawbacks.refunded,
+            "charge.dispute.created": self.clawbacks.dispute_opened,
+            "charge.dispute.closed": self.clawbacks.dispute_closed,
+        }
 
     @staticmethod
     def _outcome(purchase: Purchase | None) -> str:
@@ -125,20 +138,25 @@ class Fulfilment:
         return self._credit(purchase, intent_id)
 
     def _credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
-        if purchase.state is PurchaseState.NEEDS_REVIEW:
-            return purchase
-        op = Operation(
-            OpKind.CREDIT,
-            credit_key(purchase),
-            purchase.user_id,
-            purchase.tokens,
-            TxnType.PURCHASE,
-            reason=f"{purchase.pack_id} pack",
-            refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+        op = validate(
+            Operation(
+                OpKind.CREDIT,
+                credit_key(purchase),
+                purchase.user_id,
+                purchase.tokens,
+                TxnType.PURCHASE,
+                reason=f"{purchase.pack_id} pack",
+                counterparty_id=purchase.gift_from,
+                refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+            )
         )
 
-        def mark_paid(p: Purchase, txn: JournalTransaction) -> Purchase | None:
-            if p.state is PurchaseState.PAID:
+        def build(p: Purchase) -> Operation | None:
+            # Decided on the purchase as stored, inside the same transaction.
+            return None if p.state in FINAL_STATES else op
+
+        def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
+            if txn is None:
                 return None
             return p.with_changes(
                 self._now(),
@@ -149,18 +167,19 @@ class Fulfilment:
 
         try:
             self.store.ensure_user(User(id=purchase.user_id, created_at=self._now()), self.clock())
-            # One store transaction: the credit and the purchase's paid state together.
-            _, paid = self.store.apply_for_purchase(
-                validate(op), purchase.id, mark_paid, self.clock()
+            txn, paid = self.store.apply_for_purchase(
+                purchase.id, op.user_ids, build, mark, self.clock()
             )
         except DomainError as exc:
             return self._review(purchase, f"credit refused: {exc.message}")
-        log.info(
-            "purchase %s credited %d tokens",
-            purchase.id,
-            purchase.tokens,
-            extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
-        )
+        if txn is not None:
+            log.info(
+                "purchase %s credited %d tokens",
+                purchase.id,
+                purchase.tokens,
+                extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
+            )
+            self.ledger.settle_debt(purchase.user_id, txn.id)
         return paid
 
     # -- checks ----------------------------------------------------------------

@@ -62,6 +62,12 @@ class Purchase:
     payment_intent_id: str | None = None
     credit_txn_id: str | None = None
     review_reason: str | None = None
+    gift_from: str | None = None  # set when the buyer pays for someone else
+    refunded_amount: int = 0  # cumulative, minor units, as Stripe last reported it
+    refunded_tokens: int = 0  # tokens clawed back for refunds so far
+    dispute_id: str | None = None
+    dispute_status: str | None = None  # open | won | lost
+    disputed_tokens: int = 0  # tokens clawed back for the open or lost dispute
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -70,9 +76,9 @@ class Purchase:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Purchase:
-        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         values["state"] = PurchaseState(str(values["state"]))
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
     def with_changes(self, now: str, **changes: Any) -> Purchase:
         return replace(self, updated_at=now, **changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,3 +42,21 @@ class PaymentsGateway(Protocol):
 
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         """The checkout session as Stripe shapes it, line items expanded."""
+
+    def list_events(
+        self, *, created_gte: int, types: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Events Stripe sent since ``created_gte`` (a Unix time), oldest pages first."""
+
+    def list_payments(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Payment intents created since ``created_gte``."""
+
+    def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int | None,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> dict[str, Any]:
+        """Refund ``amount`` (None: all) of a payment; the webhook then claws back."""

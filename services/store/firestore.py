@@ -223,17 +223,23 @@ class FirestoreStore(FirestorePurchases):
         results = self._call(lambda: query.get(timeout=CALL_TIMEOUT_S))
         return int(results[0][0].value) if results else 0
 
-    def iter_transactions(self) -> Iterator[JournalTransaction]:
-        base = self.db.collection(JOURNAL).order_by("__name__").limit(PAGE_SIZE)
+    def _pages(self, collection: str) -> Iterator[dict[str, Any]]:
+        """Every document of ``collection``, PAGE_SIZE at a time (constant memory)."""
+        base = self.db.collection(collection).order_by("__name__").limit(PAGE_SIZE)
         last: Any = None
         while True:
             query: Any = base if last is None else base.start_after(last)
             snaps = self._fetch(query)
-            for snap in snaps:
-                yield JournalTransaction.from_dict(snap.to_dict() or {})
+            yield from (snap.to_dict() or {} for snap in snaps)
             if len(snaps) < PAGE_SIZE:
                 return
             last = snaps[-1]
+
+    def iter_transactions(self) -> Iterator[JournalTransaction]:
+        return (JournalTransaction.from_dict(data) for data in self._pages(JOURNAL))
+
+    def iter_accounts(self) -> Iterator[Account]:
+        return (Account.from_dict(data) for data in self._pages(ACCOUNTS))
 
     def close(self) -> None:
         self.db.close()  # type: ignore[no-untyped-call]

@@ -40,6 +40,8 @@ class _FirestoreBase(Protocol):
 
     def _fetch(self, query: Any) -> list[Any]: ...
 
+    def _pages(self, collection: str) -> Iterator[dict[str, Any]]: ...
+
     def _in_transaction(
         self, body: Callable[[firestore.Transaction], T], read_only: bool = False
     ) -> T: ...
@@ -93,6 +95,13 @@ class FirestorePurchases:
     def get_user(self: _FirestoreBase, user_id: str) -> User | None:
         snap = self._call(lambda: _doc(self, USERS, user_id).get())
         data = snap.to_dict()
+        return None if data is None else User.from_dict(data)
+
+    def find_user_by_username(self: _FirestoreBase, username: str) -> User | None:
+        owner = self._call(_doc(self, USERNAMES, username.lower()).get).to_dict()
+        if owner is None:
+            return None
+        data = self._call(_doc(self, USERS, str(owner["user_id"])).get).to_dict()
         return None if data is None else User.from_dict(data)
 
     def set_customer_id(self: _FirestoreBase, user_id: str, customer_id: str) -> str:
@@ -178,31 +187,34 @@ class FirestorePurchases:
 
     def apply_for_purchase(
         self: _FirestoreBase,
-        op: Operation,
         purchase_id: str,
-        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        user_ids: tuple[str, ...],
+        build: Callable[[Purchase], Operation | None],
+        mark: Callable[[Purchase, JournalTransaction | None], Purchase | None],
         now: datetime,
-    ) -> tuple[JournalTransaction, Purchase]:
+    ) -> tuple[JournalTransaction | None, Purchase]:
         ref = _doc(self, PURCHASES, purchase_id)
 
-        def body(transaction: firestore.Transaction) -> tuple[JournalTransaction, Purchase]:
+        def body(
+            transaction: firestore.Transaction,
+        ) -> tuple[JournalTransaction | None, Purchase]:
             data = _get(transaction, ref)  # read before execute() starts writing
             if data is None:
                 raise PurchaseNotFound(f"no purchase {purchase_id}")
             current = Purchase.from_dict(data)
-            txn = execute(self._unit_of_work(transaction), op, now)
+            op = build(current)
+            txn = None if op is None else execute(self._unit_of_work(transaction), op, now)
             updated = mark(current, txn)
             if updated is None or updated == current:
                 return txn, current
             transaction.set(ref, updated.to_dict())
             return txn, updated
 
-        with self._local_locks((*op.user_ids, purchase_id)):
+        with self._local_locks((*user_ids, purchase_id)):
             return self._in_transaction(body)
 
     def iter_purchases(self: _FirestoreBase) -> Iterator[Purchase]:
-        for snap in self._fetch(self.db.collection(PURCHASES).order_by("__name__")):
-            yield Purchase.from_dict(snap.to_dict())
+        return (Purchase.from_dict(data) for data in self._pages(PURCHASES))
 
     def event_processed(self: _FirestoreBase, event_id: str) -> bool:
         return bool(self._call(lambda: _doc(self, EVENTS, event_id).get()).exists)

@@ -44,6 +44,9 @@ class LedgerStore(Protocol):
     def iter_transactions(self) -> Iterator[JournalTransaction]:
         """Every journal transaction, streamed in pages."""
 
+    def iter_accounts(self) -> Iterator[Account]:
+        """Every user account, streamed in pages."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -57,6 +60,9 @@ class PurchaseStore(Protocol):
         Raises UsernameTaken when another user has the username (case-insensitive)."""
 
     def get_user(self, user_id: str) -> User | None: ...
+
+    def find_user_by_username(self, username: str) -> User | None:
+        """Usernames match case-insensitively."""
 
     def set_customer_id(self, user_id: str, customer_id: str) -> str:
         """Store the Stripe customer id unless one is set; return the one stored."""
@@ -84,16 +90,21 @@ class PurchaseStore(Protocol):
 
     def apply_for_purchase(
         self,
-        op: Operation,
         purchase_id: str,
-        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        user_ids: tuple[str, ...],
+        build: Callable[[Purchase], Operation | None],
+        mark: Callable[[Purchase, JournalTransaction | None], Purchase | None],
         now: datetime,
-    ) -> tuple[JournalTransaction, Purchase]:
-        """Apply ``op`` and record it on the purchase in ONE atomic transaction.
+    ) -> tuple[JournalTransaction | None, Purchase]:
+        """Change tokens and the purchase together, in ONE atomic transaction.
 
-        ``mark`` gets the stored purchase and the journal transaction and
-        returns the purchase to store, or None to leave it. So a credit and
-        the purchase's ``paid`` state never exist one without the other."""
+        ``build`` sees the purchase as stored inside the transaction and
+        returns the ledger operation to apply (or None); ``mark`` gets the
+        purchase and the journal transaction and returns the purchase to
+        store (or None). So a credit or a clawback and the purchase's record
+        of it never exist one without the other, and a decision is never
+        made on a stale read. ``user_ids`` are the accounts the operation
+        will touch (for in-process lock ordering)."""
 
     def event_processed(self, event_id: str) -> bool: ...
 

@@ -315,6 +315,23 @@ class SqliteStore(SqlitePurchases):
                 yield _to_transaction(row, grouped[row["id"]])
             after = ids[-1]
 
+    def iter_accounts(self) -> Iterator[Account]:
+        after = ""
+        while True:
+            with self._guard():
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT * FROM accounts WHERE user_id > ? ORDER BY user_id LIMIT ?",
+                        (after, PAGE_SIZE),
+                    )
+                    .fetchall()
+                )
+            if not rows:
+                return
+            yield from (_row_to_account(row) for row in rows)
+            after = rows[-1]["user_id"]
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:

@@ -118,6 +118,15 @@ class SqlitePurchases:
         with self._guard():
             return _load_user(self._conn(), user_id)
 
+    def find_user_by_username(self: _SqliteBase, username: str) -> User | None:
+        with self._guard():
+            row = (
+                self._conn()
+                .execute("SELECT body FROM users WHERE username_lower = ?", (username.lower(),))
+                .fetchone()
+            )
+        return None if row is None else User.from_dict(json.loads(row[0]))
+
     def set_customer_id(self: _SqliteBase, user_id: str, customer_id: str) -> str:
         """Store the Stripe customer unless one is stored already; return the stored one."""
 
@@ -189,16 +198,18 @@ class SqlitePurchases:
 
     def apply_for_purchase(
         self: _SqliteBase,
-        op: Operation,
         purchase_id: str,
-        mark: Callable[[Purchase, JournalTransaction], Purchase | None],
+        user_ids: tuple[str, ...],
+        build: Callable[[Purchase], Operation | None],
+        mark: Callable[[Purchase, JournalTransaction | None], Purchase | None],
         now: datetime,
-    ) -> tuple[JournalTransaction, Purchase]:
-        def work(conn: sqlite3.Connection) -> tuple[JournalTransaction, Purchase]:
+    ) -> tuple[JournalTransaction | None, Purchase]:
+        def work(conn: sqlite3.Connection) -> tuple[JournalTransaction | None, Purchase]:
             current = _load_purchase(conn, "id", purchase_id)
             if current is None:
                 raise PurchaseNotFound(f"no purchase {purchase_id}")
-            txn = execute(self._unit_of_work(conn), op, now)
+            op = build(current)
+            txn = None if op is None else execute(self._unit_of_work(conn), op, now)
             updated = mark(current, txn)
             if updated is None or updated == current:
                 return txn, current
@@ -208,10 +219,21 @@ class SqlitePurchases:
         return self._write(work)
 
     def iter_purchases(self: _SqliteBase) -> Iterator[Purchase]:
-        with self._guard():
-            rows = self._conn().execute("SELECT body FROM purchases ORDER BY id").fetchall()
-        for row in rows:
-            yield Purchase.from_dict(json.loads(row[0]))
+        after = ""
+        while True:
+            with self._guard():
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT id, body FROM purchases WHERE id > ? ORDER BY id LIMIT 500",
+                        (after,),
+                    )
+                    .fetchall()
+                )
+            if not rows:
+                return
+            yield from (Purchase.from_dict(json.loads(row[1])) for row in rows)
+            after = rows[-1][0]
 
     def event_processed(self: _SqliteBase, event_id: str) -> bool:
         with self._guard():

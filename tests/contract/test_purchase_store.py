@@ -178,21 +178,24 @@ def test_a_credit_and_its_purchase_change_together_once(store_factory: StoreFact
     stores[0].start_purchase(purchase(1), None, NOW)
     op = validate(Operation(OpKind.CREDIT, "purchase:pur_buyer_1", "buyer", 110, TxnType.PURCHASE))
 
-    def mark(p: Purchase, txn: JournalTransaction) -> Purchase | None:
-        if p.state is PurchaseState.PAID:
+    def build(p: Purchase) -> Operation | None:
+        return None if p.state is PurchaseState.PAID else op
+
+    def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
+        if txn is None:
             return None
         return p.with_changes("t", state=PurchaseState.PAID, credit_txn_id=txn.id)
 
+    def fulfil(n: int) -> JournalTransaction | None:
+        txn, _ = stores[n % 2].apply_for_purchase("pur_buyer_1", ("buyer",), build, mark, NOW)
+        return txn
+
     with ThreadPoolExecutor(8) as pool:
-        results = list(
-            pool.map(
-                lambda n: stores[n % 2].apply_for_purchase(op, "pur_buyer_1", mark, NOW), range(8)
-            )
-        )
-    assert len({txn.id for txn, _ in results}) == 1
+        credited = [txn for txn in pool.map(fulfil, range(8)) if txn is not None]
+    assert len(credited) == 1  # the others saw the purchase paid, inside their transaction
     final = stores[0].get_purchase("pur_buyer_1")
     assert final is not None
-    assert (final.state, final.credit_txn_id) == (PurchaseState.PAID, results[0][0].id)
+    assert (final.state, final.credit_txn_id) == (PurchaseState.PAID, credited[0].id)
     assert stores[1].get_account("buyer").balance == 110
 
 
@@ -200,6 +203,8 @@ def test_a_refused_credit_leaves_the_purchase_alone(store: Store) -> None:
     store.start_purchase(purchase(1), None, NOW)
     op = validate(Operation(OpKind.CREDIT, "k", "ghost", 5, TxnType.PURCHASE))
     with pytest.raises(AccountNotFound):
-        store.apply_for_purchase(op, "pur_buyer_1", lambda p, t: p.with_changes("x", tokens=1), NOW)
+        store.apply_for_purchase(
+            "pur_buyer_1", ("ghost",), lambda p: op, lambda p, t: p.with_changes("x", tokens=1), NOW
+        )
     stored = store.get_purchase("pur_buyer_1")
     assert stored is not None and stored.tokens == 110

@@ -1,0 +1,66 @@
+"""Spending and tipping on behalf of a signed-in user, keyed by the client's Idempotency-Key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.errors import AccountNotFound, DomainError, InvalidIdempotencyKey
+from services.ledger.model import JournalTransaction
+from services.ledger.rules import validate_user_id
+from services.payments.model import User
+from services.store.port import PurchaseStore
+from services.tokens import TokenLedger
+
+MAX_CLIENT_KEY = 200
+
+
+def client_key(kind: str, user_id: str, key: str | None) -> str:
+    """The client's key, namespaced per user and operation so users cannot collide."""
+    if key is None or not key.strip():
+        raise InvalidIdempotencyKey("send an Idempotency-Key header with every spend or transfer")
+    if len(key) > MAX_CLIENT_KEY:
+        raise InvalidIdempotencyKey(f"Idempotency-Key is longer than {MAX_CLIENT_KEY} characters")
+    return f"{kind}:{user_id}:{key}"
+
+
+class TransferService:
+    def __init__(self, ledger: TokenLedger, users: PurchaseStore) -> None:
+        self.ledger = ledger
+        self.users = users
+
+    def spend(self, user: User, amount: Any, reason: object, key: str | None) -> JournalTransaction:
+        """``amount`` comes straight from JSON; the ledger refuses anything but a whole number."""
+        text = reason if isinstance(reason, str) else ""
+        return self.ledger.spend(
+            user.id, amount, key=client_key("spend", user.id, key), reason=text
+        )
+
+    def recipient(self, name: object) -> User:
+        """A user by id or by username (case-insensitive, with or without '@')."""
+        if not isinstance(name, str) or not name.strip():
+            raise AccountNotFound("name a recipient by username or user id")
+        wanted = name.strip().removeprefix("@")
+        found = self.users.find_user_by_username(wanted)
+        if found is None and _is_user_id(wanted):
+            found = self.users.get_user(wanted)
+        if found is None:
+            raise AccountNotFound(f"no user called {name!r}")
+        return found
+
+    def transfer(
+        self, sender: User, recipient: object, amount: Any, note: object, key: str | None
+    ) -> tuple[JournalTransaction, User]:
+        target = self.recipient(recipient)
+        text = note if isinstance(note, str) else ""
+        txn = self.ledger.transfer(
+            sender.id, target.id, amount, key=client_key("transfer", sender.id, key), reason=text
+        )
+        return txn, target
+
+
+def _is_user_id(text: str) -> bool:
+    try:
+        validate_user_id(text)
+    except DomainError:
+        return False
+    return True
