@@ -64,4 +64,9 @@ def grant(user: str, amount: int, reason: str, key: str | None) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    # These modules add their commands to tokens_cli; imported here, not at the
+    # top, because they import tokens_cli from this module.
+    import api.cli_reconcile
+    import api.cli_replay  # noqa: F401
+
     app.cli.add_command(tokens_cli)

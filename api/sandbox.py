@@ -48,8 +48,16 @@ def dashboard() -> str:
 
 @bp.get("/deliveries")
 def deliveries() -> Response:
-    """Webhook deliveries not yet acknowledged by the app (tests wait on this)."""
-    return jsonify(success=True, pending=sandbox().pending_deliveries())
+    """Webhook deliveries not yet acknowledged by the app (tests wait on this).
+
+    ``webhooks`` is "off" when SANDBOX_WEBHOOKS=off withholds every delivery.
+    """
+    gateway = sandbox()
+    return jsonify(
+        success=True,
+        pending=gateway.pending_deliveries(),
+        webhooks="on" if gateway.webhooks_on else "off",
+    )
 
 
 @bp.post("/sessions/<session_id>/<action>")

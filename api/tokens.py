@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
-from services.ledger.model import Entry, TxnType
+from api.history import entry_json
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
 
@@ -79,46 +77,16 @@ def transactions() -> Response:
         cursor=request.args.get("cursor") or None,
         txn_type=request.args.get("type") or None,
     )
+    names = usernames({e.counterparty_id for e in page.entries if e.counterparty_id})
+    catalog = deps.settings().catalog
     return jsonify(
         success=True,
-        transactions=[_entry_json(e) for e in page.entries],
+        transactions=[entry_json(e, names, catalog) for e in page.entries],
         next_cursor=page.next_cursor,
     )
 
 
-FIXED_DESCRIPTIONS = {
-    TxnType.REFUND: "Tokens taken back after a refund",
-    TxnType.DISPUTE: "Tokens held back during a payment dispute",
-    TxnType.DISPUTE_REVERSAL: "Tokens returned: dispute resolved in your favour",
-    TxnType.DEBT_REPAYMENT: "Debt repaid",
-}
-
-
-def describe(entry: Entry) -> str:
-    """A line a person understands, for the history."""
-    if entry.type in FIXED_DESCRIPTIONS:
-        return FIXED_DESCRIPTIONS[entry.type]
-    if entry.type is TxnType.PURCHASE:
-        return f"Bought {entry.reason}" if entry.reason else "Bought tokens"
-    if entry.type is TxnType.TRANSFER:
-        other = entry.counterparty_id or "another user"
-        return f"Sent to {other}" if entry.amount < 0 else f"Received from {other}"
-    return entry.reason or entry.type.capitalize()
-
-
-def _entry_json(entry: Entry) -> dict[str, Any]:
-    created = entry.created_at.replace(".000000Z", "Z")
-    return {
-        "id": entry.id,
-        "type": str(entry.type),
-        "amount": entry.amount,
-        "balance_after": entry.balance_after,
-        "created_at": created,
-        "description": describe(entry),
-        "details": {
-            "transaction_id": entry.txn_id,
-            "reason": entry.reason,
-            "counterparty": entry.counterparty_id,
-            "debt_after": entry.debt_after,
-        },
-    }
+def usernames(user_ids: set[str]) -> dict[str, str]:
+    store = deps.services().store
+    users = (store.get_user(user_id) for user_id in sorted(user_ids))
+    return {u.id: u.username for u in users if u is not None and u.username}

@@ -6,6 +6,11 @@ checkout page with one of Stripe's test cards enqueues Stripe-shaped events,
 which a delivery thread signs with the webhook secret and POSTs to the app's
 own webhook, retrying with backoff until it answers 2xx. So development runs
 the production code path from the webhook inwards.
+
+Like Stripe, it also lists the events it generated and the payments made, and
+refunds a payment through its API (idempotently, on the caller's key). With
+``SANDBOX_WEBHOOKS=off`` events are recorded but never delivered, to rehearse
+missed webhooks and their replay.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from config import Settings
+from config import ConfigError, Settings
 from config.catalog import Pack
 from services.payments import signature
 from services.payments.port import CheckoutSession, PaymentsError
@@ -50,7 +56,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_status TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered, due);
+CREATE TABLE IF NOT EXISTS refunds (
+    idempotency_key TEXT PRIMARY KEY, request TEXT NOT NULL, body TEXT NOT NULL
+);
 """
+WEBHOOKS_SETTING = "SANDBOX_WEBHOOKS"
+# What a session change returns: no event, an event about the session, or (type, object).
+Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
 
 
 class PaymentDeclined(Exception):
@@ -61,6 +73,14 @@ def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def webhooks_enabled(raw: str | None) -> bool:
+    """``SANDBOX_WEBHOOKS``: "on" (the default) delivers events, "off" only records them."""
+    value = (raw or "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ConfigError(f"{WEBHOOKS_SETTING} must be on or off, got {raw!r}")
+    return value == "on"
+
+
 class SandboxPayments:
     mode = "sandbox"
 
@@ -69,6 +89,7 @@ class SandboxPayments:
         self.webhook_url = settings.app_base_url + "/api/stripe/webhook"
         self.secret = settings.webhook_secrets[0]
         self.path = settings.sandbox_db_path
+        self.webhooks_on = webhooks_enabled(os.environ.get(WEBHOOKS_SETTING))
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._db() as conn:
             conn.executescript(SCHEMA)
@@ -84,6 +105,18 @@ class SandboxPayments:
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back if it raises."""
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- the gateway --------------------------------------------------------------
 
@@ -143,6 +176,58 @@ class SandboxPayments:
         session: dict[str, Any] = json.loads(row[0])
         return session
 
+    def list_events(
+        self, *, created_gte: int, types: list[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every event generated (delivered or not) since ``created_gte``, newest first."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT payload FROM outbox WHERE json_extract(payload, '$.created') >= ?"
+                " ORDER BY json_extract(payload, '$.created') DESC, rowid DESC",
+                (created_gte,),
+            ).fetchall()
+        events = [json.loads(row[0]) for row in rows]
+        return iter([e for e in events if not types or e["type"] in types])
+
+    def list_payments(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """A succeeded payment intent per paid session created since ``created_gte``."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT body FROM sessions WHERE created >= ? ORDER BY created DESC",
+                (created_gte,),
+            ).fetchall()
+        sessions = [json.loads(row[0]) for row in rows]
+        return iter([_payment_intent(s) for s in sessions if s["payment_status"] == "paid"])
+
+    def create_refund(
+        self,
+        *,
+        payment_intent: str,
+        amount: int | None,
+        idempotency_key: str,
+        metadata: dict[str, str],
+    ) -> dict[str, Any]:
+        """Refund ``amount`` (None: what is left); the same key returns the same refund."""
+        request = json.dumps(
+            {"payment_intent": payment_intent, "amount": amount, "metadata": metadata},
+            sort_keys=True,
+        )
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT request, body FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
+            ).fetchone()
+            if row is not None:
+                return _replayed_refund(idempotency_key, request, row[0], row[1])
+            session = _session_by_intent(conn, payment_intent)
+            refund = _refund_object(session, _refundable(session, amount), metadata)
+            self._apply(conn, session["id"], _refund_change(refund["amount"]))
+            conn.execute(
+                "INSERT INTO refunds VALUES (?, ?, ?)",
+                (idempotency_key, request, json.dumps(refund)),
+            )
+        self._kick()
+        return refund
+
     # -- what the sandbox's pages do ---------------------------------------------------
 
     def list_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -186,16 +271,7 @@ class SandboxPayments:
 
     def refund(self, session_id: str, amount: int | None = None) -> dict[str, Any]:
         """Refund a paid session (all, or ``amount`` more); Stripe sends charge.refunded."""
-
-        def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-            if session["payment_status"] != "paid":
-                return None
-            total = int(session["amount_total"])
-            refunded = min(total, int(session.get("amount_refunded", 0)) + (amount or total))
-            session["amount_refunded"] = refunded
-            return "charge.refunded", _charge(session)
-
-        return self._change(session_id, change)
+        return self._change(session_id, _refund_change(amount))
 
     def dispute(self, session_id: str) -> dict[str, Any]:
         """The card holder disputes the whole payment; Stripe sends charge.dispute.created."""
@@ -229,27 +305,27 @@ class SandboxPayments:
 
         return self._change(session_id, change)
 
-    def _change(self, session_id: str, change: Any) -> dict[str, Any]:
+    def _change(self, session_id: str, change: Change) -> dict[str, Any]:
         """Change a session and enqueue its event in one SQLite transaction."""
-        with self._db() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
-            if row is None:
-                conn.execute("ROLLBACK")
-                raise PaymentsError(f"No such checkout.session: {session_id}")
-            session = json.loads(row[0])
-            outcome = change(session)
-            if outcome is not None:
-                # A change returns the event type (about the session) or (type, object).
-                event_type, obj = outcome if isinstance(outcome, tuple) else (outcome, session)
-                conn.execute(
-                    "UPDATE sessions SET body = ? WHERE id = ?", (json.dumps(session), session_id)
-                )
-                self._enqueue(conn, event_type, obj)
-            conn.execute("COMMIT")
+        with self._transaction() as conn:
+            session = self._apply(conn, session_id, change)
         self._kick()
-        result: dict[str, Any] = session
-        return result
+        return session
+
+    def _apply(self, conn: sqlite3.Connection, session_id: str, change: Change) -> dict[str, Any]:
+        """Within the caller's transaction: change the session, enqueue its event if any."""
+        row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            raise PaymentsError(f"No such checkout.session: {session_id}")
+        session: dict[str, Any] = json.loads(row[0])
+        outcome = change(session)
+        if outcome is not None:
+            event_type, obj = outcome if isinstance(outcome, tuple) else (outcome, session)
+            conn.execute(
+                "UPDATE sessions SET body = ? WHERE id = ?", (json.dumps(session), session_id)
+            )
+            self._enqueue(conn, event_type, obj)
+        return session
 
     # -- event delivery ------------------------------------------------------------
 
@@ -272,6 +348,8 @@ class SandboxPayments:
         )
 
     def _kick(self) -> None:
+        if not self.webhooks_on:
+            return
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(
@@ -293,6 +371,8 @@ class SandboxPayments:
 
     def deliver_due(self) -> bool:
         """Deliver one due event; False when none is due. Safe across processes."""
+        if not self.webhooks_on:
+            return False
         now = time.time()
         with self._db() as conn:
             conn.execute("BEGIN IMMEDIATE")
@@ -346,10 +426,105 @@ class SandboxPayments:
         return str(response.status_code)
 
 
+def _refund_change(amount: int | None) -> Change:
+    """Refund ``amount`` more (None or 0: all) of a paid session, capped at its total."""
+
+    def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        if session["payment_status"] != "paid":
+            return None
+        total = int(session["amount_total"])
+        refunded = min(total, int(session.get("amount_refunded", 0)) + (amount or total))
+        session["amount_refunded"] = refunded
+        return "charge.refunded", _charge(session)
+
+    return change
+
+
+def _session_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT body FROM sessions WHERE json_extract(body, '$.payment_intent') = ?",
+        (payment_intent,),
+    ).fetchone()
+    if row is None:
+        raise PaymentsError(f"No such payment_intent: {payment_intent!r}")
+    session: dict[str, Any] = json.loads(row[0])
+    return session
+
+
+def _refundable(session: dict[str, Any], amount: int | None) -> int:
+    """The amount to refund now, or PaymentsError as Stripe would refuse it."""
+    if session["payment_status"] != "paid":
+        raise PaymentsError(f"Payment {session['payment_intent']} has not succeeded; no refund")
+    left = int(session["amount_total"]) - int(session.get("amount_refunded", 0))
+    if left <= 0:
+        raise PaymentsError(f"Charge {_charge_id(session)} has already been refunded.")
+    if amount is None:
+        return left
+    if amount < 1:
+        raise PaymentsError(f"Refund amount must be a positive integer, got {amount}.")
+    if amount > left:
+        raise PaymentsError(
+            f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})."
+        )
+    return amount
+
+
+def _replayed_refund(key: str, request: str, first_request: str, body: str) -> dict[str, Any]:
+    """The first refund made with ``key``; Stripe refuses the key with other parameters."""
+    if request != first_request:
+        raise PaymentsError(
+            f"Keys for idempotent requests can only be used with the same parameters"
+            f" they were first used with: {key!r}"
+        )
+    refund: dict[str, Any] = json.loads(body)
+    return refund
+
+
+def _refund_object(
+    session: dict[str, Any], amount: int, metadata: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "id": "re_sandbox_" + uuid.uuid4().hex[:24],
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": None,
+        "charge": _charge_id(session),
+        "created": int(time.time()),
+        "currency": session["currency"],
+        "metadata": dict(metadata),
+        "payment_intent": session["payment_intent"],
+        "reason": None,
+        "status": "succeeded",
+    }
+
+
+def _payment_intent(session: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": session["payment_intent"],
+        "object": "payment_intent",
+        "amount": session["amount_total"],
+        "amount_capturable": 0,
+        "amount_received": session["amount_total"],
+        "capture_method": "automatic",
+        "created": session["created"],
+        "currency": session["currency"],
+        "customer": session.get("customer"),
+        "latest_charge": _charge_id(session),
+        "livemode": False,
+        "metadata": dict(session.get("metadata") or {}),
+        "payment_method_types": list(session.get("payment_method_types") or ["card"]),
+        "status": "succeeded",
+    }
+
+
+def _charge_id(session: dict[str, Any]) -> str:
+    return "ch_sandbox_" + _short(str(session["id"]))
+
+
 def _charge(session: dict[str, Any]) -> dict[str, Any]:
     refunded = int(session.get("amount_refunded", 0))
     return {
-        "id": "ch_sandbox_" + _short(str(session["id"])),
+        "id": _charge_id(session),
         "object": "charge",
         "amount": session["amount_total"],
         "amount_captured": session["amount_total"],

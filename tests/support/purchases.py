@@ -103,3 +103,48 @@ def send(
         headers={"Stripe-Signature": header, "Content-Type": "application/json"},
         timeout=60,
     )
+
+
+def buy(base_url: str, buyer: Buyer, package: str = "popular", **overrides: Any) -> dict[str, Any]:
+    """Start a checkout and deliver its signed, paid `checkout.session.completed` event."""
+    started = buyer.checkout(package)
+    prices = {"starter": 499, "popular": 999, "pro": 1999, "creator": 4999}
+    values: dict[str, Any] = {"amount_total": prices[package], "amount_subtotal": prices[package]}
+    values.update(overrides)
+    obj = session_object(
+        started["session_id"],
+        started["purchase_id"],
+        overrides.pop("user_id", buyer.user_id),
+        **values,
+    )
+    obj["metadata"]["pack_id"] = package
+    response = send(base_url, event("checkout.session.completed", obj))
+    assert response.status_code == 200, response.text
+    return {**started, "payment_intent": obj["payment_intent"], "outcome": response.json()}
+
+
+def charge_event(payment_intent: str, amount: int, amount_refunded: int) -> dict[str, Any]:
+    charge = fixture(
+        "charge",
+        id="ch_" + payment_intent[3:],
+        payment_intent=payment_intent,
+        amount=amount,
+        amount_captured=amount,
+        amount_refunded=amount_refunded,
+        currency="usd",
+        refunded=amount_refunded >= amount,
+    )
+    return event("charge.refunded", charge)
+
+
+def dispute_event(kind: str, payment_intent: str, amount: int, status: str) -> dict[str, Any]:
+    dispute = fixture(
+        "dispute",
+        id="dp_" + payment_intent[3:],
+        payment_intent=payment_intent,
+        charge="ch_" + payment_intent[3:],
+        amount=amount,
+        currency="usd",
+        status=status,
+    )
+    return event(kind, dispute)
