@@ -9,8 +9,11 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from api.deps import services
+from services.errors import DomainError
 from services.ledger.model import TxnType
 from services.payments.checkout import PRICE_IDS_SETTING
+from services.payments.port import PaymentsError
+from services.payments.refunds import RefundService
 
 tokens_cli = AppGroup("tokens", help="Token store operations.")
 
@@ -60,6 +63,33 @@ def grant(user: str, amount: int, reason: str, key: str | None) -> None:
     click.echo(
         f"granted {amount} tokens to {target.id}: balance {entry.balance_after}, "
         f"transaction {txn.id}, key {grant_key}"
+    )
+
+
+@tokens_cli.command("refund")
+@click.argument("purchase_id")
+@click.option(
+    "--amount", type=click.IntRange(min=1), help="Minor units; default: the most covered."
+)
+@click.option("--force", is_flag=True, help="Refund more than the unspent tokens cover (debt).")
+def refund(purchase_id: str, amount: int | None, force: bool) -> None:
+    """Refund a purchase through the payment provider; its webhook then claws tokens back."""
+    refunds = RefundService(services().store, services().payments)
+    try:
+        plan = refunds.plan(purchase_id, amount, force)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"purchase {purchase_id}: {plan.unspent_tokens} unspent tokens cover a refund of "
+        f"at most {plan.max_amount}; refunding {plan.amount}"
+    )
+    try:
+        result = refunds.refund(plan)
+    except PaymentsError as exc:
+        raise click.ClickException(f"the payment provider refused: {exc}") from exc
+    click.echo(
+        f"refund {result.get('id')} {result.get('status')}: {plan.amount} "
+        f"{plan.purchase.currency}; the webhook takes the tokens back"
     )
 
 
