@@ -93,6 +93,13 @@ def refund(purchase_id: str, amount: int | None, force: bool) -> None:
     )
 
 
+@tokens_cli.command("release-expired-holds")
+def release_expired_holds() -> None:
+    """Release every hold past its expiry (run it periodically, e.g. from Cloud Scheduler)."""
+    released = services().ledger.release_expired_holds()
+    click.echo(f"released {released} expired holds")
+
+
 def register_cli(app: Flask) -> None:
     # These modules add their commands to tokens_cli; imported here, not at the
     # top, because they import tokens_cli from this module.

@@ -51,6 +51,8 @@ DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.DEBT_REPAYMENT: lambda e, n, c: f"Debt repaid: {-e.amount} tokens",
     TxnType.GRANT: lambda e, n, c: f"Grant: {e.reason}" if e.reason else "Grant",
     TxnType.SPEND: lambda e, n, c: e.reason or "Spent",
+    TxnType.HOLD: lambda e, n, c: f"Tokens reserved: {e.reason}" if e.reason else "Tokens reserved",
+    TxnType.HOLD_RELEASE: lambda e, n, c: "Reserved tokens released",
 }
 
 

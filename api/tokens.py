@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
 from api.history import entry_json
+from services.ledger.model import format_time, utc_now
+from services.transfers import client_key
+
+DEFAULT_HOLD_S = 600
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
 
@@ -64,7 +70,56 @@ def transfer() -> Response:
 @bp.get("/balance")
 def balance() -> Response:
     account = deps.ledger().balance(deps.current_user().id)
-    return jsonify(success=True, balance=account.balance, debt=account.debt, status=account.status)
+    now = format_time(utc_now())
+    return jsonify(
+        success=True,
+        balance=account.balance,
+        debt=account.debt,
+        status=account.status,
+        available=account.available(now),
+        held=account.held(now),
+    )
+
+
+@bp.post("/holds")
+def create_hold() -> Response:
+    user = deps.current_user()
+    body = deps.json_body()
+    key = client_key("hold", user.id, request.headers.get("Idempotency-Key"))
+    ttl = body.get("ttl_seconds", DEFAULT_HOLD_S)
+    reason = str(body["reason"]) if isinstance(body.get("reason"), str) else ""
+    amount: Any = body.get("amount")
+    txn = deps.ledger().hold(user.id, amount, key=key, ttl_s=ttl, reason=reason)
+    account = deps.ledger().balance(user.id)
+    amount, until = account.holds.get(txn.id, (body.get("amount"), None))  # None: settled
+    return jsonify(
+        success=True,
+        hold_id=txn.id,
+        amount=amount,
+        expires_at=until,
+        available=account.available(format_time(utc_now())),
+    )
+
+
+@bp.post("/holds/<hold_id>/capture")
+def capture_hold(hold_id: str) -> Response:
+    user = deps.current_user()
+    body = deps.json_body()
+    amount: Any = body.get("amount")  # the ledger refuses anything but a whole number
+    txn = deps.ledger().capture(user.id, hold_id, amount, reason="captured hold")
+    entry = txn.user_entry(user.id)
+    return jsonify(
+        success=True, transaction_id=txn.id, amount=-entry.amount, balance=entry.balance_after
+    )
+
+
+@bp.post("/holds/<hold_id>/release")
+def release_hold(hold_id: str) -> Response:
+    user = deps.current_user()
+    txn = deps.ledger().release(user.id, hold_id)
+    return jsonify(
+        success=True, transaction_id=txn.id, balance=txn.user_entry(user.id).balance_after
+    )
 
 
 @bp.get("/transactions")

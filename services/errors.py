@@ -130,3 +130,8 @@ class InvalidPayload(DomainError):
 
 class BadSignature(DomainError):
     code = "bad_signature"
+
+
+class HoldNotFound(DomainError):
+    code = "hold_not_found"
+    http_status = 404

@@ -16,8 +16,10 @@ from datetime import datetime
 from services.errors import (
     DebtRepaymentTooLarge,
     DomainError,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientBalance,
+    InvalidAmount,
     InvalidCursor,
     TransactionNotFound,
 )
@@ -29,6 +31,7 @@ from services.ledger.model import (
     OpKind,
     SystemAccount,
     TxnType,
+    format_time,
     transaction_id_for,
     utc_now,
 )
@@ -174,6 +177,79 @@ class TokenLedger:
             )
         except (InsufficientBalance, DebtRepaymentTooLarge, IdempotencyConflict):
             return None  # a concurrent change got there first; the next credit repays
+
+    def hold(
+        self, user_id: str, amount: int, *, key: str, ttl_s: int, reason: str = ""
+    ) -> JournalTransaction:
+        """Reserve tokens for work that may fail; capture or release them later.
+
+        The hold's id is the returned transaction's id. Until it is settled or
+        expires, the tokens count in the balance but are not available.
+        """
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int):
+            raise InvalidAmount(f"ttl must be a whole number of seconds, got {ttl_s!r}")
+        return self._apply(
+            Operation(
+                OpKind.HOLD, key, user_id, amount, TxnType.HOLD, reason, refs={"ttl_s": str(ttl_s)}
+            )
+        )
+
+    def capture(
+        self, user_id: str, hold_id: str, amount: int, reason: str = ""
+    ) -> JournalTransaction:
+        """Spend ``amount`` (at most the hold) from a hold; the rest is released."""
+        return self._settle(
+            Operation(
+                OpKind.CAPTURE,
+                f"settle:{hold_id}",
+                user_id,
+                amount,
+                TxnType.SPEND,
+                reason,
+                refs={"hold_id": hold_id},
+            )
+        )
+
+    def release(self, user_id: str, hold_id: str) -> JournalTransaction:
+        """Give a hold's tokens back to the available balance, spending nothing."""
+        hold = self.store.get_account(validate_user_id(user_id)).holds.get(hold_id)
+        if hold is None:
+            return self._settled(hold_id, OpKind.RELEASE)
+        return self._settle(
+            Operation(
+                OpKind.RELEASE,
+                f"settle:{hold_id}",
+                user_id,
+                hold[0],
+                TxnType.HOLD_RELEASE,
+                "released",
+                refs={"hold_id": hold_id},
+            )
+        )
+
+    def _settle(self, op: Operation) -> JournalTransaction:
+        """A hold settles once: capture and release share a key, so the loser is refused."""
+        try:
+            return self._apply(op)
+        except IdempotencyConflict as exc:
+            raise HoldNotFound(f"hold {op.refs['hold_id']} is already settled") from exc
+
+    def _settled(self, hold_id: str, kind: OpKind) -> JournalTransaction:
+        txn = self.store.get_transaction(transaction_id_for(f"settle:{hold_id}"))
+        if txn is None or txn.kind is not kind:
+            raise HoldNotFound(f"no open hold {hold_id!r}: it expired, or was captured or released")
+        return txn
+
+    def release_expired_holds(self) -> int:
+        """The periodic task: release every expired hold, so the history shows it."""
+        now = format_time(self.clock())
+        released = 0
+        for account in self.store.iter_accounts():
+            for hold_id, (_, until) in account.holds.items():
+                if until <= now:
+                    self.release(account.user_id, hold_id)
+                    released += 1
+        return released
 
     def balance(self, user_id: str) -> Account:
         return self.store.get_account(validate_user_id(user_id))

@@ -26,6 +26,9 @@ class SystemAccount(StrEnum):
 
 
 class OpKind(StrEnum):
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
     CREDIT = "credit"
     DEBIT = "debit"
     TRANSFER = "transfer"
@@ -44,6 +47,8 @@ class TxnType(StrEnum):
     DISPUTE = "dispute"
     DISPUTE_REVERSAL = "dispute_reversal"
     DEBT_REPAYMENT = "debt_repayment"
+    HOLD = "hold"
+    HOLD_RELEASE = "hold_release"
 
 
 # Which journal types each operation may carry, and the system account
@@ -54,6 +59,9 @@ ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
     OpKind.TRANSFER: frozenset({TxnType.TRANSFER}),
     OpKind.CLAWBACK: frozenset({TxnType.REFUND, TxnType.DISPUTE}),
     OpKind.REPAY_DEBT: frozenset({TxnType.DEBT_REPAYMENT}),
+    OpKind.HOLD: frozenset({TxnType.HOLD}),
+    OpKind.CAPTURE: frozenset({TxnType.SPEND}),
+    OpKind.RELEASE: frozenset({TxnType.HOLD_RELEASE}),
 }
 COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.PURCHASE: SystemAccount.ISSUANCE,
@@ -63,6 +71,8 @@ COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.REFUND: SystemAccount.CLAWBACK,
     TxnType.DISPUTE: SystemAccount.CLAWBACK,
     TxnType.DEBT_REPAYMENT: SystemAccount.CLAWBACK,
+    TxnType.HOLD: SystemAccount.SPEND,
+    TxnType.HOLD_RELEASE: SystemAccount.SPEND,
 }
 
 
@@ -99,22 +109,38 @@ class Account:
     debt: int = 0
     seq: int = 0  # number of journal entries on this account so far
     created_at: str = ""
+    # Open holds: hold id -> (tokens, expires_at). An expired hold stops counting
+    # at once and is dropped at the account's next write: released on next access.
+    holds: Mapping[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
         return "debt" if self.debt > 0 else "active"
 
+    def active_holds(self, now: str) -> dict[str, tuple[int, str]]:
+        return {k: v for k, v in self.holds.items() if v[1] > now}
+
+    def held(self, now: str) -> int:
+        return min(self.balance, sum(amount for amount, _ in self.active_holds(now).values()))
+
+    def available(self, now: str) -> int:
+        return self.balance - self.held(now)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["holds"] = {k: [amount, until] for k, (amount, until) in self.holds.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Account:
+        holds = data.get("holds") or {}
         return cls(
             user_id=str(data["user_id"]),
             balance=int(data["balance"]),
             debt=int(data["debt"]),
             seq=int(data["seq"]),
             created_at=str(data["created_at"]),
+            holds={k: (int(v[0]), str(v[1])) for k, v in holds.items()},
         )
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from services.errors import (
     AccountInDebt,
     AccountNotFound,
     DebtRepaymentTooLarge,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientBalance,
     InvalidAccount,
@@ -33,6 +34,7 @@ from services.ledger.model import (
     Operation,
     OpKind,
     format_time,
+    parse_time,
     user_account,
 )
 
@@ -40,6 +42,7 @@ MAX_AMOUNT = 10**12
 # Far below int64, so that no sum in SQLite or Firestore can overflow.
 MAX_BALANCE = 10**15
 MAX_KEY_LENGTH = 255
+MAX_HOLD_S = 86_400
 MAX_REASON_LENGTH = 500
 # Firestore document ids may not contain '/', nor be '.', '..' or '__x__'.
 _USER_ID = re.compile(r"^(?!__.*__$)(?!\.\.?$)[A-Za-z0-9_.:@+\-]{1,128}$")
@@ -97,11 +100,14 @@ def _require(accounts: Mapping[str, Account], user_id: str) -> Account:
     return account
 
 
-def _check_spendable(account: Account, amount: int) -> None:
+def _check_spendable(account: Account, amount: int, now: str) -> None:
     if account.debt > 0:
         raise AccountInDebt(f"account owes {account.debt} tokens of debt and cannot spend or send")
-    if account.balance < amount:
-        raise InsufficientBalance(f"balance is {account.balance} tokens, {amount} needed")
+    available = account.available(now)
+    if available < amount:
+        held = account.held(now)
+        on_hold = f" ({held} of {account.balance} on hold)" if held else ""
+        raise InsufficientBalance(f"{available} tokens available{on_hold}, {amount} needed")
 
 
 def _check_ceiling(account: Account, amount: int) -> None:
@@ -118,13 +124,21 @@ class _Builder:
         self.entries: list[Entry] = []
         self.accounts: dict[str, Account] = {}
 
-    def user(self, account: Account, amount: int, debt_delta: int = 0) -> None:
+    def user(
+        self,
+        account: Account,
+        amount: int,
+        debt_delta: int = 0,
+        holds: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
         after = Account(
             user_id=account.user_id,
             balance=account.balance + amount,
             debt=account.debt + debt_delta,
             seq=account.seq + 1,
             created_at=account.created_at,
+            # Every write drops expired holds: they are released on next access.
+            holds=account.active_holds(self.created_at) if holds is None else holds,
         )
         other = [u for u in self.op.user_ids if u != account.user_id]
         self.accounts[account.user_id] = after
@@ -178,7 +192,9 @@ def plan(
     builder = _Builder(op, format_time(now))
     account = _require(accounts, op.user_id)
     amount = op.amount
-    if op.kind is OpKind.CREDIT:
+    if op.kind in (OpKind.HOLD, OpKind.CAPTURE, OpKind.RELEASE):
+        _plan_hold(builder, account, op)
+    elif op.kind is OpKind.CREDIT:
         _check_ceiling(account, amount)
         builder.system(-amount)
         builder.user(account, amount)
@@ -186,12 +202,12 @@ def plan(
             # A gift: the payer's history shows it too, with no tokens moving there.
             builder.user(_require(accounts, op.counterparty_id), 0)
     elif op.kind is OpKind.DEBIT:
-        _check_spendable(account, amount)
+        _check_spendable(account, amount, builder.created_at)
         builder.user(account, -amount)
         builder.system(amount)
     elif op.kind is OpKind.TRANSFER:
         recipient = _require(accounts, str(op.counterparty_id))
-        _check_spendable(account, amount)
+        _check_spendable(account, amount, builder.created_at)
         _check_ceiling(recipient, amount)
         builder.user(account, -amount)
         builder.user(recipient, amount)
@@ -210,6 +226,34 @@ def plan(
         builder.user(account, -amount, debt_delta=-amount)
         builder.system(amount)
     return builder.build()
+
+
+def _plan_hold(builder: _Builder, account: Account, op: Operation) -> None:
+    """Holds reserve tokens on the account; only a capture moves any."""
+    now = builder.created_at
+    active = account.active_holds(now)
+    if op.kind is OpKind.HOLD:
+        ttl = op.refs.get("ttl_s", "")
+        if not ttl.isdigit() or not 0 < int(ttl) <= MAX_HOLD_S:
+            raise InvalidAmount(f"a hold lasts 1 to {MAX_HOLD_S} seconds, got {ttl!r}")
+        expires = format_time(parse_time(now) + timedelta(seconds=int(ttl)))
+        _check_spendable(account, op.amount, now)
+        builder.user(account, 0, holds={**active, op.transaction_id: (op.amount, expires)})
+        return
+    hold_id = op.refs.get("hold_id", "")
+    hold = active.get(hold_id) if op.kind is OpKind.CAPTURE else account.holds.get(hold_id)
+    if hold is None:
+        raise HoldNotFound(f"no open hold {hold_id!r}: it expired, or was captured or released")
+    rest = {k: v for k, v in active.items() if k != hold_id}
+    if op.kind is OpKind.RELEASE:
+        builder.user(account, 0, holds=rest)
+        return
+    if op.amount > hold[0]:
+        raise InvalidAmount(f"cannot capture {op.amount}: the hold is for {hold[0]} tokens")
+    if op.amount > account.balance:
+        raise InsufficientBalance(f"balance is {account.balance} tokens, {op.amount} needed")
+    builder.user(account, -op.amount, holds=rest)
+    builder.system(op.amount)
 
 
 def replay(existing: JournalTransaction, op: Operation) -> JournalTransaction:

@@ -90,7 +90,12 @@ class _FirestoreUnitOfWork:
         for account in accounts:
             self.transaction.update(
                 self.store.account_ref(account.user_id),
-                {"balance": account.balance, "debt": account.debt, "seq": account.seq},
+                {
+                    "balance": account.balance,
+                    "debt": account.debt,
+                    "seq": account.seq,
+                    "holds": account.to_dict()["holds"],
+                },
             )
 
 

@@ -26,7 +26,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
-from services.store.sqlite_purchases import PURCHASE_SCHEMA, SqlitePurchases
+from services.store.sqlite_purchases import OPEN_ACCOUNT, PURCHASE_SCHEMA, SqlitePurchases
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     balance INTEGER NOT NULL CHECK (balance >= 0),
     debt INTEGER NOT NULL CHECK (debt >= 0),
     seq INTEGER NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    holds TEXT NOT NULL DEFAULT '{}'
 ) STRICT;
 CREATE TABLE IF NOT EXISTS journal_transactions (
     id TEXT PRIMARY KEY,
@@ -100,7 +101,16 @@ def _row_to_entry(row: sqlite3.Row) -> Entry:
 
 
 def _row_to_account(row: sqlite3.Row) -> Account:
-    return Account.from_dict(dict(row))
+    data = dict(row)
+    data["holds"] = json.loads(data["holds"])
+    return Account.from_dict(data)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to this schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
+    if "holds" not in columns:
+        conn.execute("ALTER TABLE accounts ADD COLUMN holds TEXT NOT NULL DEFAULT '{}'")
 
 
 class SqliteUnitOfWork:
@@ -147,8 +157,11 @@ class SqliteUnitOfWork:
             ],
         )
         self.conn.executemany(
-            "UPDATE accounts SET balance = ?, debt = ?, seq = ? WHERE user_id = ?",
-            [(a.balance, a.debt, a.seq, a.user_id) for a in accounts],
+            "UPDATE accounts SET balance = ?, debt = ?, seq = ?, holds = ? WHERE user_id = ?",
+            [
+                (a.balance, a.debt, a.seq, json.dumps(a.to_dict()["holds"]), a.user_id)
+                for a in accounts
+            ],
         )
 
 
@@ -188,7 +201,9 @@ class SqliteStore(SqlitePurchases):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._guard():
-            self._conn().executescript(SCHEMA + PURCHASE_SCHEMA)
+            conn = self._conn()
+            conn.executescript(SCHEMA + PURCHASE_SCHEMA)
+            _add_missing_columns(conn)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -235,7 +250,7 @@ class SqliteStore(SqlitePurchases):
     def open_account(self, user_id: str, now: datetime) -> Account:
         def work(conn: sqlite3.Connection) -> Account:
             conn.execute(
-                "INSERT OR IGNORE INTO accounts VALUES (?, 0, 0, 0, ?)",
+                OPEN_ACCOUNT,
                 (user_id, format_time(now)),
             )
             return _load_accounts(conn, [user_id])[user_id]

@@ -17,6 +17,10 @@ from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, Use
 
 T = TypeVar("T")
 
+OPEN_ACCOUNT = (
+    "INSERT OR IGNORE INTO accounts (user_id, balance, debt, seq, created_at)"
+    " VALUES (?, 0, 0, 0, ?)"
+)
 PURCHASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY,
@@ -107,9 +111,7 @@ class SqlitePurchases:
                 )
             except sqlite3.IntegrityError as exc:
                 raise UsernameTaken(f"the username {user.username!r} is taken") from exc
-            conn.execute(
-                "INSERT OR IGNORE INTO accounts VALUES (?, 0, 0, 0, ?)", (user.id, format_time(now))
-            )
+            conn.execute(OPEN_ACCOUNT, (user.id, format_time(now)))
             return user
 
         return self._write(work)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from services.errors import (
     AccountNotFound,
     DebtRepaymentTooLarge,
     DomainError,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientBalance,
     InvalidAccount,
@@ -21,7 +23,8 @@ from services.errors import (
     SelfTransfer,
     TransactionNotFound,
 )
-from services.ledger.model import JournalTransaction, SystemAccount, TxnType
+from services.ledger.model import JournalTransaction, SystemAccount, TxnType, format_time
+from services.store.port import Store
 from services.tokens import TokenLedger
 
 USERS = ("alice", "bob", "carol")
@@ -340,3 +343,73 @@ def test_every_transaction_is_streamed_for_reconciliation(funded: TokenLedger) -
     assert {t.key for t in streamed} == {"fund-alice", "t", "s"}
     for txn in streamed:
         assert_balanced(txn)
+
+
+class TestHolds:
+    def test_held_tokens_are_not_available_until_released(self, funded: TokenLedger) -> None:
+        hold = funded.hold("alice", 60, key="job-1", ttl_s=600, reason="video")
+        account = funded.balance("alice")
+        now = hold.created_at
+        assert (account.balance, account.held(now), account.available(now)) == (100, 60, 40)
+        with pytest.raises(InsufficientBalance, match="on hold"):
+            funded.spend("alice", 41, key="s1")
+        with pytest.raises(InsufficientBalance):
+            funded.transfer("alice", "bob", 41, key="t1")
+        funded.release("alice", hold.id)
+        assert funded.balance("alice").available(now) == 100
+        assert funded.release("alice", hold.id).kind == hold.kind.RELEASE  # idempotent
+        assert_books_close(funded)
+
+    def test_a_capture_spends_part_and_releases_the_rest(self, funded: TokenLedger) -> None:
+        hold = funded.hold("alice", 60, key="job-2", ttl_s=600)
+        captured = funded.capture("alice", hold.id, 45)
+        assert captured.user_entry("alice").balance_after == 55
+        assert funded.capture("alice", hold.id, 45) == captured  # a retried capture
+        account = funded.balance("alice")
+        assert (account.balance, account.available(captured.created_at)) == (55, 55)
+        with pytest.raises(HoldNotFound):
+            funded.release("alice", hold.id)
+        assert funded.system_balances()[SystemAccount.SPEND] == 45
+        assert_books_close(funded)
+
+    def test_hold_refusals(self, funded: TokenLedger) -> None:
+        hold = funded.hold("alice", 60, key="job-3", ttl_s=600)
+        with pytest.raises(InvalidAmount):
+            funded.capture("alice", hold.id, 61)
+        with pytest.raises(InsufficientBalance):
+            funded.hold("alice", 41, key="job-4", ttl_s=600)
+        with pytest.raises(HoldNotFound):
+            funded.capture("alice", "txn_nothing", 1)
+        with pytest.raises(InvalidAmount):
+            funded.hold("alice", 1, key="job-5", ttl_s=0)
+        funded.clawback("bob", 1, key="debt-bob")
+        with pytest.raises(AccountInDebt):
+            funded.hold("bob", 1, key="job-6", ttl_s=60)
+
+    def test_an_expired_hold_stops_counting_and_cannot_be_captured(self, store: Store) -> None:
+        clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+        ledger = TokenLedger(store, clock=lambda: clock[0])
+        ledger.open_account("alice")
+        ledger.credit("alice", 100, key="fund")
+        hold = ledger.hold("alice", 70, key="job", ttl_s=60)
+        clock[0] += timedelta(seconds=61)
+        later = format_time(clock[0])
+        assert ledger.balance("alice").available(later) == 100
+        with pytest.raises(HoldNotFound):
+            ledger.capture("alice", hold.id, 10)
+        ledger.spend("alice", 90, key="spend")  # the next write drops the expired hold
+        assert ledger.balance("alice").holds == {}
+
+
+def test_the_periodic_task_releases_expired_holds(store: Store) -> None:
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    ledger = TokenLedger(store, clock=lambda: clock[0])
+    for user in ("a", "b"):
+        ledger.open_account(user)
+        ledger.credit(user, 10, key=f"fund-{user}")
+    ledger.hold("a", 5, key="h1", ttl_s=60)
+    ledger.hold("b", 5, key="h2", ttl_s=3600)
+    clock[0] += timedelta(minutes=5)
+    assert ledger.release_expired_holds() == 1
+    assert ledger.history("a").entries[0].type == TxnType.HOLD_RELEASE
+    assert ledger.balance("b").holds != {}

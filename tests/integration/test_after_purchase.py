@@ -208,3 +208,36 @@ def test_fifty_concurrent_tips_to_one_recipient_are_all_accounted_for(
     assert codes == [200] * 50
     assert account(star)["balance"] == 150
     assert sum(account(fan)["balance"] for fan in fans) == 10 * 50 - 150
+
+
+def test_holds_over_http(running_app: RunningApp) -> None:
+    buyer = Buyer(running_app.url, "holder@example.com")
+    buy(running_app.url, buyer)
+    created = buyer.post(
+        "/api/tokens/holds",
+        json={"amount": 70, "reason": "video"},
+        headers={"Idempotency-Key": "job-1"},
+    ).json()
+    assert (created["amount"], created["available"]) == (70, 40)
+    assert account(buyer)["available"] == 40
+    assert (account(buyer)["balance"], account(buyer)["held"]) == (110, 70)
+    short = spend(buyer, 41)
+    assert (short.status_code, short.json()["code"]) == (402, "insufficient_tokens")
+    captured = buyer.post(f"/api/tokens/holds/{created['hold_id']}/capture", json={"amount": 50})
+    assert captured.json()["balance"] == 60
+    again = buyer.post(f"/api/tokens/holds/{created['hold_id']}/release")
+    assert (again.status_code, again.json()["code"]) == (404, "hold_not_found")
+    assert account(buyer)["available"] == 60
+    second = buyer.post(
+        "/api/tokens/holds", json={"amount": 10}, headers={"Idempotency-Key": "job-2"}
+    ).json()
+    released = buyer.post(f"/api/tokens/holds/{second['hold_id']}/release")
+    assert released.status_code == 200
+    assert account(buyer)["available"] == 60
+    descriptions = [t["description"] for t in buyer.history()[:4]]
+    assert descriptions == [
+        "Reserved tokens released",
+        "Tokens reserved",
+        "captured hold",
+        "Tokens reserved: video",
+    ]
