@@ -37,6 +37,7 @@ class Settings:
     sandbox_db_path: str = "instance/sandbox.db"
     stripe_api_base: str | None = None  # another Stripe-compatible API, for tests
     signup_bonus: int = 0  # tokens granted to every new account
+    sandbox_webhooks: bool = True  # False: the sandbox records events but never sends them
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -54,6 +55,13 @@ def _port(raw: str, problems: list[str]) -> int:
         return int(raw)
     problems.append(f"PORT must be a number from 1 to 65535, got {raw!r}")
     return 8080
+
+
+def _on_off(name: str, raw: str | None, problems: list[str]) -> bool:
+    value = (raw or "on").strip().lower()
+    if value not in ("on", "off"):
+        problems.append(f"{name} must be on or off, got {raw!r}")
+    return value != "off"
 
 
 def _signup_bonus(raw: str, problems: list[str]) -> int:
@@ -134,6 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
         signup_bonus=_signup_bonus(env.get("SIGNUP_BONUS", "0"), problems),
+        sandbox_webhooks=_on_off("SANDBOX_WEBHOOKS", env.get("SANDBOX_WEBHOOKS"), problems),
         catalog=catalog,
     )
     if settings.is_production:

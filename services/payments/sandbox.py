@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import requests
 
-from config import ConfigError, Settings
+from config import Settings
 from config.catalog import Pack
 from services.payments import signature
 from services.payments.port import CheckoutSession, PaymentsError
@@ -60,7 +59,6 @@ CREATE TABLE IF NOT EXISTS refunds (
     idempotency_key TEXT PRIMARY KEY, request TEXT NOT NULL, body TEXT NOT NULL
 );
 """
-WEBHOOKS_SETTING = "SANDBOX_WEBHOOKS"
 # What a session change returns: no event, an event about the session, or (type, object).
 Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
 
@@ -73,14 +71,6 @@ def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def webhooks_enabled(raw: str | None) -> bool:
-    """``SANDBOX_WEBHOOKS``: "on" (the default) delivers events, "off" only records them."""
-    value = (raw or "on").strip().lower()
-    if value not in ("on", "off"):
-        raise ConfigError(f"{WEBHOOKS_SETTING} must be on or off, got {raw!r}")
-    return value == "on"
-
-
 class SandboxPayments:
     mode = "sandbox"
 
@@ -89,7 +79,7 @@ class SandboxPayments:
         self.webhook_url = settings.app_base_url + "/api/stripe/webhook"
         self.secret = settings.webhook_secrets[0]
         self.path = settings.sandbox_db_path
-        self.webhooks_on = webhooks_enabled(os.environ.get(WEBHOOKS_SETTING))
+        self.webhooks_on = settings.sandbox_webhooks
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._db() as conn:
             conn.executescript(SCHEMA)

@@ -38,13 +38,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 @pytest.fixture
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SandboxPayments:
-    monkeypatch.setenv("SANDBOX_WEBHOOKS", "off")
-
     def no_http(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("SANDBOX_WEBHOOKS=off must not POST")
 
     monkeypatch.setattr(requests, "post", no_http)
-    settings = load_settings({"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db")})
+    settings = load_settings(
+        {"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"), "SANDBOX_WEBHOOKS": "off"}
+    )
     return SandboxPayments(settings)
 
 
@@ -280,12 +280,10 @@ def test_the_dashboard_refund_adds_to_api_refunds(gateway: SandboxPayments) -> N
         )
 
 
-def test_webhooks_are_on_unless_set_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = load_settings({"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db")})
-    monkeypatch.delenv("SANDBOX_WEBHOOKS", raising=False)
-    assert SandboxPayments(settings).webhooks_on is True
-    monkeypatch.setenv("SANDBOX_WEBHOOKS", " OFF ")
-    assert SandboxPayments(settings).webhooks_on is False
-    monkeypatch.setenv("SANDBOX_WEBHOOKS", "sometimes")
+def test_webhooks_are_on_unless_set_off(tmp_path: Path) -> None:
+    path = str(tmp_path / "sandbox.db")
+    assert SandboxPayments(load_settings({"SANDBOX_DB_PATH": path})).webhooks_on is True
+    off = load_settings({"SANDBOX_DB_PATH": path, "SANDBOX_WEBHOOKS": " OFF "})
+    assert SandboxPayments(off).webhooks_on is False
     with pytest.raises(ConfigError, match="SANDBOX_WEBHOOKS must be on or off"):
-        SandboxPayments(settings)
+        load_settings({"SANDBOX_WEBHOOKS": "sometimes"})
