@@ -14,6 +14,7 @@ from services.ledger.model import TxnType
 from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.port import PaymentsError
 from services.payments.refunds import RefundService
+from services.payments.sandbox import SandboxPayments
 
 tokens_cli = AppGroup("tokens", help="Token store operations.")
 
@@ -74,7 +75,10 @@ def grant(user: str, amount: int, reason: str, key: str | None) -> None:
 @click.option("--force", is_flag=True, help="Refund more than the unspent tokens cover (debt).")
 def refund(purchase_id: str, amount: int | None, force: bool) -> None:
     """Refund a purchase through the payment provider; its webhook then claws tokens back."""
-    refunds = RefundService(services().store, services().payments)
+    gateway = services().payments
+    if isinstance(gateway, SandboxPayments):
+        gateway.deliver_in_foreground()
+    refunds = RefundService(services().store, gateway)
     try:
         plan = refunds.plan(purchase_id, amount, force)
     except DomainError as exc:
@@ -87,6 +91,8 @@ def refund(purchase_id: str, amount: int | None, force: bool) -> None:
         result = refunds.refund(plan)
     except PaymentsError as exc:
         raise click.ClickException(f"the payment provider refused: {exc}") from exc
+    if isinstance(gateway, SandboxPayments):
+        gateway.deliver_pending()
     click.echo(
         f"refund {result.get('id')} {result.get('status')}: {plan.amount} "
         f"{plan.purchase.currency}; the webhook takes the tokens back"

@@ -1,17 +1,19 @@
 """Refunds and disputes from Stripe: tokens taken back, debt, and restoring won disputes.
 
-Each step decides from the purchase as stored inside the same store
-transaction that moves the tokens (``apply_for_purchase``), so repeated,
-concurrent and out-of-order events converge on one end state:
+Each event first updates what the purchase knows (the largest cumulative
+refund seen; the dispute's amount and status), then brings the tokens taken
+back for the purchase to the one target those facts give:
 
-- ``charge.refunded`` carries the CUMULATIVE amount refunded; the tokens
-  taken back are ``tokens * amount_refunded // amount`` in total, and each
-  event takes only what is missing.
-- ``charge.dispute.created`` takes back the disputed share not already
-  refunded; ``charge.dispute.closed`` gives it back when the dispute is won.
+    refunds alone:               tokens * refunded // amount
+    with an open or lost dispute: tokens * min(amount, refunded + disputed) // amount
 
-A clawback larger than the balance takes the balance to zero and records the
-rest as debt (ledger rule). Every clawback writes a security alert.
+Both steps run inside one store transaction (``apply_for_purchase``), so
+repeated, concurrent and out-of-order events converge on one end state: a
+refund during a dispute moves nothing new, a won dispute gives back only what
+the refunds did not take, and a ``closed`` event that overtakes its
+``created`` is remembered. A clawback larger than the balance takes the
+balance to zero and records the rest as debt (ledger rule). Every clawback
+writes a security alert.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from services.store.port import Store
 from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.clawbacks")
+ACTIVE_DISPUTE = ("open", "lost")
 
 
 def _int(obj: Mapping[str, Any], name: str) -> int:
@@ -53,6 +56,21 @@ def share(purchase: Purchase, amount: int) -> int:
     return purchase.tokens * min(amount, purchase.amount) // purchase.amount
 
 
+def target(p: Purchase) -> tuple[int, int]:
+    """(refund tokens, dispute tokens) that should be taken back, from what is known."""
+    refund = share(p, p.refunded_amount)
+    if p.dispute_status not in ACTIVE_DISPUTE:
+        return refund, 0
+    return refund, share(p, p.refunded_amount + p.dispute_amount) - refund
+
+
+def taken(p: Purchase) -> int:
+    return p.refunded_tokens + p.disputed_tokens
+
+
+Learn = Callable[[Purchase], Purchase]
+
+
 class Clawbacks:
     def __init__(
         self,
@@ -66,140 +84,127 @@ class Clawbacks:
         self.security = security
         self.clock = clock
 
+    # -- the three events -------------------------------------------------------
+
+    def refunded(self, charge: Mapping[str, Any]) -> str:
+        refunded = _int(charge, "amount_refunded")
+
+        def learn(p: Purchase) -> Purchase:
+            if refunded <= p.refunded_amount:
+                return p
+            return p.with_changes(self._now(), refunded_amount=refunded)
+
+        return self._settle(charge, learn, "refund", charge_id=charge.get("id"))
+
+    def dispute_opened(self, dispute: Mapping[str, Any]) -> str:
+        dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
+
+        def learn(p: Purchase) -> Purchase:
+            if p.dispute_id is not None:  # seen already, or closed before this arrived
+                return p
+            return p.with_changes(
+                self._now(), dispute_id=dispute_id, dispute_status="open", dispute_amount=amount
+            )
+
+        return self._settle(dispute, learn, "dispute", dispute_id=dispute_id)
+
+    def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
+        dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
+        status = "won" if _str(dispute, "status") == "won" else "lost"
+
+        def learn(p: Purchase) -> Purchase:
+            if p.dispute_status in ("won", "lost"):
+                return p
+            return p.with_changes(
+                self._now(),
+                dispute_id=p.dispute_id or dispute_id,
+                dispute_status=status,
+                dispute_amount=p.dispute_amount or amount,
+            )
+
+        outcome = self._settle(dispute, learn, "dispute", dispute_id=dispute_id)
+        stored = self._find(dispute)
+        if stored is None or outcome == "no_purchase":
+            return outcome
+        return f"dispute_{stored.dispute_status}"
+
+    # -- one path for all three ---------------------------------------------------
+
     def _find(self, obj: Mapping[str, Any]) -> Purchase | None:
         intent = obj.get("payment_intent")
         if not isinstance(intent, str) or not intent:
             return None
         return self.store.find_purchase(payment_intent_id=intent)
 
-    def refunded(self, charge: Mapping[str, Any]) -> str:
-        purchase = self._find(charge)
+    def _settle(self, obj: Mapping[str, Any], learn: Learn, what: str, **details: Any) -> str:
+        purchase = self._find(obj)
         if purchase is None:
             return "no_purchase"
-        refunded = _int(charge, "amount_refunded")
-
-        def missing(p: Purchase) -> int:
-            """Tokens still to take back for the refunds so far (a dispute took its share)."""
-            if refunded <= p.refunded_amount:
-                return 0
-            return max(0, share(p, refunded) - p.disputed_tokens - p.refunded_tokens)
 
         def build(p: Purchase) -> Operation | None:
-            tokens = missing(p)
-            if tokens <= 0:
-                return None
-            return self._op(p, tokens, TxnType.REFUND, f"refund:{p.id}:{p.refunded_tokens}")
+            return self._move(p, learn(p), what)
 
         def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
-            if refunded <= p.refunded_amount:
-                return None
-            return p.with_changes(
-                self._now(),
-                refunded_amount=refunded,
-                refunded_tokens=p.refunded_tokens + missing(p),
+            known = learn(p)
+            refund, dispute = target(known)
+            settled = known.with_changes(
+                known.updated_at, refunded_tokens=refund, disputed_tokens=dispute
             )
+            return None if settled == p else settled
 
-        return self._apply(purchase, build, mark, "refund", charge_id=charge.get("id"))
-
-    def dispute_opened(self, dispute: Mapping[str, Any]) -> str:
-        purchase = self._find(dispute)
-        if purchase is None:
-            return "no_purchase"
-        dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
-
-        def disputed(p: Purchase) -> int:
-            """The disputed share of the tokens, less what refunds already took back."""
-            if p.dispute_id is not None:
-                return 0
-            return max(0, min(share(p, amount), p.tokens - p.refunded_tokens))
-
-        def build(p: Purchase) -> Operation | None:
-            tokens = disputed(p)
-            if tokens <= 0:
-                return None
-            return self._op(p, tokens, TxnType.DISPUTE, f"dispute:{p.id}:{dispute_id}")
-
-        def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
-            if p.dispute_id is not None:
-                return None
-            return p.with_changes(
-                self._now(),
-                dispute_id=dispute_id,
-                dispute_status="open",
-                disputed_tokens=disputed(p),
-            )
-
-        return self._apply(purchase, build, mark, "dispute", dispute_id=dispute_id)
-
-    def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
-        purchase = self._find(dispute)
-        if purchase is None:
-            return "no_purchase"
-        won = _str(dispute, "status") == "won"
-
-        def build(p: Purchase) -> Operation | None:
-            if not won or p.dispute_status != "open" or p.disputed_tokens <= 0:
-                return None
-            return Operation(
-                OpKind.CREDIT,
-                f"dispute-won:{p.id}:{p.dispute_id}",
-                p.user_id,
-                p.disputed_tokens,
-                TxnType.DISPUTE_REVERSAL,
-                reason=f"{p.pack_id} pack",
-                refs={"purchase_id": p.id, "dispute_id": str(p.dispute_id)},
-            )
-
-        def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
-            if p.dispute_status != "open":
-                return None
-            if won:
-                return p.with_changes(self._now(), dispute_status="won", disputed_tokens=0)
-            return p.with_changes(self._now(), dispute_status="lost")
-
-        txn, stored = self.store.apply_for_purchase(
-            purchase.id, (purchase.user_id,), build, mark, self.clock()
-        )
-        if txn is not None:
-            self.ledger.settle_debt(purchase.user_id, txn.id)
-        return f"dispute_{stored.dispute_status}"
-
-    def _op(self, p: Purchase, tokens: int, kind: TxnType, key: str) -> Operation:
-        return validate(
-            Operation(
-                OpKind.CLAWBACK,
-                key,
-                p.user_id,
-                tokens,
-                kind,
-                reason=f"{p.pack_id} pack",
-                refs={"purchase_id": p.id},
-            )
-        )
-
-    def _apply(
-        self,
-        purchase: Purchase,
-        build: Callable[[Purchase], Operation | None],
-        mark: Callable[[Purchase, JournalTransaction | None], Purchase | None],
-        what: str,
-        **details: Any,
-    ) -> str:
         txn, _ = self.store.apply_for_purchase(
             purchase.id, (purchase.user_id,), build, mark, self.clock()
         )
         if txn is None:
             return f"{what}_unchanged"
+        if txn.kind is OpKind.CREDIT:
+            self.ledger.settle_debt(purchase.user_id, txn.id)
+            return f"{what}_restored"
         entry = txn.user_entry(purchase.user_id)
+        moved = -entry.amount
         self.security.alert(
             f"{what}_clawback",
             "warning",
             user_id=purchase.user_id,
             purchase_id=purchase.id,
-            reason=f"{what}: {-entry.amount} tokens taken back, debt now {entry.debt_after}",
+            reason=f"{what}: {moved} tokens taken back, debt now {entry.debt_after}",
             **{k: v for k, v in details.items() if isinstance(v, str)},
         )
         return f"{what}_clawed_back"
+
+    def _move(self, before: Purchase, known: Purchase, what: str) -> Operation | None:
+        """The ledger operation that brings the tokens taken back to ``target(known)``."""
+        refund, dispute = target(known)
+        delta = refund + dispute - taken(before)
+        key = f"{before.id}:{taken(before)}->{refund + dispute}"
+        refs = {"purchase_id": before.id}
+        reason = f"{before.pack_id} pack"
+        if delta > 0:
+            kind = TxnType.REFUND if refund > before.refunded_tokens else TxnType.DISPUTE
+            return validate(
+                Operation(
+                    OpKind.CLAWBACK,
+                    f"clawback:{key}",
+                    before.user_id,
+                    delta,
+                    kind,
+                    reason=reason,
+                    refs=refs,
+                )
+            )
+        if delta < 0:
+            return validate(
+                Operation(
+                    OpKind.CREDIT,
+                    f"restore:{key}",
+                    before.user_id,
+                    -delta,
+                    TxnType.DISPUTE_REVERSAL,
+                    reason=reason,
+                    refs=refs,
+                )
+            )
+        return None
 
     def _now(self) -> str:
         return format_time(self.clock())

@@ -67,6 +67,7 @@ class Purchase:
     refunded_tokens: int = 0  # tokens clawed back for refunds so far
     dispute_id: str | None = None
     dispute_status: str | None = None  # open | won | lost
+    dispute_amount: int = 0  # minor units the dispute is about
     disputed_tokens: int = 0  # tokens clawed back for the open or lost dispute
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,6 +80,7 @@ class SandboxPayments:
         self.secret = settings.webhook_secrets[0]
         self.path = settings.sandbox_db_path
         self.webhooks_on = settings.sandbox_webhooks
+        self.background = True
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._db() as conn:
             conn.executescript(SCHEMA)
@@ -337,8 +338,21 @@ class SandboxPayments:
             (event_id, json.dumps(event), time.time()),
         )
 
+    def deliver_in_foreground(self) -> None:
+        """For short-lived processes (CLI commands): deliver from the caller, not a thread.
+
+        A background thread dies with the process, possibly holding a claim on
+        an event; the app's own worker would then wait for the claim to lapse.
+        """
+        self.background = False
+
+    def deliver_pending(self) -> None:
+        """Deliver every event that is due now, in this thread (one attempt each)."""
+        while self.deliver_due():
+            pass
+
     def _kick(self) -> None:
-        if not self.webhooks_on:
+        if not self.webhooks_on or not self.background:
             return
         with self._worker_lock:
             if self._worker is None or not self._worker.is_alive():

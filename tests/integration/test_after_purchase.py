@@ -41,11 +41,25 @@ def test_refund_after_spend_becomes_debt_repaid_by_the_next_purchase(
     assert spend(buyer, 100).status_code == 200
     refund = send(running_app.url, charge_event(bought["payment_intent"], 999, 999))
     assert refund.json()["outcome"] == "refund_clawed_back"
-    assert account(buyer) == {"success": True, "balance": 0, "debt": 100, "status": "debt"}
+    assert account(buyer) == {
+        "success": True,
+        "balance": 0,
+        "debt": 100,
+        "status": "debt",
+        "available": 0,
+        "held": 0,
+    }
     refused = spend(buyer, 1)
     assert (refused.status_code, refused.json()["code"]) == (403, "account_in_debt")
     buy(running_app.url, buyer)
-    assert account(buyer) == {"success": True, "balance": 10, "debt": 0, "status": "active"}
+    assert account(buyer) == {
+        "success": True,
+        "balance": 10,
+        "debt": 0,
+        "status": "active",
+        "available": 10,
+        "held": 0,
+    }
     kinds = [(t["type"], t["amount"]) for t in buyer.history()]
     assert kinds == [
         ("debt_repayment", -100),
@@ -241,3 +255,33 @@ def test_holds_over_http(running_app: RunningApp) -> None:
         "captured hold",
         "Tokens reserved: video",
     ]
+
+
+DISPUTE_ORDERS = {
+    "refund-then-dispute": [("refund", 500), ("created", 499), ("closed-lost", 499)],
+    "dispute-then-refund": [("created", 499), ("refund", 500), ("closed-lost", 499)],
+    "refund-during-won-dispute": [("created", 999), ("refund", 500), ("closed-won", 999)],
+    "closed-before-created": [("closed-won", 999), ("created", 999)],
+}
+EXPECTED_BALANCE = {
+    "refund-then-dispute": 0,
+    "dispute-then-refund": 0,
+    "refund-during-won-dispute": 55,
+    "closed-before-created": 110,
+}
+
+
+@pytest.mark.parametrize("case", list(DISPUTE_ORDERS))
+def test_refunds_and_disputes_in_any_order(running_app: RunningApp, case: str) -> None:
+    buyer = Buyer(running_app.url, f"{case}@example.com")
+    intent = buy(running_app.url, buyer)["payment_intent"]
+    for step, amount in DISPUTE_ORDERS[case]:
+        if step == "refund":
+            body = charge_event(intent, 999, amount)
+        elif step == "created":
+            body = dispute_event("charge.dispute.created", intent, amount, "needs_response")
+        else:
+            status = step.removeprefix("closed-")
+            body = dispute_event("charge.dispute.closed", intent, amount, status)
+        assert send(running_app.url, body).ok
+    assert account(buyer)["balance"] == EXPECTED_BALANCE[case]

@@ -63,6 +63,8 @@ def test_the_default_refund_is_what_the_unspent_tokens_cover(app: AppServer) -> 
         "balance": 0,
         "debt": 0,
         "status": "active",
+        "available": 0,
+        "held": 0,
     }
 
 
@@ -80,6 +82,8 @@ def test_more_than_covered_needs_force_and_then_records_debt(app: AppServer) -> 
         "balance": 0,
         "debt": 100,
         "status": "debt",
+        "available": 0,
+        "held": 0,
     }
     again = flask_cli(app, "refund", purchase_id)
     assert again.returncode != 0

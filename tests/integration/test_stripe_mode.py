@@ -82,7 +82,14 @@ def test_a_firebase_token_signs_in_and_opens_the_account(stripe_app: AppServer) 
     response = requests.get(
         f"{stripe_app.url}/api/tokens/balance", headers=bearer("uid-ann"), timeout=10
     )
-    assert response.json() == {"success": True, "balance": 0, "debt": 0, "status": "active"}
+    assert response.json() == {
+        "success": True,
+        "balance": 0,
+        "debt": 0,
+        "status": "active",
+        "available": 0,
+        "held": 0,
+    }
     me = requests.get(f"{stripe_app.url}/auth/me", headers=bearer("uid-ann"), timeout=10).json()
     assert me["user"] == {"id": "uid-ann", "email": "uid-ann@example.com", "username": None}
 
