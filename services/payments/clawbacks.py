@@ -109,7 +109,9 @@ class Clawbacks:
         return self._settle(dispute, learn, "dispute", dispute_id=dispute_id)
 
     def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
-        dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
+        dispute_id = _str(dispute, "id")
+        # Only needed when the closed event overtook the created one.
+        amount = _int(dispute, "amount") if "amount" in dispute else 0
         status = "won" if _str(dispute, "status") == "won" else "lost"
 
         def learn(p: Purchase) -> Purchase:
