@@ -54,11 +54,14 @@ def sync_stripe() -> None:
 @click.option("--key", help="Idempotency key; the same key never grants twice.")
 def grant(user: str, amount: int, reason: str, key: str | None) -> None:
     """Grant AMOUNT tokens to USER (a user id or username), as one journal transaction."""
-    target = services().transfers.recipient(user)
-    grant_key = key or f"grant:{target.id}:{uuid.uuid4().hex}"
-    txn = services().ledger.credit(
-        target.id, amount, key=grant_key, type=TxnType.GRANT, reason=reason
-    )
+    try:
+        target = services().transfers.recipient(user)
+        grant_key = key or f"grant:{target.id}:{uuid.uuid4().hex}"
+        txn = services().ledger.credit(
+            target.id, amount, key=grant_key, type=TxnType.GRANT, reason=reason
+        )
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
     services().ledger.settle_debt(target.id, txn.id)
     entry = txn.user_entry(target.id)
     click.echo(

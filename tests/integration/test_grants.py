@@ -1,0 +1,66 @@
+"""Grants by operators and the signup bonus, each one journal transaction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.purchases import Buyer
+from tests.support.server import ROOT, AppServer
+
+
+@pytest.fixture
+def app() -> Iterator[AppServer]:
+    server = AppServer({"SIGNUP_BONUS": "25"}).start()
+    yield server
+    server.stop()
+
+
+def grant(server: AppServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "tokens", "grant", *args],
+        cwd=ROOT,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_new_account_gets_the_signup_bonus_once(app: AppServer) -> None:
+    first = Buyer(app.url, "new@example.com")
+    again = Buyer(app.url, "new@example.com")  # signing in again grants nothing more
+    assert again.balance() == 25
+    assert [(t["type"], t["description"]) for t in first.history()] == [
+        ("grant", "Grant: Welcome bonus")
+    ]
+
+
+def test_an_operator_grant_by_username_with_a_key(app: AppServer) -> None:
+    user = Buyer(app.url, "granted@example.com", username="lucky")
+    done = grant(app, "LUCKY", "40", "--reason", "sorry for the outage", "--key", "inc-7")
+    assert done.returncode == 0, done.stderr
+    assert "balance 65" in done.stdout
+    repeated = grant(app, "lucky", "40", "--reason", "sorry for the outage", "--key", "inc-7")
+    assert repeated.returncode == 0
+    assert user.balance() == 65
+    assert user.history()[0]["description"] == "Grant: sorry for the outage"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nobody", "5", "--reason", "x"], "no user called"),
+        (["lucky", "0", "--reason", "x"], "0"),
+        (["lucky", "5"], "--reason"),
+    ],
+)
+def test_bad_grants_are_refused(app: AppServer, args: list[str], message: str) -> None:
+    Buyer(app.url, "someone@example.com", username="lucky")
+    refused = grant(app, *args)
+    assert refused.returncode != 0
+    assert message in refused.stderr
