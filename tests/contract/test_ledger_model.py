@@ -40,6 +40,7 @@ from services.errors import (
     AccountInDebt,
     DebtRepaymentTooLarge,
     DomainError,
+    HoldNotFound,
     IdempotencyConflict,
     InsufficientBalance,
 )
@@ -50,7 +51,9 @@ from services.ledger.model import (
     OpKind,
     SystemAccount,
     TxnType,
+    format_time,
     user_account,
+    utc_now,
 )
 from services.store.port import LedgerStore
 from services.store.sqlite import SqliteStore
@@ -105,6 +108,7 @@ class LedgerMachine(RuleBasedStateMachine):
         # The reference model.
         self.balance = dict.fromkeys(range(USERS), 0)
         self.debt = dict.fromkeys(range(USERS), 0)
+        self.holds: dict[int, dict[str, int]] = {i: {} for i in range(USERS)}
         self.entries: dict[int, list[EntryShape]] = {i: [] for i in range(USERS)}
         self.system = dict.fromkeys(SystemAccount, 0)
         self.used: dict[str, Used] = {}
@@ -134,10 +138,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def expected_error(self, request: Request) -> type[DomainError] | None:
         """The domain error the model predicts for ``request``, or None for success."""
         balance, debt, amount = self.balance[request.user], self.debt[request.user], request.amount
-        if request.kind in (OpKind.DEBIT, OpKind.TRANSFER):
+        if request.kind in (OpKind.DEBIT, OpKind.TRANSFER, OpKind.HOLD):
             if debt > 0:
                 return AccountInDebt
-            if balance < amount:
+            if balance - self.held(request.user) < amount:
                 return InsufficientBalance
         if request.kind is OpKind.REPAY_DEBT:
             if amount > debt:
@@ -145,6 +149,10 @@ class LedgerMachine(RuleBasedStateMachine):
             if balance < amount:
                 return InsufficientBalance
         return None
+
+    def held(self, user: int) -> int:
+        """Reserved tokens: open holds, never more than the balance (a clawback may shrink it)."""
+        return min(self.balance[user], sum(self.holds[user].values()))
 
     def apply_to_model(self, request: Request) -> list[EntryShape]:
         """Update the model for a successful ``request``; return the expected entries."""
@@ -304,6 +312,78 @@ class LedgerMachine(RuleBasedStateMachine):
         request = Request(OpKind.REPAY_DEBT, user, amount, TxnType.DEBT_REPAYMENT)
         return multiple(*self.run(request))
 
+    # -- holds -------------------------------------------------------------
+
+    def hold_line(self, txn: JournalTransaction, user: int, delta: int, txn_type: TxnType) -> None:
+        """Check a hold, capture or release against the model and record its entry."""
+        self.balance[user] += delta
+        shape: EntryShape = (
+            user_account(self.users[user]),
+            delta,
+            txn_type,
+            self.users[user],
+            len(self.entries[user]) + 1,
+            self.balance[user],
+            self.debt[user],
+            None,
+        )
+        self.entries[user].append(shape)
+        entry = txn.user_entry(self.users[user])
+        actual = (
+            entry.account,
+            entry.amount,
+            entry.type,
+            entry.user_id,
+            entry.seq,
+            entry.balance_after,
+            entry.debt_after,
+            entry.counterparty_id,
+        )
+        assert actual == shape, f"{txn.kind}: {actual} != model {shape}"
+        assert sum(e.amount for e in txn.entries) == 0
+        self.results.append(txn)
+
+    @rule(user=USER_INDEXES, amount=AMOUNTS, fit=st.booleans())
+    def hold(self, user: int, amount: int, fit: bool) -> None:
+        free = self.balance[user] - self.held(user)
+        amount = self.fitted(amount, free) if fit else amount
+        request = Request(OpKind.HOLD, user, amount, TxnType.HOLD)
+        error = self.expected_error(request)
+        key = self.new_key()
+        if error is not None:
+            with pytest.raises(error):
+                self.ledger.hold(self.users[user], amount, key=key, ttl_s=3600)
+            return
+        txn = self.ledger.hold(self.users[user], amount, key=key, ttl_s=3600)
+        self.holds[user][txn.id] = amount
+        self.hold_line(txn, user, 0, TxnType.HOLD)
+
+    def open_holds(self) -> list[tuple[int, str]]:
+        return [(u, h) for u in range(USERS) for h in sorted(self.holds[u])]
+
+    @precondition(lambda self: bool(self.open_holds()))
+    @rule(pick=st.integers(0, 63), amount=AMOUNTS, release=st.booleans())
+    def settle_hold(self, pick: int, amount: int, release: bool) -> None:
+        """Capture part of a hold (spending it) or release it; either way it closes."""
+        user, hold_id = self.open_holds()[pick % len(self.open_holds())]
+        reserved = self.holds[user].pop(hold_id)
+        if release:
+            txn = self.ledger.release(self.users[user], hold_id)
+            self.hold_line(txn, user, 0, TxnType.HOLD_RELEASE)
+            return
+        amount = self.fitted(amount, reserved)
+        if amount > self.balance[user]:  # a clawback took the reserved tokens
+            self.holds[user][hold_id] = reserved
+            with pytest.raises(InsufficientBalance):
+                self.ledger.capture(self.users[user], hold_id, amount)
+            return
+        txn = self.ledger.capture(self.users[user], hold_id, amount)
+        self.system[SystemAccount.SPEND] += amount
+        self.hold_line(txn, user, -amount, TxnType.SPEND)
+        assert self.ledger.capture(self.users[user], hold_id, amount) == txn  # retried
+        with pytest.raises(HoldNotFound):
+            self.ledger.release(self.users[user], hold_id)
+
     # -- replays of used keys ----------------------------------------------
 
     @rule(key=keys)
@@ -344,6 +424,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 f" model {self.balance[index]}/{self.debt[index]}"
             )
             assert account.seq == len(self.entries[index])
+            assert set(account.holds) == set(self.holds[index])
+            assert account.held(format_time(utc_now())) == self.held(index)
             users_total += account.balance
 
             history: list[Entry] = []
