@@ -94,10 +94,14 @@ def _storage_error(exc: sqlite3.Error) -> Exception:
     return StorageUnavailable(f"SQLite failed: {exc}")
 
 
-def _row_to_entry(row: sqlite3.Row) -> Entry:
+def _entry_data(row: sqlite3.Row) -> dict[str, Any]:
     data = dict(row)
     data["index"] = data.pop("idx")
-    return Entry.from_dict(data)
+    return data
+
+
+def _row_to_entry(row: sqlite3.Row) -> Entry:
+    return Entry.from_dict(_entry_data(row))
 
 
 def _row_to_account(row: sqlite3.Row) -> Account:
@@ -187,7 +191,7 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     data: dict[str, Any] = dict(row)
     data["key"] = data.pop("idem_key")
     data["refs"] = json.loads(data["refs"])
-    data["entries"] = [_row_to_entry(e).to_dict() for e in entries]
+    data["entries"] = [_entry_data(e) for e in entries]
     return JournalTransaction.from_dict(data)
 
 
