@@ -48,7 +48,7 @@ def build_services(settings: Settings) -> Services:
     ledger = TokenLedger(store)
     security = SecurityService(store)
     payments = _payments(settings)
-    fulfilment = Fulfilment(store, ledger, settings.catalog, payments, security)
+    fulfilment = Fulfilment(store, ledger, settings.catalog, security)
     verifier = (
         FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None
     )

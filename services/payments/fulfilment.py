@@ -33,7 +33,6 @@ from services.payments.model import (
     PurchaseState,
     User,
 )
-from services.payments.port import PaymentsGateway
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
@@ -60,7 +59,6 @@ class Fulfilment:
         store: Store,
         ledger: TokenLedger,
         catalog: Catalog,
-        payments: PaymentsGateway,
         security: SecurityService,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -68,7 +66,6 @@ class Fulfilment:
         self.ledger = ledger
         self.clawbacks = Clawbacks(store, ledger, security, clock)
         self.catalog = catalog
-        self.payments = payments
         self.security = security
         self.clock = clock
 
@@ -119,7 +116,7 @@ class Fulfilment:
         problem = self._mismatch(purchase, session)
         if problem:
             return self._review(purchase, problem, session_id=session_id)
-        return self._credit(purchase, field(session, "payment_intent"))
+        return self.credit(purchase, field(session, "payment_intent"))
 
     def fulfil_payment_intent(self, intent: Mapping[str, Any]) -> Purchase | None:
         """The embedded flow: only purchases created for this payment intent."""
@@ -135,9 +132,10 @@ class Fulfilment:
         )
         if problem:
             return self._review(purchase, problem, payment_intent_id=intent_id)
-        return self._credit(purchase, intent_id)
+        return self.credit(purchase, intent_id)
 
-    def _credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
+    def credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
+        """Credit a paid purchase once, and mark it paid in the same store transaction."""
         op = validate(
             Operation(
                 OpKind.CREDIT,

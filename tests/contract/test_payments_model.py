@@ -35,9 +35,9 @@ purchase ids and Stripe ids), as in ``test_ledger_model.py``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -51,13 +51,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from config.catalog import Pack, load_catalog
+from config.catalog import load_catalog
 from services.errors import AccountInDebt, DomainError, InsufficientBalance, SelfTransfer
 from services.ledger.model import COUNTER_ACCOUNT, Entry, SystemAccount, TxnType, format_time
 from services.payments.checkout import purchase_id_for
 from services.payments.fulfilment import Fulfilment
 from services.payments.model import Purchase, PurchaseState, User
-from services.payments.port import CheckoutSession
 from services.security import SecurityService
 from services.store.port import Store
 from services.store.sqlite import SqliteStore
@@ -90,56 +89,6 @@ EntryShape = tuple[TxnType, int, int | None, int | None]
 def share(amount: int) -> int:
     """Tokens of the popular pack in proportion to ``amount`` of its price."""
     return TOKENS * min(amount, PRICE) // PRICE
-
-
-def _no_call(name: str) -> NoReturn:
-    raise AssertionError(f"handling a verified event must not call the gateway ({name})")
-
-
-class NoGateway:
-    """The payments port, for a path that needs no call back to Stripe."""
-
-    mode = "sandbox"
-
-    def get_or_create_customer(
-        self, user_id: str, email: str | None, existing_id: str | None
-    ) -> str:
-        _no_call("get_or_create_customer")
-
-    def create_checkout_session(
-        self,
-        *,
-        purchase_id: str,
-        pack: Pack,
-        customer_id: str | None,
-        client_reference_id: str,
-        success_url: str,
-        cancel_url: str,
-        metadata: dict[str, str],
-        expires_at: int,
-    ) -> CheckoutSession:
-        _no_call("create_checkout_session")
-
-    def retrieve_session(self, session_id: str) -> dict[str, Any]:
-        _no_call("retrieve_session")
-
-    def list_events(
-        self, *, created_gte: int, types: list[str] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        _no_call("list_events")
-
-    def list_payments(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
-        _no_call("list_payments")
-
-    def create_refund(
-        self,
-        *,
-        payment_intent: str,
-        amount: int | None,
-        idempotency_key: str,
-        metadata: dict[str, str],
-    ) -> dict[str, Any]:
-        _no_call("create_refund")
 
 
 @dataclass
@@ -176,9 +125,8 @@ class PaymentsMachine(RuleBasedStateMachine):
         pack = catalog.get(PACK_ID)
         assert pack is not None
         assert (pack.tokens, pack.price_cents, pack.currency) == (TOKENS, PRICE, "usd")
-        self.fulfilment = Fulfilment(
-            store, self.ledger, catalog, NoGateway(), SecurityService(store)
-        )
+        # No payments gateway: handling a verified event never calls back to Stripe.
+        self.fulfilment = Fulfilment(store, self.ledger, catalog, SecurityService(store))
         self.prefix = uuid.uuid4().hex[:12]
         self.counter = 0
         self.users = [f"{self.prefix}-u{i}" for i in range(USERS)]

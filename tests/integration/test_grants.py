@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.purchases import Buyer
-from tests.support.server import ROOT, AppServer
+from tests.support.server import AppServer, tokens_cli
 
 
 @pytest.fixture
@@ -20,15 +19,7 @@ def app() -> Iterator[AppServer]:
 
 
 def grant(server: AppServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "tokens", "grant", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return tokens_cli(server.env, "grant", *args)
 
 
 def test_a_new_account_gets_the_signup_bonus_once(app: AppServer) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.purchases import Buyer, wait_for
-from tests.support.server import ROOT, AppServer
+from tests.support.server import AppServer, tokens_cli
 
 
 @pytest.fixture
@@ -21,15 +20,7 @@ def app() -> Iterator[AppServer]:
 
 
 def flask_cli(server: AppServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "tokens", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return tokens_cli(server.env, *args)
 
 
 def bought_and_spent(server: AppServer, spent: int) -> tuple[Buyer, str]:

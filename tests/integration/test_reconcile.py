@@ -11,7 +11,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +20,15 @@ from typing import Any, cast
 
 import pytest
 
+from config.catalog import load_catalog
 from services.ledger.model import (
-    JournalTransaction,
-    Operation,
-    OpKind,
     TxnType,
     format_time,
     utc_now,
 )
-from services.ledger.rules import validate
 from services.payments.clawbacks import Clawbacks
-from services.payments.fulfilment import credit_key
-from services.payments.model import FINAL_STATES, Purchase, PurchaseState, User
+from services.payments.fulfilment import Fulfilment
+from services.payments.model import Purchase, PurchaseState, User
 from services.payments.port import PaymentsGateway
 from services.reconciliation import Check, ReconcileReport, reconcile
 from services.security import SecurityService
@@ -42,7 +38,7 @@ from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.purchases import Buyer, wait_for
-from tests.support.server import AppServer
+from tests.support.server import AppServer, tokens_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKS = {"starter": (50, 499), "popular": (110, 999), "pro": (250, 1999)}
@@ -79,36 +75,9 @@ def start(store: Store, user_id: str, pack_id: str, now: datetime, n: int = 1) -
 
 
 def pay(store: Store, purchase: Purchase, now: datetime) -> Purchase:
-    """Credit and mark paid in one store transaction, then settle debt, as fulfilment does."""
-    op = validate(
-        Operation(
-            OpKind.CREDIT,
-            credit_key(purchase),
-            purchase.user_id,
-            purchase.tokens,
-            TxnType.PURCHASE,
-            reason=f"{purchase.pack_id} pack",
-            refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
-        )
-    )
-
-    def build(p: Purchase) -> Operation | None:
-        return None if p.state in FINAL_STATES else op
-
-    def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
-        if txn is None:
-            return None
-        return p.with_changes(
-            format_time(now),
-            state=PurchaseState.PAID,
-            credit_txn_id=txn.id,
-            payment_intent_id=f"pi_{p.id}",
-        )
-
-    txn, paid = store.apply_for_purchase(purchase.id, op.user_ids, build, mark, now)
-    assert txn is not None
-    TokenLedger(store).settle_debt(purchase.user_id, txn.id)
-    return paid
+    """Credit and mark paid through the app's own fulfilment, as a paid event does."""
+    fulfilment = Fulfilment(store, TokenLedger(store), load_catalog(None), SecurityService(store))
+    return fulfilment.credit(purchase, f"pi_{purchase.id}")
 
 
 def record(store: Store, purchase_id: str, **changes: Any) -> None:
@@ -190,10 +159,7 @@ def run_cli(db: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     }
     env.pop("TOKEN_STORE_NO_MODULE_APP", None)
     env.pop("STRIPE_SECRET_KEY", None)
-    command = [sys.executable, "-m", "flask", "--app", "app", "tokens", "reconcile", *args]
-    return subprocess.run(
-        command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return tokens_cli(env, "reconcile", *args)
 
 
 def names(output: str, kind: str, subject: str) -> bool:

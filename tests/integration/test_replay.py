@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from services.payments.events import EventProcessor, EventResult
 from services.payments.port import PaymentsGateway
 from services.replay import ReplayError, replay_events
 from tests.support.purchases import Buyer
-from tests.support.server import ROOT, AppServer
+from tests.support.server import AppServer, tokens_cli
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -35,15 +34,7 @@ def withheld_app() -> Iterator[AppServer]:
 
 
 def replay(server: AppServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "tokens", "replay-events", *args],
-        cwd=ROOT,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return tokens_cli(server.env, "replay-events", *args)
 
 
 def outbox(server: AppServer) -> list[dict[str, Any]]:

@@ -7,8 +7,6 @@ records the price ids that checkout then uses.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import requests
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.purchases import event, send, session_object
-from tests.support.server import ROOT, AppServer
+from tests.support.server import AppServer, tokens_cli
 
 PROJECT = "demo-token-store"
 SECRET = "whsec_stripe_mode_test"
@@ -56,15 +54,7 @@ def checkout(app: AppServer, uid: str, package: str = "popular") -> requests.Res
 
 
 def sync(app: AppServer) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "tokens", "sync-stripe"],
-        cwd=ROOT,
-        env=app.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = tokens_cli(app.env, "sync-stripe")
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -79,3 +79,16 @@ class AppServer:
         self.process = None
         self.log.close()
         self.workdir.cleanup()
+
+
+def tokens_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``flask --app app tokens ARGS`` as an operator would, with the app's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "tokens", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
