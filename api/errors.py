@@ -17,7 +17,7 @@ from services.payments.port import PaymentsError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "1"
-JSON_PREFIXES = ("/api/", "/auth/", "/healthz", "/readyz")
+JSON_PREFIXES = ("/api/", "/admin/api/", "/auth/", "/healthz", "/readyz")
 
 
 def wants_json() -> bool:

@@ -38,6 +38,7 @@ class Settings:
     stripe_api_base: str | None = None  # another Stripe-compatible API, for tests
     signup_bonus: int = 0  # tokens granted to every new account
     sandbox_webhooks: bool = True  # False: the sandbox records events but never sends them
+    operator_emails: frozenset[str] = frozenset()  # signed-in users allowed on /admin/api
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -143,6 +144,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=env.get("STRIPE_API_BASE") or None,
         signup_bonus=_signup_bonus(env.get("SIGNUP_BONUS", "0"), problems),
         sandbox_webhooks=_on_off("SANDBOX_WEBHOOKS", env.get("SANDBOX_WEBHOOKS"), problems),
+        operator_emails=frozenset(
+            e.strip().lower() for e in env.get("OPERATOR_EMAILS", "").split(",") if e.strip()
+        ),
         catalog=catalog,
     )
     if settings.is_production:

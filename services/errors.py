@@ -135,3 +135,8 @@ class BadSignature(DomainError):
 class HoldNotFound(DomainError):
     code = "hold_not_found"
     http_status = 404
+
+
+class NotAnOperator(DomainError):
+    code = "forbidden"
+    http_status = 403
