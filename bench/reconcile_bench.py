@@ -457,9 +457,7 @@ def interpretation(rows: list[Row], accounts: int, own_rss: float) -> str:
         f"{large.base_rss_mib:.1f} MiB were there before reconciling (interpreter, imports, "
         f"SQLite). Memory follows the accounts, the purchases and the store's page size, not "
         f"the number of entries. Time grows linearly, at about {large.per_s:,.0f} entries/s"
-        f"; under cProfile nearly 90% of it goes to SqliteStore.iter_transactions turning rows "
-        f"into objects (Entry, then asdict, then Entry again, for every entry), not in the "
-        f"checks. On Linux a child's ru_maxrss starts from its parent's high-water mark, so "
+        f". On Linux a child's ru_maxrss starts from its parent's high-water mark, so "
         f"the parent process stays small (it peaked at {own_rss:.1f} MiB) and VmHWM, the "
         f"child's own peak, is shown beside it."
     )
