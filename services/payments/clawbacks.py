@@ -150,7 +150,10 @@ class Clawbacks:
             known = learn(p)
             refund, dispute = target(known)
             settled = known.with_changes(
-                known.updated_at, refunded_tokens=refund, disputed_tokens=dispute
+                known.updated_at,
+                refunded_tokens=refund,
+                disputed_tokens=dispute,
+                clawback_moves=p.clawback_moves + (txn is not None),
             )
             return None if settled == p else settled
 
@@ -178,7 +181,8 @@ class Clawbacks:
         """The ledger operation that brings the tokens taken back to ``target(known)``."""
         refund, dispute = target(known)
         delta = refund + dispute - taken(before)
-        key = f"{before.id}:{taken(before)}->{refund + dispute}"
+        # The same totals can recur (taken back, restored, taken again): count the moves.
+        key = f"{before.id}:{before.clawback_moves}:{taken(before)}->{refund + dispute}"
         refs = {"purchase_id": before.id}
         reason = f"{before.pack_id} pack"
         if delta > 0:

@@ -69,6 +69,7 @@ class Purchase:
     dispute_status: str | None = None  # open | won | lost
     dispute_amount: int = 0  # minor units the dispute is about
     disputed_tokens: int = 0  # tokens clawed back for the open or lost dispute
+    clawback_moves: int = 0  # token movements for refunds and disputes so far; keys them
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

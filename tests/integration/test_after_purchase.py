@@ -262,12 +262,19 @@ DISPUTE_ORDERS = {
     "dispute-then-refund": [("created", 499), ("refund", 500), ("closed-lost", 499)],
     "refund-during-won-dispute": [("created", 999), ("refund", 500), ("closed-won", 999)],
     "closed-before-created": [("closed-won", 999), ("created", 999)],
+    "full-refund-after-won-dispute": [
+        ("refund", 375),
+        ("created", 999),
+        ("closed-won", 999),
+        ("refund", 999),
+    ],
 }
 EXPECTED_BALANCE = {
     "refund-then-dispute": 0,
     "dispute-then-refund": 0,
     "refund-during-won-dispute": 55,
     "closed-before-created": 110,
+    "full-refund-after-won-dispute": 0,
 }
 
 
