@@ -359,7 +359,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.hold_line(txn, user, 0, TxnType.HOLD)
 
     def open_holds(self) -> list[tuple[int, str]]:
-        return [(u, h) for u in range(USERS) for h in sorted(self.holds[u])]
+        # Insertion order, not the (random) ids: a replayed example must pick the same hold.
+        return [(u, h) for u in range(USERS) for h in self.holds[u]]
 
     @precondition(lambda self: bool(self.open_holds()))
     @rule(pick=st.integers(0, 63), amount=AMOUNTS, release=st.booleans())
