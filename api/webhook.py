@@ -7,8 +7,6 @@ only for transient failures, so that Stripe retries.
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
@@ -16,7 +14,6 @@ from services.errors import BadSignature
 from services.payments import signature
 
 bp = Blueprint("stripe_webhook", __name__, url_prefix="/api/stripe")
-log = logging.getLogger("token_store.webhook")
 
 
 @bp.post("/webhook")

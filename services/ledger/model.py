@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -255,6 +255,3 @@ class JournalTransaction:
 
     def user_entry(self, user_id: str) -> Entry:
         return next(e for e in self.entries if e.user_id == user_id)
-
-    def with_entries(self, entries: tuple[Entry, ...]) -> JournalTransaction:
-        return replace(self, entries=entries)

@@ -236,17 +236,19 @@ class Fulfilment:
         return str(self._move(purchase, PurchaseState.FAILED, set(OPEN_STATES)).state)
 
     def _review(self, purchase: Purchase, reason: str, **details: Any) -> Purchase:
-        updated = self.store.update_purchase(
-            purchase.id,
-            lambda p: (
-                None
-                if p.state in FINAL_STATES
-                else p.with_changes(
-                    self._now(), state=PurchaseState.NEEDS_REVIEW, review_reason=reason
-                )
-            ),
-        )
-        if updated.state is PurchaseState.NEEDS_REVIEW and updated.review_reason == reason:
+        moved = False
+
+        def to_review(p: Purchase) -> Purchase | None:
+            nonlocal moved  # the last run decides: a store may retry the change
+            moved = p.state not in FINAL_STATES
+            if not moved:
+                return None
+            return p.with_changes(
+                self._now(), state=PurchaseState.NEEDS_REVIEW, review_reason=reason
+            )
+
+        updated = self.store.update_purchase(purchase.id, to_review)
+        if moved:  # one alert when the purchase goes to review, not one per later event
             self.security.alert(
                 "purchase_needs_review",
                 "critical",

@@ -309,47 +309,46 @@ class SqliteStore(SqlitePurchases):
             )
         return int(row[0])
 
-    def iter_transactions(self) -> Iterator[JournalTransaction]:
-        after = ""
-        while True:
-            with self._guard():
-                conn = self._conn()
-                rows = conn.execute(
-                    "SELECT * FROM journal_transactions WHERE id > ? ORDER BY id LIMIT ?",
-                    (after, PAGE_SIZE),
-                ).fetchall()
-                if not rows:
-                    return
-                ids = [row["id"] for row in rows]
-                marks = ", ".join("?" for _ in ids)
-                entries = conn.execute(
-                    f"SELECT {ENTRY_COLUMNS} FROM entries WHERE txn_id IN ({marks})"
-                    " ORDER BY txn_id, idx",
-                    ids,
-                ).fetchall()
-            grouped: dict[str, list[sqlite3.Row]] = {txn_id: [] for txn_id in ids}
-            for entry in entries:
-                grouped[entry["txn_id"]].append(entry)
-            for row in rows:
-                yield _to_transaction(row, grouped[row["id"]])
-            after = ids[-1]
-
-    def iter_accounts(self) -> Iterator[Account]:
+    def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]:
+        """Every row of ``table`` in ``key`` order, PAGE_SIZE at a time (constant memory)."""
         after = ""
         while True:
             with self._guard():
                 rows = (
                     self._conn()
                     .execute(
-                        "SELECT * FROM accounts WHERE user_id > ? ORDER BY user_id LIMIT ?",
+                        f"SELECT * FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?",
                         (after, PAGE_SIZE),
                     )
                     .fetchall()
                 )
             if not rows:
                 return
+            yield rows
+            after = rows[-1][key]
+
+    def iter_transactions(self) -> Iterator[JournalTransaction]:
+        for rows in self._pages("journal_transactions", "id"):
+            ids = [row["id"] for row in rows]
+            marks = ", ".join("?" for _ in ids)
+            with self._guard():
+                entries = (
+                    self._conn()
+                    .execute(
+                        f"SELECT {ENTRY_COLUMNS} FROM entries WHERE txn_id IN ({marks})"
+                        " ORDER BY txn_id, idx",
+                        ids,
+                    )
+                    .fetchall()
+                )
+            grouped: dict[str, list[sqlite3.Row]] = {txn_id: [] for txn_id in ids}
+            for entry in entries:
+                grouped[entry["txn_id"]].append(entry)
+            yield from (_to_transaction(row, grouped[row["id"]]) for row in rows)
+
+    def iter_accounts(self) -> Iterator[Account]:
+        for rows in self._pages("accounts", "user_id"):
             yield from (_row_to_account(row) for row in rows)
-            after = rows[-1]["user_id"]
 
     def close(self) -> None:
         with self._lock:

@@ -62,6 +62,8 @@ class _SqliteBase(Protocol):
 
     def _unit_of_work(self, conn: sqlite3.Connection) -> UnitOfWork: ...
 
+    def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]: ...
+
 
 def _purchase_row(p: Purchase) -> tuple[Any, ...]:
     body = json.dumps(p.to_dict(), sort_keys=True)
@@ -221,21 +223,8 @@ class SqlitePurchases:
         return self._write(work)
 
     def iter_purchases(self: _SqliteBase) -> Iterator[Purchase]:
-        after = ""
-        while True:
-            with self._guard():
-                rows = (
-                    self._conn()
-                    .execute(
-                        "SELECT id, body FROM purchases WHERE id > ? ORDER BY id LIMIT 500",
-                        (after,),
-                    )
-                    .fetchall()
-                )
-            if not rows:
-                return
-            yield from (Purchase.from_dict(json.loads(row[1])) for row in rows)
-            after = rows[-1][0]
+        for rows in self._pages("purchases", "id"):
+            yield from (Purchase.from_dict(json.loads(row["body"])) for row in rows)
 
     def event_processed(self: _SqliteBase, event_id: str) -> bool:
         with self._guard():

@@ -71,6 +71,19 @@ USER_INDEXES = st.integers(min_value=0, max_value=USERS - 1)
 EntryShape = tuple[str, int, TxnType, str | None, int | None, int | None, int | None, str | None]
 
 
+def shape_of(e: Entry) -> EntryShape:
+    return (
+        e.account,
+        e.amount,
+        e.type,
+        e.user_id,
+        e.seq,
+        e.balance_after,
+        e.debt_after,
+        e.counterparty_id,
+    )
+
+
 @dataclass(frozen=True)
 class Request:
     """One ledger call, in terms of the machine's user indexes."""
@@ -218,19 +231,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert sum(entry.amount for entry in txn.entries) == 0
         assert [entry.index for entry in txn.entries] == list(range(len(txn.entries)))
         assert all(entry.txn_id == txn.id for entry in txn.entries)
-        actual = [
-            (
-                e.account,
-                e.amount,
-                e.type,
-                e.user_id,
-                e.seq,
-                e.balance_after,
-                e.debt_after,
-                e.counterparty_id,
-            )
-            for e in txn.entries
-        ]
+        actual = [shape_of(e) for e in txn.entries]
         assert actual == expected, f"{request}: entries {actual} != model {expected}"
         self.used[key] = Used(request, txn)
         self.results.append(txn)
@@ -328,17 +329,7 @@ class LedgerMachine(RuleBasedStateMachine):
             None,
         )
         self.entries[user].append(shape)
-        entry = txn.user_entry(self.users[user])
-        actual = (
-            entry.account,
-            entry.amount,
-            entry.type,
-            entry.user_id,
-            entry.seq,
-            entry.balance_after,
-            entry.debt_after,
-            entry.counterparty_id,
-        )
+        actual = shape_of(txn.user_entry(self.users[user]))
         assert actual == shape, f"{txn.kind}: {actual} != model {shape}"
         assert sum(e.amount for e in txn.entries) == 0
         self.results.append(txn)
@@ -441,19 +432,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if history:
                 assert history[0].balance_after == account.balance
                 assert history[0].debt_after == account.debt
-            actual = [
-                (
-                    e.account,
-                    e.amount,
-                    e.type,
-                    e.user_id,
-                    e.seq,
-                    e.balance_after,
-                    e.debt_after,
-                    e.counterparty_id,
-                )
-                for e in history
-            ]
+            actual = [shape_of(e) for e in history]
             assert actual == self.entries[index][::-1], f"{user}: history differs from model"
 
         system = self.ledger.system_balances()
