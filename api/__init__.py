@@ -11,10 +11,12 @@ def register_blueprints(app: Flask, sandbox: bool) -> None:
     from api.auth import dev_bp
     from api.health import bp as health_bp
     from api.pages import bp as pages_bp
+    from api.purchases import bp as purchases_bp
     from api.tokens import bp as tokens_bp
     from api.webhook import bp as webhook_bp
 
-    for blueprint in (health_bp, tokens_bp, webhook_bp, auth_bp, pages_bp, admin_bp):
+    blueprints = (health_bp, tokens_bp, purchases_bp, webhook_bp, auth_bp, pages_bp, admin_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if sandbox:  # in production these routes do not exist at all
         from api.sandbox import bp as sandbox_bp

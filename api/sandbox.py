@@ -7,6 +7,8 @@ from typing import cast
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
 from api import deps
+from services.errors import InvalidPayload
+from services.payments.port import PaymentsError
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -34,6 +36,22 @@ def pay(session_id: str) -> Response | tuple[str, int]:
         page = render_template("sandbox/checkout.html", session=session, error=str(exc))
         return page, 402
     return cast(Response, redirect(session["success_url"], code=303))
+
+
+@bp.post("/payment-intents/<payment_intent_id>/confirm")
+def confirm_payment_intent(payment_intent_id: str) -> Response | tuple[Response, int]:
+    """The sandbox's stand-in for Stripe.js confirming an embedded payment."""
+    body = deps.json_body()
+    card, secret = body.get("card_number"), body.get("client_secret")
+    if not isinstance(card, str) or not isinstance(secret, str):
+        raise InvalidPayload("card_number and client_secret are required strings")
+    try:
+        intent = sandbox().confirm_payment_intent(payment_intent_id, card, secret)
+    except PaymentDeclined as exc:
+        return jsonify(success=False, error=str(exc), code="card_declined"), 402
+    except PaymentsError:
+        return jsonify(success=False, error="no such payment", code="not_found"), 404
+    return jsonify(success=True, status=intent["status"], payment_intent_id=intent["id"])
 
 
 @bp.get("/dashboard")

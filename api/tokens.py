@@ -1,4 +1,4 @@
-"""Token JSON API: packages, checkout, balance and history."""
+"""Token JSON API: packages, spending, tips, holds, balance and history."""
 
 from __future__ import annotations
 
@@ -20,17 +20,6 @@ bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
 def packages() -> Response:
     catalog = deps.settings().catalog
     return jsonify(success=True, packages=[pack.to_public() for pack in catalog])
-
-
-@bp.post("/create-checkout-session")
-def create_checkout_session() -> Response:
-    user = deps.current_user()
-    body = deps.json_body()
-    key = request.headers.get("Idempotency-Key")
-    gift_to = body.get("gift_recipient")
-    recipient = deps.services().transfers.recipient(gift_to) if gift_to else None
-    purchase, session = deps.services().checkout.start(user, body.get("package"), key, recipient)
-    return jsonify(success=True, session_id=session.id, url=session.url, purchase_id=purchase.id)
 
 
 @bp.post("/spend")

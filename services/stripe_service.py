@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from config.catalog import Pack
 from services.payments import port
-from services.payments.port import CheckoutSession
+from services.payments.port import CheckoutSession, PaymentIntent
 
 if TYPE_CHECKING:
     from stripe import InvalidRequestError, ListObject, StripeClient, StripeError, StripeObject
     from stripe.params import (
         CustomerCreateParams,
         EventListParams,
+        PaymentIntentCreateParams,
         ProductCreateParams,
         ProductUpdateParams,
         RefundCreateParams,
@@ -204,6 +205,38 @@ class StripeService:
         return CheckoutSession(
             id=session.id, url=session.url, payment_intent=_id_of(session.payment_intent)
         )
+
+    def create_payment_intent(
+        self,
+        *,
+        purchase_id: str,
+        pack: Pack,
+        customer_id: str | None,
+        metadata: dict[str, str],
+    ) -> PaymentIntent:
+        """The embedded flow's intent; the purchase id keys it, so asking again returns it.
+
+        Automatic payment methods are on by default since API 2023-08-16, which
+        is what the Payment Element needs, so the request does not say so.
+        """
+        params: PaymentIntentCreateParams = {
+            "amount": pack.price_cents,
+            "currency": pack.currency,
+            "metadata": dict(metadata),
+        }
+        if customer_id:
+            params["customer"] = customer_id
+        with self._translated("payment intent create"):
+            intent = self._client.v1.payment_intents.create(
+                params, {"idempotency_key": f"payment-intent-{purchase_id}"}
+            )
+        if not intent.client_secret:
+            raise PaymentsError(f"Stripe payment intent {intent.id} came back without a secret")
+        return PaymentIntent(id=intent.id, client_secret=intent.client_secret)
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        with self._translated("payment intent retrieve"):
+            return _plain(self._client.v1.payment_intents.retrieve(payment_intent_id))
 
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         with self._translated("checkout session retrieve"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -13,7 +14,12 @@ from config.catalog import Catalog, Pack
 from services.errors import PurchaseLimitReached, SelfTransfer, UnknownPackage
 from services.ledger.model import format_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
-from services.payments.port import CheckoutSession, PaymentsError, PaymentsGateway
+from services.payments.port import (
+    CheckoutSession,
+    PaymentIntent,
+    PaymentsError,
+    PaymentsGateway,
+)
 from services.security import SecurityService
 from services.store.port import PurchaseStore
 
@@ -23,11 +29,16 @@ SUCCESS_PATH = "/token-purchase-success?session_id={CHECKOUT_SESSION_ID}"
 CANCEL_PATH = "/token-purchase-cancel"
 
 
-def purchase_id_for(buyer_id: str, request_key: str | None) -> str:
-    """A client's Idempotency-Key maps to one purchase, so a double click makes one session."""
+def purchase_id_for(buyer_id: str, request_key: str | None, source: str = "checkout") -> str:
+    """A client's Idempotency-Key maps to one purchase, so a double click makes one session.
+
+    The embedded flow salts the key with its name, so one key used for both
+    flows makes two purchases rather than one purchase of the wrong kind.
+    """
     if not request_key:
         return "pur_" + uuid.uuid4().hex[:24]
-    return "pur_" + hashlib.sha256(f"{buyer_id}\0{request_key}".encode()).hexdigest()[:24]
+    scope = buyer_id if source == "checkout" else f"{buyer_id}\0{source}"
+    return "pur_" + hashlib.sha256(f"{scope}\0{request_key}".encode()).hexdigest()[:24]
 
 
 class CheckoutService:
@@ -63,32 +74,13 @@ class CheckoutService:
         """Start a checkout; with ``recipient``, a gift the buyer pays and they receive."""
         if recipient is not None and recipient.id == buyer.id:
             raise SelfTransfer("a gift goes to another user; buy for yourself without one")
-        try:
-            pack = self.pack(pack_id)
-        except UnknownPackage as exc:
-            self.security.alert("unknown_package", "info", user_id=buyer.id, reason=exc.message)
-            raise
-        now = self.clock()
-        purchase = self._reserve(
-            buyer, recipient or buyer, pack, purchase_id_for(buyer.id, request_key), now
-        )
+        pack, purchase, now = self._open(buyer, recipient or buyer, pack_id, request_key)
         if purchase.session_id and purchase.session_url:
             return purchase, CheckoutSession(
                 purchase.session_id, purchase.session_url, purchase.payment_intent_id
             )
-        try:
+        with self._failing_purchase(purchase):
             session = self._create_session(buyer, pack, purchase, now)
-        except PaymentsError:
-            self.store.update_purchase(
-                purchase.id,
-                lambda p: (
-                    p.with_changes(format_time(self.clock()), state=PurchaseState.FAILED)
-                    if p.state is PurchaseState.PENDING and not p.session_id
-                    else None
-                ),
-            )
-            log.error("checkout failed for purchase %s: payment provider error", purchase.id)
-            raise
         stored = self.store.update_purchase(
             purchase.id,
             lambda p: p.with_changes(
@@ -100,8 +92,83 @@ class CheckoutService:
         )
         return stored, session
 
+    def start_payment_intent(
+        self, buyer: User, pack_id: object, request_key: str | None = None
+    ) -> tuple[Purchase, PaymentIntent]:
+        """The embedded flow: the same checks and purchase record, with a payment intent.
+
+        A purchase keeps the first intent recorded for it; a repeated or racing
+        request gets that one back, so every client confirms the same intent.
+        """
+        pack, purchase, _ = self._open(buyer, buyer, pack_id, request_key, "payment_intent")
+        with self._failing_purchase(purchase):
+            if purchase.payment_intent_id:
+                return purchase, self._existing_intent(purchase.payment_intent_id)
+            intent = self.payments.create_payment_intent(
+                purchase_id=purchase.id,
+                pack=pack,
+                customer_id=self._customer(buyer),
+                metadata=self._metadata(purchase),
+            )
+        stored = self.store.update_purchase(
+            purchase.id,
+            lambda p: (
+                None
+                if p.payment_intent_id
+                else p.with_changes(format_time(self.clock()), payment_intent_id=intent.id)
+            ),
+        )
+        if stored.payment_intent_id != intent.id:
+            return stored, self._existing_intent(str(stored.payment_intent_id))
+        return stored, intent
+
+    def _existing_intent(self, payment_intent_id: str) -> PaymentIntent:
+        intent = self.payments.retrieve_payment_intent(payment_intent_id)
+        return PaymentIntent(str(intent["id"]), str(intent["client_secret"]))
+
+    def _open(
+        self,
+        buyer: User,
+        receiver: User,
+        pack_id: object,
+        request_key: str | None,
+        source: str = "checkout",
+    ) -> tuple[Pack, Purchase, datetime]:
+        try:
+            pack = self.pack(pack_id)
+        except UnknownPackage as exc:
+            self.security.alert("unknown_package", "info", user_id=buyer.id, reason=exc.message)
+            raise
+        now = self.clock()
+        purchase_id = purchase_id_for(buyer.id, request_key, source)
+        return pack, self._reserve(buyer, receiver, pack, purchase_id, now, source), now
+
+    @contextmanager
+    def _failing_purchase(self, purchase: Purchase) -> Iterator[None]:
+        """A provider error before anything was created fails the purchase, then re-raises."""
+        try:
+            yield
+        except PaymentsError:
+            self.store.update_purchase(
+                purchase.id,
+                lambda p: (
+                    p.with_changes(format_time(self.clock()), state=PurchaseState.FAILED)
+                    if p.state is PurchaseState.PENDING
+                    and not (p.session_id or p.payment_intent_id)
+                    else None
+                ),
+            )
+            log.error("checkout failed for purchase %s: payment provider error", purchase.id)
+            raise
+
     def _reserve(
-        self, buyer: User, receiver: User, pack: Pack, purchase_id: str, now: datetime
+        self,
+        buyer: User,
+        receiver: User,
+        pack: Pack,
+        purchase_id: str,
+        now: datetime,
+        source: str,
     ) -> Purchase:
         stamp = format_time(now)
         purchase = Purchase(
@@ -116,6 +183,7 @@ class CheckoutService:
             state=PurchaseState.PENDING,
             created_at=stamp,
             updated_at=stamp,
+            source=source,
         )
         try:
             return self.store.start_purchase(purchase, self.security.limits, now)
@@ -138,22 +206,33 @@ class CheckoutService:
             return pack  # not synced since the price changed: send price data instead
         return replace(pack, stripe_price_id=str(synced["price_id"]))
 
-    def _create_session(
-        self, buyer: User, pack: Pack, purchase: Purchase, now: datetime
-    ) -> CheckoutSession:
+    def _customer(self, buyer: User) -> str:
         customer = self.payments.get_or_create_customer(
             buyer.id, buyer.email, buyer.stripe_customer_id
         )
         if customer != buyer.stripe_customer_id:
             customer = self.store.set_customer_id(buyer.id, customer)
+        return customer
+
+    @staticmethod
+    def _metadata(purchase: Purchase) -> dict[str, str]:
+        return {
+            "purchase_id": purchase.id,
+            "user_id": purchase.user_id,
+            "pack_id": purchase.pack_id,
+        }
+
+    def _create_session(
+        self, buyer: User, pack: Pack, purchase: Purchase, now: datetime
+    ) -> CheckoutSession:
         expires = now + timedelta(seconds=self.security.limits.open_session_s)
         return self.payments.create_checkout_session(
             purchase_id=purchase.id,
             pack=self._with_price_id(pack),
-            customer_id=customer,
+            customer_id=self._customer(buyer),
             client_reference_id=purchase.user_id,
             success_url=self.base_url + SUCCESS_PATH,
             cancel_url=self.base_url + CANCEL_PATH,
-            metadata={"purchase_id": purchase.id, "user_id": purchase.user_id, "pack_id": pack.id},
+            metadata=self._metadata(purchase),
             expires_at=int(expires.timestamp()),
         )

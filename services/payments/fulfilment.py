@@ -49,6 +49,18 @@ def field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str
     return value
 
 
+def _received(intent: Mapping[str, Any]) -> int | None:
+    """What a succeeded intent collected: ``amount_received``, which Stripe always sends.
+
+    Older shapes (localstripe's among them) lack it; an automatic-capture
+    intent that succeeded collected its whole ``amount``. We never capture manually.
+    """
+    received = field(intent, "amount_received", int)
+    if received is None and field(intent, "capture_method") != "manual":
+        return field(intent, "amount", int)  # type: ignore[no-any-return]
+    return received  # type: ignore[no-any-return]
+
+
 def credit_key(purchase: Purchase) -> str:
     return f"purchase:{purchase.id}"
 
@@ -127,9 +139,7 @@ class Fulfilment:
             return None
         if field(intent, "status") != "succeeded":
             return purchase
-        problem = self._amount_problem(
-            purchase, field(intent, "amount_received", int), field(intent, "currency")
-        )
+        problem = self._amount_problem(purchase, _received(intent), field(intent, "currency"))
         if problem:
             return self._review(purchase, problem, payment_intent_id=intent_id)
         return self.credit(purchase, intent_id)

@@ -16,6 +16,14 @@ class CheckoutSession:
     payment_intent: str | None
 
 
+@dataclass(frozen=True)
+class PaymentIntent:
+    """What the page needs to confirm an embedded payment."""
+
+    id: str
+    client_secret: str
+
+
 class PaymentsError(Exception):
     """The payment provider failed or could not be reached; retry later."""
 
@@ -39,6 +47,19 @@ class PaymentsGateway(Protocol):
         metadata: dict[str, str],
         expires_at: int,
     ) -> CheckoutSession: ...
+
+    def create_payment_intent(
+        self,
+        *,
+        purchase_id: str,
+        pack: Pack,
+        customer_id: str | None,
+        metadata: dict[str, str],
+    ) -> PaymentIntent:
+        """One payment intent per purchase: asking again returns the same one."""
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        """The payment intent as Stripe shapes it."""
 
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         """The checkout session as Stripe shapes it, line items expanded."""

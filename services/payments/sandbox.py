@@ -16,6 +16,7 @@ missed webhooks and their replay.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import sqlite3
@@ -32,7 +33,7 @@ import requests
 from config import Settings
 from config.catalog import Pack
 from services.payments import signature
-from services.payments.port import CheckoutSession, PaymentsError
+from services.payments.port import CheckoutSession, PaymentIntent, PaymentsError
 
 log = logging.getLogger("token_store.sandbox")
 API_VERSION = "2026-10-28.endive"
@@ -64,7 +65,17 @@ Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
 
 
 class PaymentDeclined(Exception):
-    """A test card that declines; the session stays open, nothing is sent."""
+    """A test card that declines; the session (or payment intent) stays open for another try."""
+
+
+def card_problem(card_number: str) -> str | None:
+    """Why a test card is declined, or None when it pays."""
+    digits = "".join(ch for ch in card_number if ch.isdigit())
+    if digits in DECLINE_CARDS:
+        return DECLINE_CARDS[digits]
+    if digits not in SUCCESS_CARDS:
+        return "Use a Stripe test card, for example 4242 4242 4242 4242."
+    return None
 
 
 def _short(text: str) -> str:
@@ -159,6 +170,85 @@ class SandboxPayments:
         stored = self.retrieve_session(session_id)
         return CheckoutSession(stored["id"], stored["url"], stored["payment_intent"])
 
+    def create_payment_intent(
+        self,
+        *,
+        purchase_id: str,
+        pack: Pack,
+        customer_id: str | None,
+        metadata: dict[str, str],
+    ) -> PaymentIntent:
+        """Stored beside the sessions (one row per purchase), so refunds and disputes reuse them."""
+        intent_id = "pi_sandbox_" + _short("intent:" + purchase_id)
+        row = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "intent_status": "requires_payment_method",
+            "payment_status": "unpaid",
+            "amount_total": pack.price_cents,
+            "currency": pack.currency,
+            "customer": customer_id,
+            "metadata": dict(metadata),
+            "payment_intent": intent_id,
+            "payment_method_types": ["card"],
+            "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex[:24]}",
+            "created": int(time.time()),
+            "livemode": False,
+        }
+        with self._db() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO sessions VALUES (?, ?, ?, ?)",
+                (intent_id, purchase_id, time.time(), json.dumps(row)),
+            )
+        stored = self._intent_row(intent_id)
+        return PaymentIntent(stored["id"], stored["client_secret"])
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        with self._db() as conn:
+            row = _row_by_intent(conn, payment_intent_id)
+        intent = _payment_intent(row)
+        if row.get("client_secret"):  # Stripe shows it to the secret key's holder only
+            intent["client_secret"] = row["client_secret"]
+        return intent
+
+    def confirm_payment_intent(
+        self, payment_intent_id: str, card_number: str, client_secret: str
+    ) -> dict[str, Any]:
+        """Pay an embedded payment intent with a test card, as Stripe.js confirms one.
+
+        A decline leaves the intent open for another card and sends
+        payment_intent.payment_failed, then raises PaymentDeclined.
+        """
+        row = self._intent_row(payment_intent_id)
+        if not hmac.compare_digest(row["client_secret"], client_secret):
+            raise PaymentsError(f"No such payment_intent: {payment_intent_id}")
+        problem = card_problem(card_number)
+
+        def change(intent: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+            if intent["payment_status"] == "paid":
+                return None
+            if problem is not None:
+                intent["last_payment_error"] = {"code": "card_declined", "message": problem}
+                return "payment_intent.payment_failed", _payment_intent(intent)
+            intent.update(payment_status="paid", intent_status="succeeded")
+            intent.pop("last_payment_error", None)
+            return "payment_intent.succeeded", _payment_intent(intent)
+
+        updated = self._change(payment_intent_id, change)
+        if problem is not None and updated["payment_status"] != "paid":
+            raise PaymentDeclined(problem)
+        return _payment_intent(updated)
+
+    def _intent_row(self, payment_intent_id: str) -> dict[str, Any]:
+        with self._db() as conn:
+            row = conn.execute(
+                "SELECT body FROM sessions WHERE id = ?", (payment_intent_id,)
+            ).fetchone()
+        intent: dict[str, Any] | None = json.loads(row[0]) if row else None
+        if intent is None or intent.get("object") != "payment_intent":
+            raise PaymentsError(f"No such payment_intent: {payment_intent_id}")
+        return intent
+
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         with self._db() as conn:
             row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
@@ -209,7 +299,7 @@ class SandboxPayments:
             ).fetchone()
             if row is not None:
                 return _replayed_refund(idempotency_key, request, row[0], row[1])
-            session = _session_by_intent(conn, payment_intent)
+            session = _row_by_intent(conn, payment_intent)
             refund = _refund_object(session, _refundable(session, amount), metadata)
             self._apply(conn, session["id"], _refund_change(refund["amount"]))
             conn.execute(
@@ -229,11 +319,9 @@ class SandboxPayments:
         return [json.loads(r[0]) for r in rows]
 
     def pay_with_card(self, session_id: str, card_number: str) -> dict[str, Any]:
-        digits = "".join(ch for ch in card_number if ch.isdigit())
-        if digits in DECLINE_CARDS:
-            raise PaymentDeclined(DECLINE_CARDS[digits])
-        if digits not in SUCCESS_CARDS:
-            raise PaymentDeclined("Use a Stripe test card, for example 4242 4242 4242 4242.")
+        problem = card_problem(card_number)
+        if problem is not None:
+            raise PaymentDeclined(problem)
         return self._complete(session_id, paid=True)
 
     def pay_by_bank_debit(self, session_id: str) -> dict[str, Any]:
@@ -444,7 +532,8 @@ def _refund_change(amount: int | None) -> Change:
     return change
 
 
-def _session_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, Any]:
+def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, Any]:
+    """The checkout session or embedded payment intent that owns ``payment_intent``."""
     row = conn.execute(
         "SELECT body FROM sessions WHERE json_extract(body, '$.payment_intent') = ?",
         (payment_intent,),
@@ -502,22 +591,26 @@ def _refund_object(
     }
 
 
-def _payment_intent(session: dict[str, Any]) -> dict[str, Any]:
+def _payment_intent(row: dict[str, Any]) -> dict[str, Any]:
+    """The payment intent of a checkout session or an embedded payment, as Stripe shows it."""
+    paid = row["payment_status"] == "paid"
+    default = "processing" if row.get("status") == "complete" else "requires_payment_method"
     return {
-        "id": session["payment_intent"],
+        "id": row["payment_intent"],
         "object": "payment_intent",
-        "amount": session["amount_total"],
+        "amount": row["amount_total"],
         "amount_capturable": 0,
-        "amount_received": session["amount_total"],
+        "amount_received": row["amount_total"] if paid else 0,
         "capture_method": "automatic",
-        "created": session["created"],
-        "currency": session["currency"],
-        "customer": session.get("customer"),
-        "latest_charge": _charge_id(session),
+        "created": row["created"],
+        "currency": row["currency"],
+        "customer": row.get("customer"),
+        "last_payment_error": row.get("last_payment_error"),
+        "latest_charge": _charge_id(row) if paid else None,
         "livemode": False,
-        "metadata": dict(session.get("metadata") or {}),
-        "payment_method_types": list(session.get("payment_method_types") or ["card"]),
-        "status": "succeeded",
+        "metadata": dict(row.get("metadata") or {}),
+        "payment_method_types": list(row.get("payment_method_types") or ["card"]),
+        "status": "succeeded" if paid else row.get("intent_status", default),
     }
 
 

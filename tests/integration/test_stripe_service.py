@@ -412,3 +412,56 @@ def test_unreachable_stripe_is_a_transient_payments_error() -> None:
     assert caught.value.transient
     assert "APIConnectionError" in caught.value.message
     assert SECRET not in caught.value.message
+
+
+# -- embedded payments ---------------------------------------------------------
+
+
+def test_create_payment_intent_sends_the_pack_price_and_the_purchase_key(
+    service: StripeService, fake: FakeStripeApi
+) -> None:
+    intent = service.create_payment_intent(
+        purchase_id="pur_1", pack=POPULAR, customer_id="cus_123", metadata=METADATA
+    )
+
+    request = fake.last("POST", "/v1/payment_intents")
+    assert request.params == {
+        "amount": "999",
+        "currency": "usd",
+        "metadata": METADATA,
+        "customer": "cus_123",
+    }
+    assert request.idempotency_key == "payment-intent-pur_1"
+    assert_pinned(request)
+    stored = fake.objects["payment_intents"][intent.id]
+    assert (stored["amount"], stored["currency"]) == (999, "usd")
+    assert intent == port.PaymentIntent(intent.id, stored["client_secret"])
+
+
+def test_asking_twice_for_one_purchase_returns_one_payment_intent(
+    service: StripeService, fake: FakeStripeApi
+) -> None:
+    first = service.create_payment_intent(
+        purchase_id="pur_1", pack=POPULAR, customer_id=None, metadata=METADATA
+    )
+    again = service.create_payment_intent(
+        purchase_id="pur_1", pack=POPULAR, customer_id=None, metadata=METADATA
+    )
+    assert again == first
+    assert len(fake.objects["payment_intents"]) == 1
+    assert "customer" not in fake.last("POST", "/v1/payment_intents").params
+
+
+def test_retrieve_payment_intent_returns_a_plain_dict(
+    service: StripeService, fake: FakeStripeApi
+) -> None:
+    created = fake.add("payment_intent", amount=999, status="succeeded", amount_received=999)
+    intent = service.retrieve_payment_intent(created["id"])
+    assert type(intent) is dict
+    assert (intent["id"], intent["status"], intent["amount_received"]) == (
+        created["id"],
+        "succeeded",
+        999,
+    )
+    with pytest.raises(PaymentsError, match="No such payment_intent"):
+        service.retrieve_payment_intent("pi_missing")

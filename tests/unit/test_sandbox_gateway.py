@@ -97,6 +97,7 @@ def test_paid_sessions_are_listed_as_succeeded_payment_intents(gateway: SandboxP
         "created": START,
         "currency": "usd",
         "customer": "cus_test",
+        "last_payment_error": None,
         "latest_charge": payment["latest_charge"],
         "livemode": False,
         "metadata": {"purchase_id": "purchase-1", "user_id": "user-1", "pack_id": "popular"},
@@ -287,3 +288,81 @@ def test_webhooks_are_on_unless_set_off(tmp_path: Path) -> None:
     assert SandboxPayments(off).webhooks_on is False
     with pytest.raises(ConfigError, match="SANDBOX_WEBHOOKS must be on or off"):
         load_settings({"SANDBOX_WEBHOOKS": "sometimes"})
+
+
+# -- embedded payment intents ----------------------------------------------------
+
+
+def embedded(gateway: SandboxPayments, purchase_id: str = "pur_pi") -> tuple[str, str]:
+    intent = gateway.create_payment_intent(
+        purchase_id=purchase_id,
+        pack=gateway_pack("popular"),
+        customer_id="cus_test",
+        metadata={"purchase_id": purchase_id, "user_id": "user-1", "pack_id": "popular"},
+    )
+    return intent.id, intent.client_secret
+
+
+def test_one_payment_intent_per_purchase(gateway: SandboxPayments) -> None:
+    first = embedded(gateway)
+    assert embedded(gateway) == first
+    assert embedded(gateway, "pur_other")[0] != first[0]
+    intent = gateway.retrieve_payment_intent(first[0])
+    assert (intent["status"], intent["amount"], intent["amount_received"]) == (
+        "requires_payment_method",
+        999,
+        0,
+    )
+    assert intent["client_secret"] == first[1]
+
+
+def test_a_declined_card_sends_payment_failed_and_leaves_the_intent_open(
+    gateway: SandboxPayments,
+) -> None:
+    intent_id, secret = embedded(gateway)
+    with pytest.raises(sandbox_module.PaymentDeclined, match="declined"):
+        gateway.confirm_payment_intent(intent_id, "4000 0000 0000 0002", secret)
+
+    failed = list(gateway.list_events(created_gte=0, types=["payment_intent.payment_failed"]))
+    assert len(failed) == 1
+    obj = failed[0]["data"]["object"]
+    assert (obj["id"], obj["status"]) == (intent_id, "requires_payment_method")
+    assert obj["last_payment_error"]["code"] == "card_declined"
+    assert secret not in json.dumps(failed[0])
+    assert list(gateway.list_payments(created_gte=0)) == []
+
+    # another card then pays the same intent, once
+    paid_intent = gateway.confirm_payment_intent(intent_id, "4242424242424242", secret)
+    again = gateway.confirm_payment_intent(intent_id, "4242424242424242", secret)
+    assert paid_intent["status"] == again["status"] == "succeeded"
+    succeeded = list(gateway.list_events(created_gte=0, types=["payment_intent.succeeded"]))
+    assert [e["data"]["object"]["amount_received"] for e in succeeded] == [999]
+    assert [p["id"] for p in gateway.list_payments(created_gte=0)] == [intent_id]
+
+
+def test_a_wrong_client_secret_confirms_nothing(gateway: SandboxPayments) -> None:
+    intent_id, secret = embedded(gateway)
+    with pytest.raises(PaymentsError, match="No such payment_intent"):
+        gateway.confirm_payment_intent(intent_id, "4242424242424242", secret + "x")
+    with pytest.raises(PaymentsError, match="No such payment_intent"):
+        gateway.confirm_payment_intent("pi_sandbox_unknown", "4242424242424242", secret)
+    assert gateway.retrieve_payment_intent(intent_id)["status"] == "requires_payment_method"
+    assert list(gateway.list_events(created_gte=0)) == []
+
+
+def test_an_embedded_payment_refunds_like_a_session(gateway: SandboxPayments) -> None:
+    intent_id, secret = embedded(gateway)
+    gateway.confirm_payment_intent(intent_id, "4242424242424242", secret)
+    refund = gateway.create_refund(
+        payment_intent=intent_id, amount=500, idempotency_key="r1", metadata={}
+    )
+    assert (refund["payment_intent"], refund["amount"]) == (intent_id, 500)
+    charge = refund_events(gateway)[0]["data"]["object"]
+    assert (charge["payment_intent"], charge["amount_refunded"]) == (intent_id, 500)
+
+
+def test_a_checkout_sessions_payment_intent_is_retrievable(gateway: SandboxPayments) -> None:
+    intent_id = paid(gateway, "pur_cs")
+    intent = gateway.retrieve_payment_intent(intent_id)
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 999)
+    assert "client_secret" not in intent
