@@ -59,7 +59,7 @@ class AppServer:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer
                 pass
             time.sleep(0.1)
         self.stop()

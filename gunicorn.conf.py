@@ -1,0 +1,54 @@
+"""Gunicorn's settings, read from the environment: Cloud Run's in the image, a developer's locally.
+
+The Dockerfile starts ``gunicorn --config gunicorn.conf.py app:app``; ``make run``
+and ``make image-check`` start the same command. Gunicorn also reads this file
+by itself when it is started from the project's root without ``--config``.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_int(names: tuple[str, ...], default: int, minimum: int) -> int:
+    """The first of ``names`` that is set, as a whole number of at least ``minimum``."""
+    for name in names:
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < minimum:
+            raise ValueError(f"{name} must be a whole number of at least {minimum}, got {raw!r}")
+        return int(raw)
+    return default
+
+
+def _bind_address() -> str:
+    # Cloud Run sends requests to $PORT on every interface; GUNICORN_HOST=127.0.0.1
+    # keeps local runs (make run, the tests) off the network.
+    host = os.environ.get("GUNICORN_HOST", "").strip() or "0.0.0.0"  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"{host}:{_env_int(('PORT',), 8080, 1)}"
+
+
+bind = [_bind_address()]
+# One worker per instance: Cloud Run scales by adding instances, and threads
+# serve concurrent requests that mostly wait on Firestore and Stripe.
+workers = _env_int(("GUNICORN_WORKERS", "WEB_CONCURRENCY"), 1, 1)
+threads = _env_int(("GUNICORN_THREADS",), 8, 1)
+# 0: no worker heartbeat timeout; Cloud Run's request timeout ends slow requests.
+timeout = _env_int(("GUNICORN_TIMEOUT",), 0, 0)
+# Cloud Run sends SIGTERM and kills the instance 10 s later: finish in-flight
+# requests within 8 s so that the workers exit before that.
+graceful_timeout = _env_int(("GUNICORN_GRACEFUL_TIMEOUT",), 8, 0)
+# Idle connections from Cloud Run's front end stay open between requests.
+keepalive = _env_int(("GUNICORN_KEEPALIVE",), 5, 0)
+
+accesslog = "-"  # stdout: one line per request
+errorlog = "-"  # stderr: start-up, worker and error messages
+loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# JSON lines for Cloud Logging with LOG_FORMAT=json or APP_ENV=production.
+logger_class = "ops.gunicorn_logging.CloudRunLogger"
+# No runtime control socket: nobody attaches to a Cloud Run instance, and local
+# runs side by side would otherwise share one socket under $HOME.
+control_socket_disable = True

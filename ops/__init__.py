@@ -1,0 +1,1 @@
+"""Running the app in production: gunicorn's logging and the container checks."""
