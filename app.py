@@ -15,7 +15,10 @@ from api import register_blueprints
 from api.cli import register_cli
 from api.deps import bearer_token
 from api.errors import register_error_handlers
+from api.request_context import install_request_context, log_context
+from api.security_headers import install_security_headers
 from config import Settings, load_settings
+from config.logs import configure_logging, log_format, log_project
 from services.container import build_services
 
 log = logging.getLogger("token_store")
@@ -28,7 +31,9 @@ csrf = CSRFProtect()
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` overrides environment variables by name (tests use it)."""
     overrides = {k: str(v) for k, v in (config or {}).items()}
-    settings = load_settings({**os.environ, **overrides})
+    env = {**os.environ, **overrides}
+    configure_logging(log_format(env), log_context)
+    settings = load_settings(env)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -43,9 +48,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["services"] = build_services(settings)
     csrf.init_app(app)
+    install_request_context(app, log_project(env))
     app.before_request(_check_csrf)
     register_error_handlers(app)
     register_blueprints(app, sandbox=settings.payments_mode == "sandbox")
+    install_security_headers(app, settings)
     register_cli(app)
     app.context_processor(lambda: {"sandbox_mode": settings.payments_mode == "sandbox"})
     _announce(settings)
@@ -61,7 +68,6 @@ def _check_csrf() -> None:
 
 
 def _announce(settings: Settings) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store_kind = settings.store_url.split(":", 1)[0]
     log.info(
         "token store starting: env=%s store=%s payments=%s packs=%d",

@@ -1,36 +1,23 @@
-"""Server-rendered pages: purchase success and cancel."""
+"""Server-rendered pages. Each area has its own module and blueprint, nested under this one."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 
-from api import deps
-from services.errors import PurchaseNotFound
+from api import deps, page_context
+from api.pages_buy import bp as buy_bp
+from api.pages_buy import pack_views
+from api.pages_history import bp as history_bp
+from api.pages_purchase import bp as purchase_bp
+from api.pages_signin import bp as signin_bp
 
 bp = Blueprint("pages", __name__)
+for child in (signin_bp, buy_bp, purchase_bp, history_bp):
+    bp.register_blueprint(child)
+page_context.register(bp)
 
 
 @bp.get("/")
 def index() -> str:
-    return render_template("index.html", packs=list(deps.settings().catalog))
-
-
-@bp.get("/token-purchase-success")
-def purchase_success() -> str:
-    """Fulfils through the same function as the webhook, so a late webhook costs nothing."""
-    services = deps.services()
-    user = deps.current_user()
-    session_id = request.args.get("session_id", "")
-    purchase = services.store.find_purchase(session_id=session_id) if session_id else None
-    if purchase is None or user.id not in (purchase.buyer_id, purchase.user_id):
-        raise PurchaseNotFound("no purchase of yours has that checkout session")
-    session = services.payments.retrieve_session(session_id)
-    purchase = services.fulfilment.fulfil_session(session) or purchase
-    account = services.ledger.balance(user.id)
-    pack = services.settings.catalog.get(purchase.pack_id)
-    return render_template("success.html", purchase=purchase, pack=pack, account=account)
-
-
-@bp.get("/token-purchase-cancel")
-def purchase_cancel() -> str:
-    return render_template("cancel.html")
+    """The packs for anyone, signed in or not; buying happens on /buy-tokens."""
+    return render_template("index.html", packs=pack_views(deps.settings().catalog))

@@ -7,6 +7,7 @@ fixes a bad deployment in one pass instead of one restart per mistake.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -21,6 +22,8 @@ MAX_SIGNUP_BONUS = 1_000_000
 # Development-only values, documented in the README. Production refuses them.
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 DEV_WEBHOOK_SECRET = "whsec_token_store_development_only"  # noqa: S105
+# The auth domain goes into the Content-Security-Policy, so only a bare host name is allowed.
+HOST_NAME = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class Settings:
     signup_bonus: int = 0  # tokens granted to every new account
     sandbox_webhooks: bool = True  # False: the sandbox records events but never sends them
     operator_emails: frozenset[str] = frozenset()  # signed-in users allowed on /admin/api
+    admin_user_ids: frozenset[str] = frozenset()  # users allowed on /admin, by user id
+    stripe_publishable_key: str | None = None  # Stripe.js in the browser (embedded payment)
+    firebase_web_api_key: str | None = None  # the Firebase JS SDK's public key (sign-in page)
+    firebase_auth_domain: str | None = None  # default: <FIREBASE_PROJECT_ID>.firebaseapp.com
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
 
     @property
@@ -72,6 +79,23 @@ def _signup_bonus(raw: str, problems: list[str]) -> int:
         f"SIGNUP_BONUS must be a whole number from 0 to {MAX_SIGNUP_BONUS}, got {raw!r}"
     )
     return 0
+
+
+def _publishable_key(raw: str | None, problems: list[str]) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith("pk_"):
+        problems.append("STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_...)")
+    return raw
+
+
+def _auth_domain(raw: str | None, project_id: str | None, problems: list[str]) -> str | None:
+    if not raw:
+        return f"{project_id}.firebaseapp.com" if project_id else None
+    if not HOST_NAME.match(raw):
+        problems.append(f"FIREBASE_AUTH_DOMAIN must be a host name, got {raw!r}")
+        return None
+    return raw
 
 
 def _check_store_url(url: str, problems: list[str]) -> None:
@@ -130,13 +154,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except ConfigError as exc:
         problems.append(str(exc))
         catalog = load_catalog(None)
+    project_id = env.get("FIREBASE_PROJECT_ID") or None
     settings = Settings(
         app_env=app_env,
         store_url=store_url,
         secret_key=env.get("SECRET_KEY") or DEV_SECRET_KEY,
         stripe_secret_key=env.get("STRIPE_SECRET_KEY") or None,
         webhook_secrets=secrets or (DEV_WEBHOOK_SECRET,),
-        firebase_project_id=env.get("FIREBASE_PROJECT_ID") or None,
+        firebase_project_id=project_id,
         app_base_url=base_url.rstrip("/"),
         port=_port(env.get("PORT", "8080"), problems),
         catalog_file=catalog_file,
@@ -147,6 +172,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         operator_emails=frozenset(
             e.strip().lower() for e in env.get("OPERATOR_EMAILS", "").split(",") if e.strip()
         ),
+        admin_user_ids=frozenset(
+            u.strip() for u in env.get("ADMIN_USER_IDS", "").split(",") if u.strip()
+        ),
+        stripe_publishable_key=_publishable_key(env.get("STRIPE_PUBLISHABLE_KEY"), problems),
+        firebase_web_api_key=env.get("FIREBASE_WEB_API_KEY") or None,
+        firebase_auth_domain=_auth_domain(env.get("FIREBASE_AUTH_DOMAIN"), project_id, problems),
         catalog=catalog,
     )
     if settings.is_production:

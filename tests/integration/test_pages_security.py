@@ -1,0 +1,292 @@
+"""Pages under attack: forged writes (CSRF), open redirects, cookie flags, security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.auth import dev_user_id
+from tests.support.firebase_tokens import emulator_id_token
+from tests.support.pages_site import Site, Visitor, text
+
+BAD_TOKENS = [None, "not-the-token"]  # missing, and present but wrong
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(tmp_path)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def alice(site: Site) -> Visitor:
+    visitor = site.signed_in("alice@example.com", "alice")
+    site.grant(visitor.user_id, 100, "alice-start")
+    return visitor
+
+
+@pytest.fixture
+def bob(site: Site) -> Visitor:
+    return site.signed_in("bob@example.com", "bob")
+
+
+def with_token(form: dict[str, str], token: str | None) -> dict[str, str]:
+    return form if token is None else {**form, "csrf_token": token}
+
+
+# -- CSRF: every cookie-authenticated write refuses a missing or wrong token -------------------
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_sign_in_form_without_its_token_signs_nobody_in(site: Site, token: str | None) -> None:
+    visitor = site.visitor()
+    visitor.csrf()  # the visitor has a session with a token, but does not send it
+    form = with_token({"email": "mallory@example.com", "next": "/"}, token)
+    response = visitor.post("/signin", data=form)
+    assert response.status_code == 400
+    assert not visitor.signed_in()
+    assert site.services.store.get_user(dev_user_id("mallory@example.com")) is None
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_tip_form_without_its_token_moves_nothing(
+    site: Site, alice: Visitor, bob: Visitor, token: str | None
+) -> None:
+    form = with_token({"recipient": "bob", "amount": "30", "idempotency_key": "k1"}, token)
+    response = alice.post("/tokens/tip", data=form)
+    assert response.status_code == 400
+    assert (site.balance(alice.user_id), site.balance(bob.user_id)) == (100, 0)
+    assert (site.entry_count(alice.user_id), site.entry_count(bob.user_id)) == (1, 0)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_checkout_form_without_its_token_starts_nothing(
+    site: Site, alice: Visitor, token: str | None
+) -> None:
+    form = with_token({"package": "popular", "idempotency_key": "k1"}, token)
+    response = alice.post("/buy-tokens/checkout", data=form)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert list(site.services.store.iter_purchases()) == []
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_transfer_api_without_the_header_moves_nothing(
+    site: Site, alice: Visitor, bob: Visitor, token: str | None
+) -> None:
+    headers = {"Idempotency-Key": "k1"} | ({"X-CSRFToken": token} if token else {})
+    response = alice.post(
+        "/api/tokens/transfer", json={"recipient": "bob", "amount": 30}, headers=headers
+    )
+    assert (response.status_code, response.get_json()["code"]) == (400, "csrf_failed")
+    assert (site.balance(alice.user_id), site.balance(bob.user_id)) == (100, 0)
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_logout_without_its_token_keeps_the_session(alice: Visitor, token: str | None) -> None:
+    response = alice.post("/auth/logout", data=with_token({}, token))
+    assert response.status_code == 400
+    assert alice.signed_in()
+
+
+def test_logout_form_with_its_token_signs_out_and_goes_to_sign_in(alice: Visitor) -> None:
+    response = alice.post("/auth/logout", data={"csrf_token": alice.csrf("/buy-tokens")})
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/signin")
+    assert not alice.signed_in()
+
+
+@pytest.fixture
+def firebase_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    # firebase-admin accepts the emulator's unsigned tokens only with this variable set.
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    site = Site(tmp_path, FIREBASE_PROJECT_ID="demo-pages")
+    yield site
+    site.close()
+
+
+@pytest.mark.parametrize("token", BAD_TOKENS)
+def test_firebase_session_exchange_needs_the_page_token(
+    firebase_site: Site, token: str | None
+) -> None:
+    visitor = firebase_site.visitor()
+    visitor.csrf()
+    id_token = emulator_id_token("demo-pages", "uid-eve", "eve@example.com")
+    headers = {"X-CSRFToken": token} if token else {}
+    response = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
+    assert (response.status_code, response.get_json()["code"]) == (400, "csrf_failed")
+    assert not visitor.signed_in()
+    assert firebase_site.services.store.get_user("uid-eve") is None
+
+
+def test_firebase_session_exchange_with_the_token_signs_in(firebase_site: Site) -> None:
+    visitor = firebase_site.visitor()
+    headers = {"X-CSRFToken": visitor.csrf()}
+    id_token = emulator_id_token("demo-pages", "uid-fay", "fay@example.com")
+    response = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
+    assert response.status_code == 200
+    assert visitor.get("/auth/me").get_json()["user"]["id"] == "uid-fay"
+
+
+def test_firebase_session_exchange_refuses_a_bad_id_token(firebase_site: Site) -> None:
+    visitor = firebase_site.visitor()
+    headers = {"X-CSRFToken": visitor.csrf()}
+    response = visitor.post("/auth/session", json={"id_token": "garbage"}, headers=headers)
+    assert (response.status_code, response.get_json()["code"]) == (401, "not_signed_in")
+    assert not visitor.signed_in()
+
+
+# -- redirects after sign-in stay on this site --------------------------------------------------
+
+HOSTILE_NEXT = [
+    "https://evil.example",
+    "//evil.example",
+    "/\\evil.example",
+    "javascript:alert(1)",
+    "/\t/evil.example",
+]
+
+
+@pytest.mark.parametrize("next_path", HOSTILE_NEXT)
+def test_sign_in_refuses_to_send_people_to_other_sites(site: Site, next_path: str) -> None:
+    visitor = site.visitor()
+    page = text(visitor.get("/signin", query_string={"next": next_path}))
+    assert 'name="next" value="/buy-tokens"' in page
+    response = visitor.sign_in("carol@example.com", next_path=next_path)
+    assert response.headers["Location"] == "/buy-tokens"
+
+
+def test_sign_in_returns_to_a_same_site_path_with_its_query(site: Site) -> None:
+    response = site.visitor().sign_in("dan@example.com", next_path="/tokens/history?type=grant")
+    assert response.headers["Location"] == "/tokens/history?type=grant"
+
+
+# -- the session cookie ------------------------------------------------------------------------
+
+
+def session_cookie(visitor: Visitor) -> str:
+    # Over https Flask-WTF also wants a same-site Referer, as browsers send.
+    response = visitor.post(
+        "/signin",
+        data={"csrf_token": visitor.csrf(), "email": "erin@example.com"},
+        headers={"Referer": f"{visitor.base_url}/signin"},
+    )
+    assert response.status_code == 303, text(response)
+    cookies = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert len(cookies) == 1
+    return cookies[0]
+
+
+def test_session_cookie_is_http_only_lax_and_lasts_a_week(site: Site) -> None:
+    cookie = session_cookie(site.visitor())
+    assert "; HttpOnly" in cookie
+    assert "; SameSite=Lax" in cookie
+    assert "; Secure" not in cookie  # served over http in development
+    assert "Expires=" in cookie
+
+
+def test_session_cookie_is_secure_when_served_over_https(tmp_path: Path) -> None:
+    site = Site(tmp_path, APP_BASE_URL="https://tokens.example")
+    try:
+        cookie = session_cookie(site.visitor("https://tokens.example"))
+        assert "; Secure" in cookie
+        assert "; HttpOnly" in cookie
+    finally:
+        site.close()
+
+
+# -- security headers --------------------------------------------------------------------------
+
+PAGES = [
+    "/",
+    "/signin",
+    "/buy-tokens",
+    "/tokens/history",
+    "/token-purchase-cancel",
+    "/token-purchase-success?session_id=cs_missing",
+    "/sandbox/dashboard",
+    "/api/tokens/packages",
+    "/api/tokens/balance",
+    "/healthz",
+    "/static/app.css",
+    "/no-such-page",
+]
+
+
+def headers_of(visitor: Visitor, path: str) -> dict[str, str]:
+    response = visitor.get(path)
+    response.close()  # static files are streamed from an open file
+    return dict(response.headers)
+
+
+def assert_common_headers(headers: dict[str, str]) -> str:
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "style-src 'self';" in csp  # no inline styles
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+    return csp
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_response_carries_the_security_headers(alice: Visitor, path: str) -> None:
+    headers = headers_of(alice, path)
+    csp = assert_common_headers(headers)
+    assert "script-src 'self';" in csp  # sandbox mode: nothing third-party at all
+    assert "https://" not in csp
+    assert "Strict-Transport-Security" not in headers  # development over http
+
+
+@pytest.mark.parametrize("path", ["/", "/signin", "/buy-tokens", "/api/tokens/packages"])
+def test_signed_out_responses_carry_them_too(site: Site, path: str) -> None:
+    assert_common_headers(headers_of(site.visitor(), path))
+
+
+@pytest.fixture
+def production_site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(
+        tmp_path,
+        APP_BASE_URL="https://tokens.example",
+        STRIPE_SECRET_KEY="sk_test_pages",
+        STRIPE_API_BASE="http://127.0.0.1:9",  # never called by these tests
+        STRIPE_PUBLISHABLE_KEY="pk_test_pages",
+        FIREBASE_PROJECT_ID="demo-pages",
+        FIREBASE_WEB_API_KEY="web-key",
+    )
+    yield site
+    site.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/signin", "/buy-tokens", "/api/tokens/packages"])
+def test_production_adds_hsts_and_only_stripe_and_firebase_origins(
+    production_site: Site, path: str
+) -> None:
+    headers = headers_of(production_site.visitor("https://tokens.example"), path)
+    csp = assert_common_headers(headers)
+    assert headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "https://js.stripe.com" in csp
+    assert "https://www.gstatic.com" in csp
+    assert "frame-src https://js.stripe.com" in csp
+    assert "https://demo-pages.firebaseapp.com" in csp
+    assert "https://api.stripe.com" in csp
+
+
+def test_production_sign_in_uses_firebase_not_the_development_form(production_site: Site) -> None:
+    visitor = production_site.visitor("https://tokens.example")
+    page = text(visitor.get("/signin"))
+    assert 'id="firebase-signin"' in page
+    assert "Development sign-in" not in page
+    assert visitor.post("/signin", data={"email": "x@example.com"}).status_code == 404
+
+
+def test_production_redirects_plain_http_but_not_the_probes(production_site: Site) -> None:
+    visitor = production_site.visitor("http://tokens.example")
+    response = visitor.get("/buy-tokens")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("https://tokens.example/buy-tokens")
+    assert visitor.get("/healthz").status_code == 200
