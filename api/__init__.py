@@ -7,6 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask, sandbox: bool) -> None:
     from api.admin import bp as admin_bp
+    from api.admin_pages import bp as admin_pages_bp
     from api.auth import bp as auth_bp
     from api.auth import dev_bp
     from api.health import bp as health_bp
@@ -15,7 +16,16 @@ def register_blueprints(app: Flask, sandbox: bool) -> None:
     from api.tokens import bp as tokens_bp
     from api.webhook import bp as webhook_bp
 
-    blueprints = (health_bp, tokens_bp, purchases_bp, webhook_bp, auth_bp, pages_bp, admin_bp)
+    blueprints = (
+        health_bp,
+        tokens_bp,
+        purchases_bp,
+        webhook_bp,
+        auth_bp,
+        pages_bp,
+        admin_bp,
+        admin_pages_bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if sandbox:  # in production these routes do not exist at all

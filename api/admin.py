@@ -1,71 +1,79 @@
-"""The operator's JSON API: grants and refunds, the same services as the CLI.
+"""The operator's JSON API: grants and refunds, the same services as the dashboard.
 
-Only signed-in users whose email is in OPERATOR_EMAILS may call it.
+Only admins may call it (``services.operations.access.is_admin``); each call
+leaves an audit record naming the admin.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
-from services.errors import DomainError, NotAnOperator, PurchaseNotFound
-from services.ledger.model import TxnType
+from services.errors import NotAnOperator, PurchaseNotFound
+from services.ledger.rules import validate_amount
+from services.operations.access import is_admin
+from services.operations.actions import ActionRequest, AdminActions
 from services.payments.model import User
-from services.payments.refunds import RefundService
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 
 
 def operator() -> User:
+    """The signed-in admin; 401 when signed out, 403 for everyone else."""
     user = deps.current_user()
-    if (user.email or "").lower() not in deps.settings().operator_emails:
+    if not is_admin(user, deps.settings(), deps.admin_claim()):
         raise NotAnOperator("this needs an operator account")
     return user
 
 
+def admin_actions() -> AdminActions:
+    services = deps.services()
+    return AdminActions(services.store, services.ledger, services.fulfilment, services.payments)
+
+
+def _request(reason: object = "") -> ActionRequest:
+    key = request.headers.get("Idempotency-Key")
+    text = reason if isinstance(reason, str) else ""
+    return ActionRequest(key or uuid.uuid4().hex, text, keyed=key is not None)
+
+
 @bp.post("/grants")
 def grant() -> Response:
-    operator()
+    admin = operator()
     body = deps.json_body()
-    services = deps.services()
-    target = services.transfers.recipient(body.get("user"))
-    key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
-    amount: Any = body.get("amount")
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        raise DomainError("a grant needs a reason the user will see")
-    txn = services.ledger.credit(
-        target.id, amount, key=f"grant:{target.id}:{key}", type=TxnType.GRANT, reason=reason
-    )
-    services.ledger.settle_debt(target.id, txn.id)
-    entry = txn.user_entry(target.id)
+    target = deps.services().transfers.recipient(body.get("user"))
+    amount = validate_amount(body.get("amount"))  # this endpoint only grants
+    result = admin_actions().adjust(admin, target, amount, _request(body.get("reason")))
+    details = result.audit.details
     return jsonify(
-        success=True, transaction_id=txn.id, user_id=target.id, balance=entry.balance_after
+        success=True,
+        transaction_id=details["transaction_id"],
+        user_id=target.id,
+        balance=details["balance_after"],
     )
 
 
 @bp.post("/refunds")
 def refund() -> Response:
-    operator()
+    admin = operator()
     body = deps.json_body()
-    services = deps.services()
     amount = body.get("amount")
-    refunds = RefundService(services.store, services.payments)
-    plan = refunds.plan(
+    result = admin_actions().refund(
+        admin,
         str(body.get("purchase_id", "")),
-        amount if isinstance(amount, int) else None,
+        _request(body.get("reason")),
+        amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
         body.get("force") is True,
     )
-    result = refunds.refund(plan)
+    details = result.audit.details
     return jsonify(
         success=True,
-        refund_id=result.get("id"),
-        amount=plan.amount,
-        max_covered=plan.max_amount,
-        unspent_tokens=plan.unspent_tokens,
+        refund_id=details["refund_id"],
+        amount=details["amount"],
+        max_covered=details["max_covered"],
+        unspent_tokens=details["unspent_tokens"],
     )
 
 

@@ -2,24 +2,28 @@
 
 Importing this module adds the command to ``tokens_cli``. Exit status: 0 when
 everything reconciles, 1 when anything differs, 2 when the check could not
-run (the store or the payment provider failed).
+run (the store or the payment provider failed). Each run leaves a summary in
+the ``last_reconciliation`` setting for the operator's dashboard.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from api.cli import tokens_cli
 from api.deps import services
 from services.errors import StorageError
-from services.ledger.model import utc_now
+from services.ledger.model import format_time, utc_now
+from services.operations.model import LAST_RECONCILIATION, error_summary
 from services.payments.port import PaymentsError, PaymentsGateway
 from services.reconciliation import Check, ReconcileReport, reconcile
 
 SHOWN = 20
+KEPT_FOR_DASHBOARD = 5
 EXIT_DIFFERENCES, EXIT_FAILED = 1, 2
 
 
@@ -50,6 +54,31 @@ def difference_lines(report: ReconcileReport) -> list[str]:
     return [title] + [f"  {d.kind:<26} {d.subject}  {d.detail}" for d in shown]
 
 
+def result_summary(report: ReconcileReport, ran_at: str, provider: bool) -> dict[str, Any]:
+    """What the dashboard shows of a finished run: no more than a few differences."""
+    return {
+        "ran_at": ran_at,
+        "finished": True,
+        "ok": report.ok,
+        "problems": report.total_differences,
+        "transactions": report.transactions,
+        "entries": report.entries,
+        "provider_checked": provider,
+        "differences": [
+            {"kind": d.kind, "subject": d.subject, "detail": d.detail}
+            for d in report.differences[:KEPT_FOR_DASHBOARD]
+        ],
+    }
+
+
+def _remember(summary: dict[str, Any]) -> None:
+    """Best effort: a store that cannot take the summary must not change the exit status."""
+    try:
+        services().store.put_setting(LAST_RECONCILIATION, summary)
+    except StorageError as exc:
+        click.echo(f"could not record this run for the dashboard: {exc}", err=True)
+
+
 def _gateway(no_provider: bool) -> PaymentsGateway | None:
     if no_provider:
         return None
@@ -78,11 +107,15 @@ def _gateway(no_provider: bool) -> PaymentsGateway | None:
 @click.option("--no-provider", is_flag=True, help="Skip the check against the payment provider.")
 def reconcile_command(days: int, csv_path: Path | None, no_provider: bool) -> None:
     """Check the journal, balances, purchases and provider payments; exit 1 on differences."""
+    started = utc_now()
+    ran_at = format_time(started)
     try:
-        report = reconcile(services().store, _gateway(no_provider), utc_now(), days, _progress)
+        report = reconcile(services().store, _gateway(no_provider), started, days, _progress)
     except (StorageError, PaymentsError) as exc:
         click.echo(f"reconciliation could not finish: {exc}", err=True)
+        _remember({"ran_at": ran_at, "finished": False, "ok": False, "error": error_summary(exc)})
         sys.exit(EXIT_FAILED)
+    _remember(result_summary(report, ran_at, provider=not no_provider))
     click.echo(f"{report.transactions:,} journal transactions, {report.entries:,} entries")
     click.echo("\n".join(summary_lines(report)))
     if report.differences:

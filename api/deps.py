@@ -49,10 +49,20 @@ def current_user() -> User:
         return cast(User, g.user)
     token = bearer_token()
     if token is not None:
-        user = services().auth.from_bearer(token)
+        identity = services().auth.verify_bearer(token)
+        user, g.admin_claim = identity.user, identity.admin_claim
     elif "user_id" in session:
         user = services().auth.from_session(str(session["user_id"]))
     else:
         raise NotSignedIn("sign in first")
     g.user = user
     return user
+
+
+def admin_claim() -> bool:
+    """Whether the caller's Firebase ID token carries admin=true.
+
+    Only bearer tokens are read: a session cookie keeps the user id, not the claims.
+    """
+    current_user()
+    return bool(g.get("admin_claim", False))

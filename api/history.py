@@ -53,6 +53,7 @@ DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.SPEND: lambda e, n, c: e.reason or "Spent",
     TxnType.HOLD: lambda e, n, c: f"Tokens reserved: {e.reason}" if e.reason else "Tokens reserved",
     TxnType.HOLD_RELEASE: lambda e, n, c: "Reserved tokens released",
+    TxnType.ADJUSTMENT: lambda e, n, c: f"Adjustment: {e.reason}" if e.reason else "Adjustment",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,12 @@ def check_username(username: object) -> str | None:
     if not isinstance(username, str) or not USERNAME.match(username):
         raise DomainError("a username is 3-30 letters, digits, '.', '_' or '-'")
     return username
+
+
+@dataclass(frozen=True)
+class BearerIdentity:
+    user: User
+    admin_claim: bool  # the Firebase custom claim admin=true, set with the Admin SDK
 
 
 class FirebaseVerifier:
@@ -105,10 +112,15 @@ class AuthService:
         )
 
     def from_bearer(self, token: str) -> User:
+        return self.verify_bearer(token).user
+
+    def verify_bearer(self, token: str) -> BearerIdentity:
+        """The token's user, and whether the token carries the admin claim."""
         if self.verifier is None:
             raise NotSignedIn("bearer tokens need FIREBASE_PROJECT_ID to be configured")
         claims = self.verifier.verify(token)
-        return self._ensure(User(id=str(claims["uid"]), email=claims.get("email")))
+        user = self._ensure(User(id=str(claims["uid"]), email=claims.get("email")))
+        return BearerIdentity(user, claims.get("admin") is True)
 
     def from_session(self, user_id: str) -> User:
         user = self.store.get_user(user_id)

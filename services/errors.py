@@ -140,3 +140,8 @@ class HoldNotFound(DomainError):
 class NotAnOperator(DomainError):
     code = "forbidden"
     http_status = 403
+
+
+class AlertNotFound(DomainError):
+    code = "alert_not_found"
+    http_status = 404

@@ -74,7 +74,7 @@ class SecurityService:
             burst = len(self._bad_signatures) >= BAD_SIGNATURE_BURST
             if burst:
                 self._bad_signatures.clear()
-        log.warning("webhook signature rejected: %s", reason)
+        log.warning("webhook signature rejected: %s", reason, extra={"alert_type": "bad_signature"})
         if burst:
             self.alert(
                 "bad_signature_burst",

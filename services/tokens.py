@@ -103,6 +103,22 @@ class TokenLedger:
             Operation(OpKind.DEBIT, key, user_id, amount, TxnType.SPEND, reason, refs=refs or {})
         )
 
+    def debit(
+        self,
+        user_id: str,
+        amount: int,
+        *,
+        key: str,
+        type: TxnType,
+        reason: str = "",
+        refs: Mapping[str, str] | None = None,
+    ) -> JournalTransaction:
+        """Take tokens from the available balance for something other than spending on
+        the platform: an operator's downward adjustment."""
+        return self._apply(
+            Operation(OpKind.DEBIT, key, user_id, amount, type, reason, refs=refs or {})
+        )
+
     def transfer(
         self,
         sender_id: str,

@@ -49,13 +49,16 @@ class TxnType(StrEnum):
     DEBT_REPAYMENT = "debt_repayment"
     HOLD = "hold"
     HOLD_RELEASE = "hold_release"
+    ADJUSTMENT = "adjustment"  # an operator's correction, up or down, with a reason
 
 
 # Which journal types each operation may carry, and the system account
 # standing on the other side of the user.
 ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
-    OpKind.CREDIT: frozenset({TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL}),
-    OpKind.DEBIT: frozenset({TxnType.SPEND}),
+    OpKind.CREDIT: frozenset(
+        {TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL, TxnType.ADJUSTMENT}
+    ),
+    OpKind.DEBIT: frozenset({TxnType.SPEND, TxnType.ADJUSTMENT}),
     OpKind.TRANSFER: frozenset({TxnType.TRANSFER}),
     OpKind.CLAWBACK: frozenset({TxnType.REFUND, TxnType.DISPUTE}),
     OpKind.REPAY_DEBT: frozenset({TxnType.DEBT_REPAYMENT}),
@@ -73,6 +76,8 @@ COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.DEBT_REPAYMENT: SystemAccount.CLAWBACK,
     TxnType.HOLD: SystemAccount.SPEND,
     TxnType.HOLD_RELEASE: SystemAccount.SPEND,
+    # An adjustment corrects what was issued, so it stands against issuance.
+    TxnType.ADJUSTMENT: SystemAccount.ISSUANCE,
 }
 
 

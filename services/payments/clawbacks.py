@@ -26,7 +26,7 @@ from typing import Any
 from services.errors import InvalidPayload
 from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
 from services.ledger.rules import validate
-from services.payments.model import Purchase
+from services.payments.model import Purchase, PurchaseState
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
@@ -57,7 +57,12 @@ def share(purchase: Purchase, amount: int) -> int:
 
 
 def target(p: Purchase) -> tuple[int, int]:
-    """(refund tokens, dispute tokens) that should be taken back, from what is known."""
+    """(refund tokens, dispute tokens) that should be taken back, from what is known.
+
+    A purchase held in review was never credited, so refunding it takes nothing back.
+    """
+    if p.state is PurchaseState.NEEDS_REVIEW and p.credit_txn_id is None:
+        return 0, 0
     refund = share(p, p.refunded_amount)
     if p.dispute_status not in ACTIVE_DISPUTE:
         return refund, 0

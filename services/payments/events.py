@@ -2,7 +2,9 @@
 
 The event id is recorded after the handler succeeded, so an event whose
 processing died half-way is processed again (every step is idempotent)
-instead of being skipped as seen.
+instead of being skipped as seen. A failed attempt is also recorded (best
+effort) for the operator's dashboard, and marked resolved once the event
+goes through.
 """
 
 from __future__ import annotations
@@ -11,13 +13,18 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from services.ledger.model import utc_now
+from services.operations.model import error_summary
 from services.payments.fulfilment import Fulfilment
-from services.store.port import PurchaseStore
+from services.store.port import OperationsStore, PurchaseStore
 
 log = logging.getLogger("token_store.events")
+
+
+class EventStore(PurchaseStore, OperationsStore, Protocol):
+    """The processed-event records and the failed-event records."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class EventResult:
 class EventProcessor:
     def __init__(
         self,
-        store: PurchaseStore,
+        store: EventStore,
         fulfilment: Fulfilment,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -42,13 +49,46 @@ class EventProcessor:
         event_id = str(event["id"])
         if self.store.event_processed(event_id):
             return EventResult(event_id, "duplicate", duplicate=True)
-        outcome = self.fulfilment.handle_event(event)
-        self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
+        try:
+            outcome = self.fulfilment.handle_event(event)
+            self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
+        except Exception as exc:
+            log.error(
+                "stripe event %s %s failed: %s",
+                event_id,
+                event["type"],
+                error_summary(exc),
+                extra={"event_id": event_id, "event_type": event["type"], "outcome": "error"},
+            )
+            self._record_failure(event_id, str(event["type"]), exc)
+            raise
+        self._resolve_failure(event_id)
         log.info(
             "stripe event %s %s: %s",
             event_id,
             event["type"],
             outcome,
-            extra={"event_id": event_id},
+            extra={"event_id": event_id, "event_type": event["type"], "outcome": outcome},
         )
         return EventResult(event_id, outcome, duplicate=False)
+
+    def _record_failure(self, event_id: str, event_type: str, exc: Exception) -> None:
+        """Best effort: the store may be what failed, and the original error must surface."""
+        try:
+            self.store.record_event_failure(event_id, event_type, error_summary(exc), self.clock())
+        except Exception:
+            log.warning(
+                "could not record the failure of event %s",
+                event_id,
+                extra={"event_id": event_id},
+            )
+
+    def _resolve_failure(self, event_id: str) -> None:
+        try:
+            self.store.resolve_event_failure(event_id, self.clock())
+        except Exception:
+            log.warning(
+                "could not mark event %s's earlier failure resolved",
+                event_id,
+                extra={"event_id": event_id},
+            )

@@ -65,6 +65,15 @@ def credit_key(purchase: Purchase) -> str:
     return f"purchase:{purchase.id}"
 
 
+def approvable(purchase: Purchase) -> bool:
+    """In review, and no money went back: a refunded or disputed payment is not credited."""
+    return (
+        purchase.state is PurchaseState.NEEDS_REVIEW
+        and purchase.refunded_amount == 0
+        and purchase.dispute_id is None
+    )
+
+
 class Fulfilment:
     def __init__(
         self,
@@ -126,9 +135,10 @@ class Fulfilment:
         if field(session, "payment_status") not in PAID_STATUSES:
             return self._move(purchase, PurchaseState.AWAITING_PAYMENT, {PurchaseState.PENDING})
         problem = self._mismatch(purchase, session)
+        intent = field(session, "payment_intent")
         if problem:
-            return self._review(purchase, problem, session_id=session_id)
-        return self.credit(purchase, field(session, "payment_intent"))
+            return self._review(purchase, problem, intent, session_id=session_id)
+        return self.credit(purchase, intent)
 
     def fulfil_payment_intent(self, intent: Mapping[str, Any]) -> Purchase | None:
         """The embedded flow: only purchases created for this payment intent."""
@@ -141,11 +151,19 @@ class Fulfilment:
             return purchase
         problem = self._amount_problem(purchase, _received(intent), field(intent, "currency"))
         if problem:
-            return self._review(purchase, problem, payment_intent_id=intent_id)
+            return self._review(purchase, problem, intent_id, payment_intent_id=intent_id)
         return self.credit(purchase, intent_id)
 
-    def credit(self, purchase: Purchase, payment_intent: str | None) -> Purchase:
-        """Credit a paid purchase once, and mark it paid in the same store transaction."""
+    def credit(
+        self, purchase: Purchase, payment_intent: str | None, approved_by: str | None = None
+    ) -> Purchase:
+        """Credit a paid purchase once, and mark it paid in the same store transaction.
+
+        With ``approved_by`` (an operator's id) it credits a purchase in review
+        instead, and nothing else: the operator decided the payment is good.
+        The key is the purchase's either way, so it is credited at most once.
+        """
+        refs = {"purchase_id": purchase.id, "pack_id": purchase.pack_id}
         op = validate(
             Operation(
                 OpKind.CREDIT,
@@ -155,12 +173,14 @@ class Fulfilment:
                 TxnType.PURCHASE,
                 reason=f"{purchase.pack_id} pack",
                 counterparty_id=purchase.gift_from,
-                refs={"purchase_id": purchase.id, "pack_id": purchase.pack_id},
+                refs=refs if approved_by is None else {**refs, "approved_by": approved_by},
             )
         )
 
         def build(p: Purchase) -> Operation | None:
             # Decided on the purchase as stored, inside the same transaction.
+            if approved_by is not None:
+                return op if approvable(p) else None
             return None if p.state in FINAL_STATES else op
 
         def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
@@ -179,6 +199,8 @@ class Fulfilment:
                 purchase.id, op.user_ids, build, mark, self.clock()
             )
         except DomainError as exc:
+            if approved_by is not None:
+                raise  # the operator sees why, and the purchase stays in review
             return self._review(purchase, f"credit refused: {exc.message}")
         if txn is not None:
             log.info(
@@ -245,7 +267,14 @@ class Fulfilment:
             return "no_purchase"
         return str(self._move(purchase, PurchaseState.FAILED, set(OPEN_STATES)).state)
 
-    def _review(self, purchase: Purchase, reason: str, **details: Any) -> Purchase:
+    def _review(
+        self,
+        purchase: Purchase,
+        reason: str,
+        payment_intent: str | None = None,
+        **details: Any,
+    ) -> Purchase:
+        """Park the purchase for an operator, keeping its payment so that it can be refunded."""
         moved = False
 
         def to_review(p: Purchase) -> Purchase | None:
@@ -254,7 +283,10 @@ class Fulfilment:
             if not moved:
                 return None
             return p.with_changes(
-                self._now(), state=PurchaseState.NEEDS_REVIEW, review_reason=reason
+                self._now(),
+                state=PurchaseState.NEEDS_REVIEW,
+                review_reason=reason,
+                payment_intent_id=p.payment_intent_id or payment_intent,
             )
 
         updated = self.store.update_purchase(purchase.id, to_review)
@@ -296,7 +328,9 @@ class Fulfilment:
         stored = self.store.start_purchase(purchase, None, self.clock())
         problem = self._adoption_problem(reference, pack)
         if problem:
-            return self._review(stored, problem, session_id=session_id)
+            return self._review(
+                stored, problem, field(session, "payment_intent"), session_id=session_id
+            )
         return stored
 
     @staticmethod

@@ -95,6 +95,8 @@ class SecurityAlert:
     purchase_id: str | None = None
     created_at: str = ""
     id: str = ""
+    acknowledged_by: str | None = None  # the operator who reviewed it
+    acknowledged_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -51,18 +51,26 @@ class RefundService:
         purchase = self.store.get_purchase(purchase_id)
         if purchase is None:
             raise PurchaseNotFound(f"no purchase {purchase_id}")
-        if purchase.state is not PurchaseState.PAID or not purchase.payment_intent_id:
+        if not purchase.payment_intent_id or not (
+            purchase.state is PurchaseState.PAID or _held_in_review(purchase)
+        ):
             raise RefundRefused(f"purchase {purchase_id} is {purchase.state}, not a paid payment")
+        if purchase.amount <= 0:  # a Payment Link session that matched no pack
+            raise RefundRefused(
+                f"purchase {purchase_id} has no known amount; refund it from the provider's side"
+            )
         left = purchase.amount - purchase.refunded_amount
         if left <= 0:
             raise RefundRefused(f"purchase {purchase_id} is already refunded in full")
+        if _held_in_review(purchase):  # no tokens went out, so any refund is covered
+            return RefundPlan(purchase, 0, left, left if amount is None else _within(amount, left))
         balance = self.store.get_account(purchase.user_id).balance
         unspent = min(
             balance, purchase.tokens - purchase.refunded_tokens - purchase.disputed_tokens
         )
         most = covered_amount(purchase, unspent)
-        wanted = most if amount is None else amount
-        if wanted <= 0 or wanted > left:
+        wanted = most if amount is None else _within(amount, left)
+        if wanted <= 0:
             raise RefundRefused(f"a refund must be 1 to {left} (minor units); got {wanted}")
         if wanted > most and not force:
             raise RefundRefused(
@@ -71,11 +79,23 @@ class RefundService:
             )
         return RefundPlan(purchase, unspent, most, wanted)
 
-    def refund(self, plan: RefundPlan) -> dict[str, Any]:
+    def refund(self, plan: RefundPlan, key: str | None = None) -> dict[str, Any]:
+        """``key``: the caller's idempotency key (an operator's form), so a repeat refunds once."""
         purchase = plan.purchase
+        default = f"{purchase.refunded_amount}-{plan.amount}"
         return self.payments.create_refund(
             payment_intent=str(purchase.payment_intent_id),
             amount=plan.amount,
-            idempotency_key=f"refund-{purchase.id}-{purchase.refunded_amount}-{plan.amount}",
+            idempotency_key=f"refund-{purchase.id}-{key or default}",
             metadata={"purchase_id": purchase.id, "user_id": purchase.user_id},
         )
+
+
+def _held_in_review(purchase: Purchase) -> bool:
+    return purchase.state is PurchaseState.NEEDS_REVIEW and purchase.credit_txn_id is None
+
+
+def _within(amount: int, left: int) -> int:
+    if amount <= 0 or amount > left:
+        raise RefundRefused(f"a refund must be 1 to {left} (minor units); got {amount}")
+    return amount

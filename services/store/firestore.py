@@ -34,6 +34,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
+from services.store.firestore_operations import FirestoreOperations
 from services.store.firestore_purchases import FirestorePurchases
 
 T = TypeVar("T")
@@ -99,7 +100,7 @@ class _FirestoreUnitOfWork:
             )
 
 
-class FirestoreStore(FirestorePurchases):
+class FirestoreStore(FirestorePurchases, FirestoreOperations):
     def __init__(self, project: str, client: firestore.Client | None = None) -> None:
         if not project:
             raise ValueError("firestore:// needs a project id, e.g. firestore://my-project")

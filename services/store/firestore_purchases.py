@@ -228,14 +228,6 @@ class FirestorePurchases:
     def add_alert(self: _FirestoreBase, alert: SecurityAlert) -> None:
         self._call(lambda: _doc(self, ALERTS, alert.id).create(alert.to_dict()))
 
-    def list_alerts(self: _FirestoreBase, limit: int = 100) -> list[SecurityAlert]:
-        query = (
-            self.db.collection(ALERTS)
-            .order_by("created_at", direction=firestore.Query.DESCENDING)
-            .limit(limit)
-        )
-        return [SecurityAlert.from_dict(s.to_dict()) for s in self._fetch(query)]
-
     def get_setting(self: _FirestoreBase, name: str) -> dict[str, Any] | None:
         data = self._call(lambda: _doc(self, SETTINGS, name).get()).to_dict()
         return None if data is None else dict(data)

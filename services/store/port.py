@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
-from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
+from services.operations.model import AuditRecord, EventFailure
+from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
 
 
 class LedgerStore(Protocol):
@@ -112,7 +113,8 @@ class PurchaseStore(Protocol):
 
     def add_alert(self, alert: SecurityAlert) -> None: ...
 
-    def list_alerts(self, limit: int = 100) -> list[SecurityAlert]: ...
+    def list_alerts(self, limit: int = 100) -> list[SecurityAlert]:
+        """Unacknowledged alerts first, each group newest first."""
 
     def get_setting(self, name: str) -> dict[str, Any] | None:
         """A small operator-owned document, e.g. the Stripe price id of each pack."""
@@ -120,5 +122,46 @@ class PurchaseStore(Protocol):
     def put_setting(self, name: str, value: dict[str, Any]) -> None: ...
 
 
-class Store(LedgerStore, PurchaseStore, Protocol):
+class OperationsStore(Protocol):
+    """What the operator's dashboard reads and records."""
+
+    def purchases_created(
+        self, start: datetime, end: datetime, state: PurchaseState
+    ) -> list[Purchase]:
+        """Purchases now in ``state`` created in [start, end), oldest first."""
+
+    def purchases_in_state(self, state: PurchaseState, limit: int) -> list[Purchase]:
+        """Purchases now in ``state``, newest first."""
+
+    def purchases_of_user(self, user_id: str, limit: int) -> list[Purchase]:
+        """Purchases credited (or to be credited) to the user, newest first."""
+
+    def find_user_by_email(self, email: str) -> User | None: ...
+
+    def record_event_failure(
+        self, event_id: str, event_type: str, error: str, now: datetime
+    ) -> None:
+        """Count one more failed attempt at the event (unresolving it if it was resolved)."""
+
+    def resolve_event_failure(self, event_id: str, now: datetime) -> None:
+        """Mark the event's failure resolved; nothing happens when it never failed."""
+
+    def list_event_failures(self, limit: int) -> list[EventFailure]:
+        """Unresolved failures, the most recently failed first."""
+
+    def acknowledge_alert(self, alert_id: str, admin_id: str, now: datetime) -> SecurityAlert:
+        """Record who reviewed the alert; the first acknowledgement stays.
+
+        Raises AlertNotFound when there is no such alert."""
+
+    def add_audit(self, record: AuditRecord) -> AuditRecord:
+        """Store the record unless one has its id; return the stored one."""
+
+    def get_audit(self, audit_id: str) -> AuditRecord | None: ...
+
+    def list_audit(self, limit: int, target: str | None = None) -> list[AuditRecord]:
+        """Newest first; only records about ``target`` when given."""
+
+
+class Store(LedgerStore, PurchaseStore, OperationsStore, Protocol):
     """What every adapter implements."""

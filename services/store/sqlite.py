@@ -26,6 +26,12 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
+from services.store.sqlite_operations import (
+    OPERATIONS_SCHEMA,
+    SqliteOperations,
+    migrate,
+    migration_needed,
+)
 from services.store.sqlite_purchases import OPEN_ACCOUNT, PURCHASE_SCHEMA, SqlitePurchases
 
 T = TypeVar("T")
@@ -110,11 +116,19 @@ def _row_to_account(row: sqlite3.Row) -> Account:
     return Account.from_dict(data)
 
 
+def _account_columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a database made by an older version up to this schema."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
-    if "holds" not in columns:
+    if "holds" not in _account_columns(conn):
         conn.execute("ALTER TABLE accounts ADD COLUMN holds TEXT NOT NULL DEFAULT '{}'")
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    _add_missing_columns(conn)
+    migrate(conn)
 
 
 class SqliteUnitOfWork:
@@ -195,7 +209,7 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     return JournalTransaction.from_dict(data)
 
 
-class SqliteStore(SqlitePurchases):
+class SqliteStore(SqlitePurchases, SqliteOperations):
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
@@ -206,8 +220,10 @@ class SqliteStore(SqlitePurchases):
         self._lock = threading.Lock()
         with self._guard():
             conn = self._conn()
-            conn.executescript(SCHEMA + PURCHASE_SCHEMA)
-            _add_missing_columns(conn)
+            conn.executescript(SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA)
+            upgrade = "holds" not in _account_columns(conn) or migration_needed(conn)
+        if upgrade:
+            self._write(_upgrade)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

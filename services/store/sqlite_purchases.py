@@ -65,9 +65,25 @@ class _SqliteBase(Protocol):
     def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]: ...
 
 
+# state and user_id are columns too (added by sqlite_operations.migrate) for the dashboard.
+INSERT_PURCHASE = (
+    "INSERT INTO purchases (id, buyer_id, created_at, session_id, payment_intent_id, body,"
+    " state, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def _purchase_row(p: Purchase) -> tuple[Any, ...]:
     body = json.dumps(p.to_dict(), sort_keys=True)
-    return (p.id, p.buyer_id, p.created_at, p.session_id, p.payment_intent_id, body)
+    return (
+        p.id,
+        p.buyer_id,
+        p.created_at,
+        p.session_id,
+        p.payment_intent_id,
+        body,
+        str(p.state),
+        p.user_id,
+    )
 
 
 def _load_purchase(conn: sqlite3.Connection, where: str, arg: str) -> Purchase | None:
@@ -77,11 +93,14 @@ def _load_purchase(conn: sqlite3.Connection, where: str, arg: str) -> Purchase |
 
 def _save_purchase(conn: sqlite3.Connection, purchase: Purchase) -> None:
     conn.execute(
-        "UPDATE purchases SET session_id = ?, payment_intent_id = ?, body = ? WHERE id = ?",
+        "UPDATE purchases SET session_id = ?, payment_intent_id = ?, body = ?, state = ?,"
+        " user_id = ? WHERE id = ?",
         (
             purchase.session_id,
             purchase.payment_intent_id,
             json.dumps(purchase.to_dict(), sort_keys=True),
+            str(purchase.state),
+            purchase.user_id,
             purchase.id,
         ),
     )
@@ -159,7 +178,7 @@ class SqlitePurchases:
                     (purchase.buyer_id, format_time(now - DAY)),
                 )
                 check_limits((Purchase.from_dict(json.loads(r[0])) for r in rows), limits, now)
-            conn.execute("INSERT INTO purchases VALUES (?, ?, ?, ?, ?, ?)", _purchase_row(purchase))
+            conn.execute(INSERT_PURCHASE, _purchase_row(purchase))
             return purchase
 
         return self._write(work)
@@ -248,8 +267,14 @@ class SqlitePurchases:
     def add_alert(self: _SqliteBase, alert: SecurityAlert) -> None:
         self._write(
             lambda conn: conn.execute(
-                "INSERT INTO security_alerts VALUES (?, ?, ?)",
-                (alert.id, alert.created_at, json.dumps(alert.to_dict(), sort_keys=True)),
+                "INSERT INTO security_alerts (id, created_at, body, acknowledged_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    alert.id,
+                    alert.created_at,
+                    json.dumps(alert.to_dict(), sort_keys=True),
+                    alert.acknowledged_at,
+                ),
             )
         )
 
@@ -258,7 +283,8 @@ class SqlitePurchases:
             rows = (
                 self._conn()
                 .execute(
-                    "SELECT body FROM security_alerts ORDER BY created_at DESC, id LIMIT ?",
+                    "SELECT body FROM security_alerts"
+                    " ORDER BY acknowledged_at IS NOT NULL, created_at DESC, id LIMIT ?",
                     (limit,),
                 )
                 .fetchall()

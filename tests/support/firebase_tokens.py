@@ -15,7 +15,10 @@ def _part(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-def emulator_id_token(project_id: str, uid: str, email: str | None = None) -> str:
+def emulator_id_token(
+    project_id: str, uid: str, email: str | None = None, custom: dict[str, object] | None = None
+) -> str:
+    """``custom``: custom claims, as the Admin SDK's set_custom_user_claims adds them."""
     now = int(time.time())
     claims: dict[str, object] = {
         "iss": f"https://securetoken.google.com/{project_id}",
@@ -29,4 +32,5 @@ def emulator_id_token(project_id: str, uid: str, email: str | None = None) -> st
     }
     if email:
         claims["email"] = email
+    claims.update(custom or {})
     return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(claims)}."

@@ -1,0 +1,94 @@
+"""What the dashboard shows, read in one place: figures, queues, alerts, a user's account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.auth import USERNAME
+from services.errors import DomainError
+from services.ledger.model import Account, Entry
+from services.ledger.rules import validate_user_id
+from services.operations.model import LAST_RECONCILIATION, AuditRecord, EventFailure
+from services.operations.stats import SalesReport, sales_report
+from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
+from services.payments.port import PaymentsGateway
+from services.store.port import Store
+from services.tokens import TokenLedger
+
+LIST_LIMIT = 50
+HISTORY_LIMIT = 20
+MAX_QUERY = 320
+
+
+@dataclass(frozen=True)
+class Overview:
+    sales: SalesReport
+    failed_events: list[EventFailure]
+    pending_deliveries: int | None  # the sandbox's undelivered webhooks; None with Stripe
+    review: list[Purchase]
+    alerts: list[SecurityAlert]
+    reconciliation: dict[str, Any] | None
+    audit: list[AuditRecord]
+
+
+@dataclass(frozen=True)
+class UserView:
+    user: User
+    account: Account
+    history: list[Entry]
+    purchases: list[Purchase]
+    audit: list[AuditRecord]
+
+
+def pending_deliveries(payments: PaymentsGateway) -> int | None:
+    """Only the sandbox keeps an outbox we can count; Stripe's retries are on its side."""
+    count = getattr(payments, "pending_deliveries", None)
+    return int(count()) if payments.mode == "sandbox" and callable(count) else None
+
+
+def overview(store: Store, payments: PaymentsGateway, now: datetime) -> Overview:
+    return Overview(
+        sales=sales_report(store, now),
+        failed_events=store.list_event_failures(LIST_LIMIT),
+        pending_deliveries=pending_deliveries(payments),
+        review=store.purchases_in_state(PurchaseState.NEEDS_REVIEW, LIST_LIMIT),
+        alerts=store.list_alerts(LIST_LIMIT),
+        reconciliation=store.get_setting(LAST_RECONCILIATION),
+        audit=store.list_audit(HISTORY_LIMIT),
+    )
+
+
+def find_user(store: Store, query: str) -> User | None:
+    """By user id, by username (with or without '@'), or by email."""
+    wanted = query.strip()
+    if not wanted or len(wanted) > MAX_QUERY:
+        raise DomainError(f"search by a user id, a username or an email (1-{MAX_QUERY} characters)")
+    found = None
+    if "@" in wanted.lstrip("@"):
+        found = store.find_user_by_email(wanted) or store.find_user_by_email(wanted.lower())
+    if found is None and _valid_user_id(wanted):
+        found = store.get_user(wanted)
+    name = wanted.removeprefix("@")
+    if found is None and USERNAME.match(name):
+        found = store.find_user_by_username(name)
+    return found
+
+
+def _valid_user_id(text: str) -> bool:
+    try:
+        validate_user_id(text)
+    except DomainError:
+        return False
+    return True
+
+
+def user_view(store: Store, ledger: TokenLedger, user: User) -> UserView:
+    return UserView(
+        user=user,
+        account=ledger.balance(user.id),
+        history=ledger.history(user.id, limit=HISTORY_LIMIT).entries,
+        purchases=store.purchases_of_user(user.id, LIST_LIMIT),
+        audit=store.list_audit(HISTORY_LIMIT, target=f"user:{user.id}"),
+    )
