@@ -5,19 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
-from config.logs import SPAN_KEY, TRACE_KEY
+from config.logs import trace_fields
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # A caller's request id is kept only when it is short and plain, so it cannot forge log text.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-# X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS
-_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d+))?")
 
 
-def log_context() -> Mapping[str, str]:
+def log_context() -> Mapping[str, Any]:
     """What the log filter adds to a line written while serving a request."""
     if not has_request_context():
         return {}
@@ -27,13 +26,8 @@ def log_context() -> Mapping[str, str]:
 def _begin(project: str | None) -> None:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
-    context = {"request_id": request_id}
-    trace = _TRACE.match(request.headers.get("X-Cloud-Trace-Context", ""))
-    if trace and project:
-        context[TRACE_KEY] = f"projects/{project}/traces/{trace.group(1).lower()}"
-        if trace.group(2):
-            context[SPAN_KEY] = trace.group(2)
-    g.log_context = context
+    trace = trace_fields(request.headers.get("X-Cloud-Trace-Context", ""), project)
+    g.log_context = {"request_id": request_id, **trace}
 
 
 def _finish(response: Response) -> Response:

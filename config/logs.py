@@ -15,8 +15,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from config.errors import ConfigError
+
 TRACE_KEY = "logging.googleapis.com/trace"
 SPAN_KEY = "logging.googleapis.com/spanId"
+SAMPLED_KEY = "logging.googleapis.com/trace_sampled"
 # Record attributes (set with ``extra=``) that become fields of their own.
 FIELDS = (
     "request_id",
@@ -43,6 +46,37 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
     ),
 )
 SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
+LOG_FORMATS = ("json", "text")
+# X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS (the span is a decimal number)
+CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
+
+
+def log_format(env: Mapping[str, str]) -> str:
+    """``LOG_FORMAT`` decides; unset, production logs JSON and development text."""
+    chosen = env.get("LOG_FORMAT", "").strip().lower()
+    if chosen and chosen not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be json or text, got {chosen!r}")
+    return chosen or ("json" if env.get("APP_ENV") == "production" else "text")
+
+
+def log_project(env: Mapping[str, str]) -> str | None:
+    """The Google Cloud project that traces belong to."""
+    return env.get("GOOGLE_CLOUD_PROJECT") or env.get("FIREBASE_PROJECT_ID") or None
+
+
+def trace_fields(header: str, project: str | None) -> dict[str, Any]:
+    """Cloud Logging's trace fields from an X-Cloud-Trace-Context value."""
+    match = CLOUD_TRACE.match(header.strip())
+    if not project or not match:
+        return {}
+    trace_id, span, sampled = match.group(1).lower(), match.group(2), match.group(3)
+    fields: dict[str, Any] = {TRACE_KEY: f"projects/{project}/traces/{trace_id}"}
+    # Cloud Logging wants the span as 16 hex digits.
+    if span and 0 < int(span) < 2**64:
+        fields[SPAN_KEY] = f"{int(span):016x}"
+    if sampled:
+        fields[SAMPLED_KEY] = sampled == "1"
+    return fields
 
 
 def redact(text: str) -> str:
@@ -65,7 +99,7 @@ def redact_value(value: Any) -> Any:
 class RequestContext(logging.Filter):
     """Adds the request id and trace of the request being served, if any."""
 
-    def __init__(self, lookup: Callable[[], Mapping[str, str]]) -> None:
+    def __init__(self, lookup: Callable[[], Mapping[str, Any]]) -> None:
         super().__init__()
         self.lookup = lookup
 
@@ -93,11 +127,11 @@ class CloudJsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
         }
-        for key in (TRACE_KEY, SPAN_KEY, *FIELDS):
+        for key in (TRACE_KEY, SPAN_KEY, SAMPLED_KEY, *FIELDS):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = redact_value(value)
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class ReadableFormatter(logging.Formatter):
@@ -121,13 +155,20 @@ def formatter_for(fmt: str) -> logging.Formatter:
     return CloudJsonFormatter() if fmt == "json" else ReadableFormatter()
 
 
-def configure_logging(fmt: str, context: Callable[[], Mapping[str, str]]) -> None:
-    """Replace the root handlers with one stderr handler in ``fmt`` ("json" or "text")."""
-    handler = logging.StreamHandler(sys.stderr)
+class _StoreHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler this module installed, so a second app replaces only it."""
+
+
+def configure_logging(fmt: str, context: Callable[[], Mapping[str, Any]]) -> None:
+    """Send the root logger's lines to stderr in ``fmt`` ("json" or "text").
+
+    Handlers others installed (a test's log capture, say) are left in place.
+    """
+    handler = _StoreHandler(sys.stderr)
     handler.setFormatter(formatter_for(fmt))
     handler.addFilter(RequestContext(context))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _StoreHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)

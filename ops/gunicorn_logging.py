@@ -11,9 +11,7 @@ otherwise gunicorn's readable access line is kept for development.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import re
 import traceback
 from collections.abc import Mapping
 from datetime import timedelta
@@ -21,44 +19,15 @@ from typing import Any
 
 from gunicorn import glogging  # type: ignore[import-untyped]
 
+from config.logs import (
+    CloudJsonFormatter,
+    log_format,
+    log_project,
+    redact_value,
+    trace_fields,
+)
+
 TRACE_HEADER = "HTTP_X_CLOUD_TRACE_CONTEXT"  # TRACE_ID/SPAN_ID;o=OPTIONS
-CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
-LOG_FORMATS = ("json", "text")
-# Cloud Logging's names for Python's levels.
-SEVERITIES = {
-    logging.DEBUG: "DEBUG",
-    logging.INFO: "INFO",
-    logging.WARNING: "WARNING",
-    logging.ERROR: "ERROR",
-    logging.CRITICAL: "CRITICAL",
-}
-
-
-def json_logs_enabled(env: Mapping[str, str]) -> bool:
-    """``LOG_FORMAT`` decides; unset, production logs JSON and development text."""
-    chosen = env.get("LOG_FORMAT", "").strip().lower()
-    if chosen and chosen not in LOG_FORMATS:
-        raise ValueError(f"LOG_FORMAT must be json or text, got {chosen!r}")
-    if chosen:
-        return chosen == "json"
-    return env.get("APP_ENV") == "production"
-
-
-def trace_fields(environ: Mapping[str, Any], project: str | None) -> dict[str, Any]:
-    """Cloud Logging's trace fields from X-Cloud-Trace-Context, when the project is known."""
-    match = CLOUD_TRACE.match(str(environ.get(TRACE_HEADER, "")).strip())
-    if not project or not match:
-        return {}
-    trace_id, span, sampled = match.group(1).lower(), match.group(2), match.group(3)
-    fields: dict[str, Any] = {
-        "logging.googleapis.com/trace": f"projects/{project}/traces/{trace_id}"
-    }
-    # The header carries the span as a decimal number; Cloud Logging wants 16 hex digits.
-    if span and 0 < int(span) < 2**64:
-        fields["logging.googleapis.com/spanId"] = f"{int(span):016x}"
-    if sampled:
-        fields["logging.googleapis.com/trace_sampled"] = sampled == "1"
-    return fields
 
 
 def remote_ip(environ: Mapping[str, Any]) -> str:
@@ -120,24 +89,8 @@ def access_entry(
     }
     if request_id:
         entry["request_id"] = request_id
-    entry.update(trace_fields(environ, project))
-    return entry
-
-
-class JsonFormatter(logging.Formatter):
-    """Gunicorn's own messages (start, workers, errors) as JSON lines with a severity."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        if record.exc_info:
-            # The traceback stays in ``message`` so that Error Reporting picks it up.
-            message = f"{message}\n{''.join(traceback.format_exception(*record.exc_info))}"
-        entry = {
-            "severity": SEVERITIES.get(record.levelno, "DEFAULT"),
-            "message": message,
-            "logger": record.name,
-        }
-        return json.dumps(entry, ensure_ascii=False)
+    entry.update(trace_fields(str(environ.get(TRACE_HEADER, "")), project))
+    return redact_value(entry)  # type: ignore[no-any-return]
 
 
 def _status_code(status: object) -> int:
@@ -158,12 +111,12 @@ class CloudRunLogger(glogging.Logger):  # type: ignore[misc]
     """Gunicorn's Logger with JSON access lines (and JSON error lines) when enabled."""
 
     def setup(self, cfg: Any) -> None:
-        self.json_lines = json_logs_enabled(os.environ)
-        self.project = os.environ.get("GOOGLE_CLOUD_PROJECT") or None
+        self.json_lines = log_format(os.environ) == "json"
+        self.project = log_project(os.environ)
         super().setup(cfg)
         if self.json_lines:
             for handler in self.error_log.handlers:
-                handler.setFormatter(JsonFormatter())
+                handler.setFormatter(CloudJsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         if not self.json_lines:
