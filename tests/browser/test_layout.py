@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Response, expect
 
 from tests.browser.support import (
     MOBILE,
@@ -100,3 +100,30 @@ def test_the_keyboard_reaches_buy_with_a_visible_focus_and_starts_checkout(
     page.wait_for_url(lambda url: urlparse(url).path.startswith("/sandbox/checkout/"))
     expect(page.get_by_label("Card number")).to_be_visible()
     shots(page, "checkout-by-keyboard")
+
+
+PAGE_WEIGHT_LIMIT = 100 * 1024  # the issue's budget for /buy-tokens without Stripe.js
+
+
+def test_buy_tokens_weighs_under_100_kb(open_page: PageFactory, shots: Shots) -> None:
+    """Everything the page loads (HTML, CSS, scripts, icons), as bytes of response bodies."""
+    page = open_page()
+    sign_in(page, f"{unique('weight')}@example.com")
+    # Nothing from the cache, so every resource of a first visit shows up.
+    page.context.new_cdp_session(page).send("Network.setCacheDisabled", {"cacheDisabled": True})
+    responses: list[Response] = []
+
+    def record(response: Response) -> None:
+        responses.append(response)
+
+    page.on("response", record)
+    page.reload(wait_until="networkidle")
+    # The bytes of each resource the page loaded, fetched again with the page's cookies.
+    sizes = {url: len(page.request.get(url).body()) for url in {r.url for r in responses}}
+    shots(page, "packs")
+    assert any(urlparse(url).path == "/buy-tokens" for url in sizes), sizes
+    assert any(url.endswith(".css") for url in sizes), sizes
+    assert all(urlparse(url).hostname == "127.0.0.1" for url in sizes), "a resource left the app"
+    total = sum(sizes.values())
+    print(f"/buy-tokens page weight: {total} bytes over {len(sizes)} resources")
+    assert total < PAGE_WEIGHT_LIMIT, sorted(sizes.items(), key=lambda item: -item[1])
