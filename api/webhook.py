@@ -24,6 +24,8 @@ def webhook() -> Response:
             request.get_data(),
             request.headers.get("Stripe-Signature"),
             services.settings.webhook_secrets,
+            # The event processor's clock, so a test clock moves the tolerance window too.
+            now=services.events.clock().timestamp(),
         )
     except BadSignature as exc:
         services.security.bad_signature(exc.message)

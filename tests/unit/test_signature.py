@@ -1,9 +1,11 @@
-"""Webhook signatures: Stripe's scheme, several secrets, tolerance both ways."""
+"""Webhook signatures: Stripe's scheme, several secrets, malformed events.
+
+The timestamp tolerance is in test_signature_tolerance.py.
+"""
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -18,16 +20,6 @@ def test_any_of_several_secrets_verifies() -> None:
     assert verify(BODY, header, ("whsec_new", "whsec_old"))["id"] == "evt_1"
     with pytest.raises(BadSignature, match="no matching signature"):
         verify(BODY, header, ("whsec_new",))
-
-
-@pytest.mark.parametrize(("offset", "ok"), [(-299, True), (299, True), (-301, False), (301, False)])
-def test_timestamps_are_accepted_within_300_seconds_either_way(offset: int, ok: bool) -> None:
-    header = sign(BODY, "s", int(time.time()) + offset)
-    if ok:
-        assert verify(BODY, header, ("s",))["type"] == "x.y"
-    else:
-        with pytest.raises(BadSignature):
-            verify(BODY, header, ("s",))
 
 
 def test_a_changed_body_fails() -> None:
