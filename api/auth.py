@@ -20,9 +20,16 @@ dev_bp = Blueprint("dev_auth", __name__, url_prefix="/auth")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def start_session(user: User) -> None:
+def start_session(user: User, admin_claim: bool = False) -> None:
+    """A fresh session; Firebase's admin claim is kept as it was at sign-in.
+
+    A claim removed later takes effect at the next sign-in (at most the
+    session's lifetime); the allow-lists in the settings apply at once.
+    """
     session.clear()
     session["user_id"] = user.id
+    if admin_claim:
+        session["admin_claim"] = True
     session.permanent = True
 
 
@@ -45,8 +52,9 @@ def firebase_session() -> Response:
     token = deps.json_body().get("id_token")
     if not isinstance(token, str) or not token.strip():
         raise NotSignedIn("send the Firebase ID token as id_token")
-    user = deps.services().auth.from_bearer(token.strip())
-    start_session(user)
+    identity = deps.services().auth.verify_bearer(token.strip())
+    start_session(identity.user, identity.admin_claim)
+    user = identity.user
     return jsonify(success=True, user=user.public(), csrf_token=generate_csrf())
 
 

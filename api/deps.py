@@ -53,6 +53,7 @@ def current_user() -> User:
         user, g.admin_claim = identity.user, identity.admin_claim
     elif "user_id" in session:
         user = services().auth.from_session(str(session["user_id"]))
+        g.admin_claim = session.get("admin_claim") is True
     else:
         raise NotSignedIn("sign in first")
     g.user = user
@@ -62,7 +63,7 @@ def current_user() -> User:
 def admin_claim() -> bool:
     """Whether the caller's Firebase ID token carries admin=true.
 
-    Only bearer tokens are read: a session cookie keeps the user id, not the claims.
+    A bearer token is read as sent; a cookie session keeps the claim its sign-in token had.
     """
     current_user()
     return bool(g.get("admin_claim", False))

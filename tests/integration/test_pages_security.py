@@ -131,6 +131,18 @@ def test_firebase_session_exchange_with_the_token_signs_in(firebase_site: Site) 
     assert visitor.get("/auth/me").get_json()["user"]["id"] == "uid-fay"
 
 
+@pytest.mark.parametrize(("custom", "status"), [({"admin": True}, 200), (None, 403)])
+def test_the_admin_claim_of_the_sign_in_token_rides_in_the_session(
+    firebase_site: Site, custom: dict[str, object] | None, status: int
+) -> None:
+    visitor = firebase_site.visitor()
+    headers = {"X-CSRFToken": visitor.csrf()}
+    id_token = emulator_id_token("demo-pages", "uid-ops", "ops@example.com", custom)
+    signed_in = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
+    assert signed_in.status_code == 200
+    assert visitor.get("/admin").status_code == status
+
+
 def test_firebase_session_exchange_refuses_a_bad_id_token(firebase_site: Site) -> None:
     visitor = firebase_site.visitor()
     headers = {"X-CSRFToken": visitor.csrf()}
