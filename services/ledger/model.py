@@ -86,7 +86,13 @@ def utc_now() -> datetime:
 
 
 def format_time(moment: datetime) -> str:
-    """Fixed-width UTC ISO 8601 with microseconds, e.g. 2026-01-02T03:04:05.000006Z."""
+    """Fixed-width UTC ISO 8601 with microseconds, e.g. 2026-01-02T03:04:05.000006Z.
+
+    A naive datetime is refused: Python would read it in the process's local
+    time zone, and a stored time must not depend on where the process runs.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("format_time needs an aware datetime, got a naive one")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
