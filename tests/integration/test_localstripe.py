@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 import stripe
 
-from tests.support.localstripe_server import API_KEY, LocalStripe, WebhookRelay
+from tests.support.localstripe_server import LocalStripe, WebhookRelay
 from tests.support.server import AppServer
 
 APP_SECRET = "whsec_localstripe_app_secret"
@@ -50,24 +49,8 @@ def localstripe() -> Iterator[LocalStripe]:
 
 
 def pay_999_usd(localstripe: LocalStripe) -> stripe.PaymentIntent:
-    with requests.Session() as session:
-        client = stripe.StripeClient(
-            API_KEY,
-            base_addresses={"api": localstripe.url},
-            http_client=stripe.RequestsClient(session=session),
-            max_network_retries=0,
-        )
-        card = client.v1.payment_methods.create(
-            {
-                "type": "card",
-                "card": {
-                    "number": "4242424242424242",
-                    "exp_month": 12,
-                    "exp_year": 2034,
-                    "cvc": "123",
-                },
-            }
-        )
+    with localstripe.client() as client:
+        card = localstripe.test_card(client)
         intent = client.v1.payment_intents.create(
             {"amount": 999, "currency": "usd", "payment_method": card.id}
         )

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-import stripe
 
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.localstripe_server import API_KEY, LocalStripe
@@ -54,24 +53,8 @@ def api(app: AppServer, method: str, path: str, **kwargs: Any) -> requests.Respo
 
 def pay_in_the_page(localstripe: LocalStripe, intent_id: str) -> str:
     """What Stripe.js does with the Payment Element: attach a card and confirm."""
-    with requests.Session() as session:
-        client = stripe.StripeClient(
-            API_KEY,
-            base_addresses={"api": localstripe.url},
-            http_client=stripe.RequestsClient(session=session),
-            max_network_retries=0,
-        )
-        card = client.v1.payment_methods.create(
-            {
-                "type": "card",
-                "card": {
-                    "number": "4242424242424242",
-                    "exp_month": 12,
-                    "exp_year": 2034,
-                    "cvc": "123",
-                },
-            }
-        )
+    with localstripe.client() as client:
+        card = localstripe.test_card(client)
         # localstripe takes the card on an update, not on confirm itself
         client.v1.payment_intents.update(intent_id, {"payment_method": card.id})
         return str(client.v1.payment_intents.confirm(intent_id).status)

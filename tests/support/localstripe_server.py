@@ -32,12 +32,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import requests
+import stripe
 
 from tests.support.firestore_emulator import free_port
 from tests.support.local_http import LocalHttpServer
@@ -86,6 +89,31 @@ class LocalStripe:
         output = self.output()
         self.stop()
         raise RuntimeError(f"localstripe did not answer within {START_TIMEOUT_S}s:\n{output}")
+
+    @contextmanager
+    def client(self) -> Iterator[stripe.StripeClient]:
+        """The real SDK, pointed here, with no retries (a retry would hide a refusal)."""
+        with requests.Session() as session:
+            yield stripe.StripeClient(
+                API_KEY,
+                base_addresses={"api": self.url},
+                http_client=stripe.RequestsClient(session=session),
+                max_network_retries=0,
+            )
+
+    def test_card(self, client: stripe.StripeClient) -> stripe.PaymentMethod:
+        """A 4242 card payment method, as Stripe.js would create one."""
+        return client.v1.payment_methods.create(
+            {
+                "type": "card",
+                "card": {
+                    "number": "4242424242424242",
+                    "exp_month": 12,
+                    "exp_year": 2034,
+                    "cvc": "123",
+                },
+            }
+        )
 
     def register_webhook(self, name: str, url: str, secret: str, events: list[str]) -> None:
         """Have localstripe sign ``events`` with ``secret`` and POST them to ``url``."""
