@@ -11,6 +11,7 @@ def register_blueprints(app: Flask, sandbox: bool) -> None:
     from api.auth import bp as auth_bp
     from api.auth import dev_bp
     from api.health import bp as health_bp
+    from api.openapi import bp as openapi_bp
     from api.pages import bp as pages_bp
     from api.purchases import bp as purchases_bp
     from api.tokens import bp as tokens_bp
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask, sandbox: bool) -> None:
         pages_bp,
         admin_bp,
         admin_pages_bp,
+        openapi_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

@@ -1,7 +1,7 @@
 """One place maps errors to HTTP: the domain and storage families, and HTTP errors.
 
-JSON routes (/api/..., /auth/..., /healthz, /readyz) get
-{"success": false, "error", "code"}; pages get a short HTML page.
+JSON routes (/api/..., /auth/..., /healthz, /readyz, the sandbox's two JSON
+routes) get {"success": false, "error", "code"}; pages get a short HTML page.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from services.payments.port import PaymentsError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "1"
-JSON_PREFIXES = ("/api/", "/admin/api/", "/auth/", "/healthz", "/readyz")
+JSON_PREFIXES = (
+    "/api/",
+    "/admin/api/",
+    "/auth/",
+    "/healthz",
+    "/readyz",
+    # The sandbox's stand-in for Stripe.js, and its delivery count: JSON, unlike its pages.
+    "/sandbox/payment-intents/",
+    "/sandbox/deliveries",
+)
 
 
 def wants_json() -> bool:

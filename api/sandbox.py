@@ -45,12 +45,15 @@ def confirm_payment_intent(payment_intent_id: str) -> Response | tuple[Response,
     card, secret = body.get("card_number"), body.get("client_secret")
     if not isinstance(card, str) or not isinstance(secret, str):
         raise InvalidPayload("card_number and client_secret are required strings")
+    not_found = jsonify(success=False, error="no such payment", code="not_found"), 404
+    if not secret.isascii():  # issued secrets are ASCII; the constant-time compare takes no other
+        return not_found
     try:
         intent = sandbox().confirm_payment_intent(payment_intent_id, card, secret)
     except PaymentDeclined as exc:
         return jsonify(success=False, error=str(exc), code="card_declined"), 402
     except PaymentsError:
-        return jsonify(success=False, error="no such payment", code="not_found"), 404
+        return not_found
     return jsonify(success=True, status=intent["status"], payment_intent_id=intent["id"])
 
 
@@ -89,7 +92,8 @@ def act(session_id: str, action: str) -> Response:
         gateway.expire(session_id)
     elif action == "refund":
         amount = request.form.get("amount", "")
-        gateway.refund(session_id, int(amount) if amount.isdigit() else None)
+        whole = amount.isascii() and amount.isdigit()  # int() refuses "²", which isdigit() takes
+        gateway.refund(session_id, int(amount) if whole else None)
     elif action == "dispute":
         gateway.dispute(session_id)
     return cast(Response, redirect(url_for("sandbox.dashboard"), code=303))

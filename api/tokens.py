@@ -117,7 +117,8 @@ def transactions() -> Response:
     limit = request.args.get("limit", "20")
     page = deps.ledger().history(
         user.id,
-        limit=int(limit) if limit.isdigit() else -1,
+        # isascii: str.isdigit() also accepts digits int() refuses, such as "²".
+        limit=int(limit) if limit.isascii() and limit.isdigit() else -1,
         cursor=request.args.get("cursor") or None,
         txn_type=request.args.get("type") or None,
     )

@@ -11,7 +11,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from config.catalog import Catalog, Pack
-from services.errors import PurchaseLimitReached, SelfTransfer, UnknownPackage
+from services.errors import (
+    IdempotencyConflict,
+    PurchaseLimitReached,
+    SelfTransfer,
+    UnknownPackage,
+)
 from services.ledger.model import format_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
 from services.payments.port import (
@@ -141,7 +146,12 @@ class CheckoutService:
             raise
         now = self.clock()
         purchase_id = purchase_id_for(buyer.id, request_key, source)
-        return pack, self._reserve(buyer, receiver, pack, purchase_id, now, source), now
+        purchase = self._reserve(buyer, receiver, pack, purchase_id, now, source)
+        if (purchase.pack_id, purchase.user_id) != (pack.id, receiver.id):
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used for another pack or recipient; use a new key"
+            )
+        return pack, purchase, now
 
     @contextmanager
     def _failing_purchase(self, purchase: Purchase) -> Iterator[None]:

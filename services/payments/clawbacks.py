@@ -33,12 +33,17 @@ from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.clawbacks")
 ACTIVE_DISPUTE = ("open", "lost")
+# Stripe's amounts have at most twelve digits. A larger one is no Stripe amount, and
+# past 2**63 no store keeps it: Firestore refuses it, so the event would fail for ever.
+MAX_STRIPE_AMOUNT = 10**12 - 1
 
 
 def _int(obj: Mapping[str, Any], name: str) -> int:
     value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidPayload(f"{obj.get('object', 'object')}.{name} must be a whole amount")
+    if not 0 <= value <= MAX_STRIPE_AMOUNT:
+        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} is not a Stripe amount")
     return value
 
 

@@ -181,3 +181,15 @@ def test_an_intent_without_amount_received_counts_only_under_automatic_capture(
     answer = send(sandbox_app.url, event("payment_intent.succeeded", intent))
     assert (answer.status_code, answer.json()["outcome"]) == (200, state)
     assert buyer.balance() == balance
+
+
+@pytest.mark.parametrize("path", ["create-payment-intent", "create-checkout-session"])
+def test_a_key_reused_for_another_pack_is_a_conflict(sandbox_app: AppServer, path: str) -> None:
+    buyer = Buyer(sandbox_app.url, f"reused-key-{path}@example.com")
+    url = f"/api/tokens/{path}"
+    first = buyer.post(url, json={"package": "starter"}, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 200
+    again = buyer.post(url, json={"package": "pro"}, headers={"Idempotency-Key": "k-1"})
+    assert (again.status_code, again.json()["code"]) == (409, "idempotency_conflict")
+    same = buyer.post(url, json={"package": "starter"}, headers={"Idempotency-Key": "k-1"})
+    assert same.json()["purchase_id"] == first.json()["purchase_id"]
