@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from config.currencies import format_minor
-from services.errors import DomainError, PurchaseNotFound
+from services.errors import DomainError, IdempotencyConflict, PurchaseNotFound
 from services.ledger.model import TxnType, format_time, utc_now
 from services.ledger.rules import MAX_REASON_LENGTH
 from services.operations.model import AdminAction, AuditRecord, audit_id_for
@@ -97,6 +97,8 @@ class AdminActions:
         """Run ``act`` (given the audit id, to key its own effects) unless this form ran."""
         audit_id = audit_id_for(admin.id, action, request.key)
         known = self.store.get_audit(audit_id)
+        if known is not None and known.target != target:
+            raise IdempotencyConflict(f"this key was used for {known.target}; use a new key")
         if known is not None:
             return ActionResult(str(known.details.get("message", "")), known, replayed=True)
         message, details = act(audit_id)

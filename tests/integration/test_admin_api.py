@@ -55,6 +55,13 @@ def test_an_operator_grants_and_refunds(app: AppServer) -> None:
         headers={"Idempotency-Key": "ticket-9"},
     )
     assert buyer.balance() == 125
+    Buyer(app.url, "other@example.com", "other")
+    elsewhere = ops.post(
+        "/admin/api/grants",
+        json={"user": "other", "amount": 15, "reason": "sorry"},
+        headers={"Idempotency-Key": "ticket-9"},
+    )
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (409, "idempotency_conflict")
     assert ops.post("/admin/api/grants", json={"user": "customer", "amount": 5}).status_code == 400
     spent = buyer.post("/api/tokens/spend", json={"amount": 120}, headers={"Idempotency-Key": "a"})
     assert spent.status_code == 200
