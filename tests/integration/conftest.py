@@ -1,4 +1,5 @@
-"""An app under gunicorn per test, on SQLite or on the Firestore emulator."""
+"""An app under gunicorn per test, on SQLite or on the Firestore emulator; and the
+pages' test-client site with two signed-in visitors."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from services.store import open_store
 from services.store.port import Store
+from tests.support.pages_site import Site, Visitor
 from tests.support.server import AppServer
 
 
@@ -37,3 +39,22 @@ def running_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runn
     yield RunningApp(server, store, request.param)
     store.close()
     server.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    site = Site(tmp_path)
+    yield site
+    site.close()
+
+
+@pytest.fixture
+def alice(site: Site) -> Visitor:
+    visitor = site.signed_in("alice@example.com", "alice")
+    site.grant(visitor.user_id, 100, "alice-start")
+    return visitor
+
+
+@pytest.fixture
+def bob(site: Site) -> Visitor:
+    return site.signed_in("bob@example.com", "bob")

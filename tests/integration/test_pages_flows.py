@@ -4,8 +4,6 @@ success page (hosted and embedded), history with filter and pages, and the tip f
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,25 +11,6 @@ from services.payments.port import PaymentsError
 from tests.support.pages_site import Site, Visitor, form_field, text
 
 ROW = re.compile(r'<tr data-testid="history-row" data-type="([a-z_]+)">')
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    site = Site(tmp_path)
-    yield site
-    site.close()
-
-
-@pytest.fixture
-def alice(site: Site) -> Visitor:
-    visitor = site.signed_in("alice@example.com", "alice")
-    site.grant(visitor.user_id, 100, "alice-start")
-    return visitor
-
-
-@pytest.fixture
-def bob(site: Site) -> Visitor:
-    return site.signed_in("bob@example.com", "bob")
 
 
 # -- sign-in and protected pages ----------------------------------------------------------------

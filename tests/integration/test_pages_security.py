@@ -14,25 +14,6 @@ from tests.support.pages_site import Site, Visitor, text
 BAD_TOKENS = [None, "not-the-token"]  # missing, and present but wrong
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    site = Site(tmp_path)
-    yield site
-    site.close()
-
-
-@pytest.fixture
-def alice(site: Site) -> Visitor:
-    visitor = site.signed_in("alice@example.com", "alice")
-    site.grant(visitor.user_id, 100, "alice-start")
-    return visitor
-
-
-@pytest.fixture
-def bob(site: Site) -> Visitor:
-    return site.signed_in("bob@example.com", "bob")
-
-
 def with_token(form: dict[str, str], token: str | None) -> dict[str, str]:
     return form if token is None else {**form, "csrf_token": token}
 
