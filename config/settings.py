@@ -133,6 +133,8 @@ def _production_problems(settings: Settings, env: Mapping[str, str]) -> list[str
         problems.append(
             "FIREBASE_PROJECT_ID is not set: production signs users in with Firebase Authentication"
         )
+    if env.get("TOKEN_STORE_FAULTS", "").strip():
+        problems.append("TOKEN_STORE_FAULTS is set: fault injection is for the crash tests only")
     return problems
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.errors import AccountNotFound, DomainError, InvalidIdempotencyKey
+from services.faults import AFTER_SPEND_APPLY, AFTER_TRANSFER_APPLY, fault_point
 from services.ledger.model import JournalTransaction
 from services.ledger.rules import validate_user_id
 from services.payments.model import User
@@ -31,9 +32,9 @@ class TransferService:
     def spend(self, user: User, amount: Any, reason: object, key: str | None) -> JournalTransaction:
         """``amount`` comes straight from JSON; the ledger refuses anything but a whole number."""
         text = reason if isinstance(reason, str) else ""
-        return self.ledger.spend(
-            user.id, amount, key=client_key("spend", user.id, key), reason=text
-        )
+        txn = self.ledger.spend(user.id, amount, key=client_key("spend", user.id, key), reason=text)
+        fault_point(AFTER_SPEND_APPLY)
+        return txn
 
     def recipient(self, name: object) -> User:
         """A user by id or by username (case-insensitive, with or without '@')."""
@@ -55,6 +56,7 @@ class TransferService:
         txn = self.ledger.transfer(
             sender.id, target.id, amount, key=client_key("transfer", sender.id, key), reason=text
         )
+        fault_point(AFTER_TRANSFER_APPLY)
         return txn, target
 
 

@@ -79,6 +79,11 @@ def taken(p: Purchase) -> int:
 
 
 Learn = Callable[[Purchase], Purchase]
+DEFERRED = "deferred"
+
+
+def deferred_name(payment_intent: str, kind: str) -> str:
+    return f"deferred:{payment_intent}:{kind}"
 
 
 class Clawbacks:
@@ -104,7 +109,7 @@ class Clawbacks:
                 return p
             return p.with_changes(self._now(), refunded_amount=refunded)
 
-        return self._settle(charge, learn, "refund", charge_id=charge.get("id"))
+        return self._settle(charge, learn, "refund", "refund", charge_id=charge.get("id"))
 
     def dispute_opened(self, dispute: Mapping[str, Any]) -> str:
         dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
@@ -116,7 +121,7 @@ class Clawbacks:
                 self._now(), dispute_id=dispute_id, dispute_status="open", dispute_amount=amount
             )
 
-        return self._settle(dispute, learn, "dispute", dispute_id=dispute_id)
+        return self._settle(dispute, learn, "dispute", "dispute_opened", dispute_id=dispute_id)
 
     def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
         dispute_id = _str(dispute, "id")
@@ -134,11 +139,46 @@ class Clawbacks:
                 dispute_amount=p.dispute_amount or amount,
             )
 
-        outcome = self._settle(dispute, learn, "dispute", dispute_id=dispute_id)
+        outcome = self._settle(dispute, learn, "dispute", "dispute_closed", dispute_id=dispute_id)
         stored = self._find(dispute)
-        if stored is None or outcome == "no_purchase":
+        if stored is None or outcome in ("no_purchase", DEFERRED):
             return outcome
         return f"dispute_{stored.dispute_status}"
+
+    # -- events that overtook their payment -----------------------------------------
+
+    def _defer(self, obj: Mapping[str, Any], kind: str) -> bool:
+        """Keep a refund or dispute whose payment intent no purchase knows yet.
+
+        Checkout learns a session's payment intent from the event that pays it,
+        and Stripe does not promise order: a refund or a dispute can arrive
+        first (say, while that event is being retried). Kept by payment intent
+        and kind; for refunds, the largest cumulative amount wins.
+        """
+        intent = obj.get("payment_intent")
+        if not isinstance(intent, str) or not intent:
+            return False
+        name = deferred_name(intent, kind)
+        kept = self.store.get_setting(name) or {}
+        if kind == "refund" and _int(obj, "amount_refunded") <= int(
+            kept.get("amount_refunded") or -1
+        ):
+            return True
+        self.store.put_setting(name, dict(obj))
+        log.info("%s for unknown payment %s kept until its purchase is paid", kind, intent)
+        return True
+
+    def apply_deferred(self, payment_intent: str) -> None:
+        """Apply what arrived before the purchase knew its payment intent, in Stripe's order."""
+        handlers = (
+            ("refund", self.refunded),
+            ("dispute_opened", self.dispute_opened),
+            ("dispute_closed", self.dispute_closed),
+        )
+        for kind, handle in handlers:
+            kept = self.store.get_setting(deferred_name(payment_intent, kind))
+            if kept:
+                handle(kept)  # converges on one end state however often it runs
 
     # -- one path for all three ---------------------------------------------------
 
@@ -148,8 +188,16 @@ class Clawbacks:
             return None
         return self.store.find_purchase(payment_intent_id=intent)
 
-    def _settle(self, obj: Mapping[str, Any], learn: Learn, what: str, **details: Any) -> str:
+    def _settle(
+        self, obj: Mapping[str, Any], learn: Learn, what: str, kind: str, **details: Any
+    ) -> str:
         purchase = self._find(obj)
+        if purchase is None and self._defer(obj, kind):
+            # Look again: the purchase may have learnt its payment intent meanwhile,
+            # after its credit looked for deferred events. Both sides write, then read.
+            purchase = self._find(obj)
+            if purchase is None:
+                return DEFERRED
         if purchase is None:
             return "no_purchase"
 

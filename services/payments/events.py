@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from services.faults import BEFORE_EVENT_RECORD, fault_point
 from services.ledger.model import utc_now
 from services.operations.model import error_summary
 from services.payments.fulfilment import Fulfilment
@@ -51,6 +52,7 @@ class EventProcessor:
             return EventResult(event_id, "duplicate", duplicate=True)
         try:
             outcome = self.fulfilment.handle_event(event)
+            fault_point(BEFORE_EVENT_RECORD)
             self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
         except Exception as exc:
             log.error(

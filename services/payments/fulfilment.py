@@ -16,6 +16,7 @@ from typing import Any
 
 from config.catalog import Catalog, Pack
 from services.errors import DomainError, InvalidPayload
+from services.faults import AFTER_CREDIT_COMMIT, fault_point
 from services.ledger.model import (
     JournalTransaction,
     Operation,
@@ -202,6 +203,7 @@ class Fulfilment:
             if approved_by is not None:
                 raise  # the operator sees why, and the purchase stays in review
             return self._review(purchase, f"credit refused: {exc.message}")
+        fault_point(AFTER_CREDIT_COMMIT)
         if txn is not None:
             log.info(
                 "purchase %s credited %d tokens",
@@ -209,7 +211,13 @@ class Fulfilment:
                 purchase.tokens,
                 extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
             )
-            self.ledger.settle_debt(purchase.user_id, txn.id)
+        # Also when an earlier attempt committed the credit and died before repaying:
+        # the retry finds the purchase paid. Keyed on the credit, so it repays once.
+        credited = txn.id if txn is not None else paid.credit_txn_id
+        if credited is not None:
+            self.ledger.settle_debt(purchase.user_id, credited)
+        if paid.payment_intent_id:
+            self.clawbacks.apply_deferred(paid.payment_intent_id)
         return paid
 
     # -- checks ----------------------------------------------------------------

@@ -25,6 +25,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.errors import AccountNotFound, StorageContention, StorageUnavailable
+from services.faults import FIRESTORE_BEFORE_COMMIT, fault_point
 from services.ledger.model import (
     Account,
     Entry,
@@ -98,6 +99,7 @@ class _FirestoreUnitOfWork:
                     "holds": account.to_dict()["holds"],
                 },
             )
+        fault_point(FIRESTORE_BEFORE_COMMIT)  # a kill here must leave nothing behind
 
 
 class FirestoreStore(FirestorePurchases, FirestoreOperations):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from services.errors import AccountNotFound, StorageContention, StorageUnavailable
+from services.faults import SQLITE_BEFORE_COMMIT, fault_point
 from services.ledger.model import (
     Account,
     Entry,
@@ -181,6 +182,7 @@ class SqliteUnitOfWork:
                 for a in accounts
             ],
         )
+        fault_point(SQLITE_BEFORE_COMMIT)  # a kill here must leave nothing behind
 
 
 def _load_accounts(conn: sqlite3.Connection, user_ids: list[str]) -> dict[str, Account]:

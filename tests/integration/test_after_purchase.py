@@ -10,7 +10,15 @@ import pytest
 import requests
 
 from tests.integration.conftest import RunningApp
-from tests.support.purchases import Buyer, buy, charge_event, dispute_event, send
+from tests.support.purchases import (
+    Buyer,
+    buy,
+    charge_event,
+    dispute_event,
+    event,
+    send,
+    session_object,
+)
 
 
 def spend(buyer: Buyer, amount: Any, key: str | None = None, **extra: Any) -> requests.Response:
@@ -278,10 +286,7 @@ EXPECTED_BALANCE = {
 }
 
 
-@pytest.mark.parametrize("case", list(DISPUTE_ORDERS))
-def test_refunds_and_disputes_in_any_order(running_app: RunningApp, case: str) -> None:
-    buyer = Buyer(running_app.url, f"{case}@example.com")
-    intent = buy(running_app.url, buyer)["payment_intent"]
+def send_steps(base_url: str, intent: str, case: str) -> None:
     for step, amount in DISPUTE_ORDERS[case]:
         if step == "refund":
             body = charge_event(intent, 999, amount)
@@ -290,5 +295,26 @@ def test_refunds_and_disputes_in_any_order(running_app: RunningApp, case: str) -
         else:
             status = step.removeprefix("closed-")
             body = dispute_event("charge.dispute.closed", intent, amount, status)
-        assert send(running_app.url, body).ok
+        assert send(base_url, body).ok
+
+
+@pytest.mark.parametrize("case", list(DISPUTE_ORDERS))
+def test_refunds_and_disputes_in_any_order(running_app: RunningApp, case: str) -> None:
+    buyer = Buyer(running_app.url, f"{case}@example.com")
+    intent = buy(running_app.url, buyer)["payment_intent"]
+    send_steps(running_app.url, intent, case)
+    assert account(buyer)["balance"] == EXPECTED_BALANCE[case]
+
+
+@pytest.mark.parametrize("case", list(DISPUTE_ORDERS))
+def test_refunds_and_disputes_that_overtake_the_payment_are_kept(
+    running_app: RunningApp, case: str
+) -> None:
+    """Stripe does not promise order: the same end state when they come before it."""
+    buyer = Buyer(running_app.url, f"early-{case}@example.com")
+    started = buyer.checkout("popular")
+    paid = session_object(started["session_id"], started["purchase_id"], buyer.user_id)
+    send_steps(running_app.url, paid["payment_intent"], case)
+    assert account(buyer)["balance"] == 0  # nothing to take back from yet
+    assert send(running_app.url, event("checkout.session.completed", paid)).ok
     assert account(buyer)["balance"] == EXPECTED_BALANCE[case]
