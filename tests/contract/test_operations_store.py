@@ -14,6 +14,7 @@ from services.operations.model import AuditRecord
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
 from services.store.port import Store
 from tests.contract.conftest import StoreFactory
+from tests.support.records import purchase_record
 
 NOW = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
 
@@ -21,19 +22,8 @@ NOW = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
 def purchase(
     n: int, at: datetime, state: PurchaseState, buyer: str = "buyer", user: str | None = None
 ) -> Purchase:
-    stamp = format_time(at)
-    return Purchase(
-        id=f"pur_{n:03d}",
-        buyer_id=buyer,
-        user_id=user or buyer,
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=state,
-        created_at=stamp,
-        updated_at=stamp,
-        session_id=f"cs_{n:03d}",
+    return purchase_record(
+        f"pur_{n:03d}", buyer, at, state, user_id=user or buyer, session_id=f"cs_{n:03d}"
     )
 
 

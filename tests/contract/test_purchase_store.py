@@ -19,6 +19,7 @@ from services.ledger.rules import validate
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
 from services.store.port import Store
 from tests.contract.conftest import StoreFactory
+from tests.support.records import purchase_record
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 LIMITS = PurchaseLimits(per_hour=5, per_day=20, open_session_s=35 * 60)
@@ -27,20 +28,7 @@ LIMITS = PurchaseLimits(per_hour=5, per_day=20, open_session_s=35 * 60)
 def purchase(
     n: int, at: datetime = NOW, buyer: str = "buyer", state: PurchaseState = PurchaseState.PENDING
 ) -> Purchase:
-    stamp = format_time(at)
-    return Purchase(
-        id=f"pur_{buyer}_{n}",
-        buyer_id=buyer,
-        user_id=buyer,
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=state,
-        created_at=stamp,
-        updated_at=stamp,
-        session_id=f"cs_{buyer}_{n}",
-    )
+    return purchase_record(f"pur_{buyer}_{n}", buyer, at, state, session_id=f"cs_{buyer}_{n}")
 
 
 @pytest.fixture

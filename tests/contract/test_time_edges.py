@@ -33,6 +33,7 @@ from services.store.port import Store
 from services.tokens import TokenLedger
 from tests.contract.conftest import StoreFactory
 from tests.support.clock import Clock
+from tests.support.records import purchase_record
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 LIMITS = PurchaseLimits()
@@ -61,20 +62,7 @@ def ledger(store: Store, clock: Clock) -> TokenLedger:
 
 
 def new_purchase(n: int, at: datetime) -> Purchase:
-    stamp = format_time(at)
-    return Purchase(
-        id=f"pur_{n}",
-        buyer_id=BUYER,
-        user_id=BUYER,
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=PurchaseState.PENDING,
-        created_at=stamp,
-        updated_at=stamp,
-        session_id=f"cs_{n}",
-    )
+    return purchase_record(f"pur_{n}", BUYER, at)
 
 
 def start(store: Store, clock: Clock, n: int, state: PurchaseState | None = None) -> Purchase:

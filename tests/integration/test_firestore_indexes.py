@@ -47,6 +47,7 @@ from tests.support.firestore_queries import (
     required_index,
     serves,
 )
+from tests.support.records import purchase_record
 
 ROOT = Path(__file__).resolve().parents[2]
 INDEXES = ROOT / "firestore.indexes.json"
@@ -57,20 +58,9 @@ PENDING, PAID = PurchaseState.PENDING, PurchaseState.PAID
 
 def _purchase(purchase_id: str, user_id: str, state: PurchaseState, **ids: str) -> Purchase:
     # p<n> is created n seconds after NOW, so newest-first results have one order.
-    created = format_time(NOW + timedelta(seconds=int(purchase_id[1:])))
-    return Purchase(
-        id=purchase_id,
-        buyer_id=OWNER,
-        user_id=user_id,
-        pack_id="starter",
-        tokens=100,
-        amount=499,
-        currency="usd",
-        state=state,
-        created_at=created,
-        updated_at=created,
-        **ids,  # type: ignore[arg-type]
-    )
+    created = NOW + timedelta(seconds=int(purchase_id[1:]))
+    changes: dict[str, str | None] = {"session_id": None, **ids}
+    return purchase_record(purchase_id, OWNER, created, state, user_id=user_id, **changes)
 
 
 def _seed(store: Store) -> None:

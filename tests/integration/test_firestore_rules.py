@@ -26,6 +26,7 @@ from services.store.port import Store
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.firestore_queries import collections_used, firestore_modules
 from tests.support.firestore_rest import FirestoreRest, decode_fields, equals_filter
+from tests.support.records import purchase_record
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "firestore.rules"
@@ -190,17 +191,15 @@ class Seeded:
 
 
 def _purchase(purchase_id: str, buyer_id: str, user_id: str) -> Purchase:
-    return Purchase(
-        id=purchase_id,
-        buyer_id=buyer_id,
+    return purchase_record(
+        purchase_id,
+        buyer_id,
+        NOW,
+        PurchaseState.PAID,
         user_id=user_id,
         pack_id="starter",
         tokens=100,
         amount=499,
-        currency="usd",
-        state=PurchaseState.PAID,
-        created_at=format_time(NOW),
-        updated_at=format_time(NOW),
         session_id=f"cs_test_{purchase_id}",
         gift_from=buyer_id if buyer_id != user_id else None,
     )
