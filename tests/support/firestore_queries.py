@@ -104,7 +104,7 @@ def _filters(where: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
         composite = where["compositeFilter"]
         if composite["op"] != "AND":
             # Each disjunct needs its own index; no adapter query uses OR yet.
-            raise NotImplementedError(f"index derivation for {composite['op']} filters")
+            raise AssertionError(f"no index rule for {composite['op']} filters; add one here")
         for item in composite["filters"]:
             yield from _filters(item)
         return
@@ -127,7 +127,7 @@ def required_index(
         elif op in RANGE_OPS:
             ranges.add(path)
         else:
-            raise NotImplementedError(f"index derivation for filter op {op}")
+            raise AssertionError(f"no index rule for filter op {op}; add one here")
     ordered = [(o["field"]["fieldPath"], o.get("direction", ASC)) for o in query.get("orderBy", [])]
     # Range fields not ordered explicitly are ordered after the explicit ones, by name.
     ordered += [(p, ASC) for p in sorted(ranges - {p for p, _ in ordered})]
