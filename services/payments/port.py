@@ -25,7 +25,13 @@ class PaymentIntent:
 
 
 class PaymentsError(Exception):
-    """The payment provider failed or could not be reached; retry later."""
+    """The payment provider failed or could not be reached; retry later.
+
+    ``transient`` is False when the provider refused the request itself (no
+    such payment, already refunded): trying again will not help.
+    """
+
+    transient: bool = True
 
 
 class PaymentsGateway(Protocol):

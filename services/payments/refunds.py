@@ -11,7 +11,7 @@ from typing import Any
 
 from services.errors import DomainError, PurchaseNotFound
 from services.payments.model import Purchase, PurchaseState
-from services.payments.port import PaymentsGateway
+from services.payments.port import PaymentsError, PaymentsGateway
 from services.store.port import Store
 
 
@@ -83,12 +83,18 @@ class RefundService:
         """``key``: the caller's idempotency key (an operator's form), so a repeat refunds once."""
         purchase = plan.purchase
         default = f"{purchase.refunded_amount}-{plan.amount}"
-        return self.payments.create_refund(
-            payment_intent=str(purchase.payment_intent_id),
-            amount=plan.amount,
-            idempotency_key=f"refund-{purchase.id}-{key or default}",
-            metadata={"purchase_id": purchase.id, "user_id": purchase.user_id},
-        )
+        try:
+            return self.payments.create_refund(
+                payment_intent=str(purchase.payment_intent_id),
+                amount=plan.amount,
+                idempotency_key=f"refund-{purchase.id}-{key or default}",
+                metadata={"purchase_id": purchase.id, "user_id": purchase.user_id},
+            )
+        except PaymentsError as exc:
+            if exc.transient:
+                raise  # 503: the provider may answer later
+            # Say what the provider said; our record may lag behind a refund made elsewhere.
+            raise RefundRefused(f"the payment provider refused the refund: {exc}") from exc
 
 
 def _held_in_review(purchase: Purchase) -> bool:

@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS refunds (
 Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
 
 
+class PaymentRefused(PaymentsError):
+    """The sandbox refuses the request itself, as Stripe answers 4xx: retrying will not help."""
+
+    transient = False
+
+
 class PaymentDeclined(Exception):
     """A test card that declines; the session (or payment intent) stays open for another try."""
 
@@ -539,7 +545,7 @@ def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, A
         (payment_intent,),
     ).fetchone()
     if row is None:
-        raise PaymentsError(f"No such payment_intent: {payment_intent!r}")
+        raise PaymentRefused(f"No such payment_intent: {payment_intent!r}")
     session: dict[str, Any] = json.loads(row[0])
     return session
 
@@ -547,16 +553,16 @@ def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, A
 def _refundable(session: dict[str, Any], amount: int | None) -> int:
     """The amount to refund now, or PaymentsError as Stripe would refuse it."""
     if session["payment_status"] != "paid":
-        raise PaymentsError(f"Payment {session['payment_intent']} has not succeeded; no refund")
+        raise PaymentRefused(f"Payment {session['payment_intent']} has not succeeded; no refund")
     left = int(session["amount_total"]) - int(session.get("amount_refunded", 0))
     if left <= 0:
-        raise PaymentsError(f"Charge {_charge_id(session)} has already been refunded.")
+        raise PaymentRefused(f"Charge {_charge_id(session)} has already been refunded.")
     if amount is None:
         return left
     if amount < 1:
-        raise PaymentsError(f"Refund amount must be a positive integer, got {amount}.")
+        raise PaymentRefused(f"Refund amount must be a positive integer, got {amount}.")
     if amount > left:
-        raise PaymentsError(
+        raise PaymentRefused(
             f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})."
         )
     return amount
@@ -565,7 +571,7 @@ def _refundable(session: dict[str, Any], amount: int | None) -> int:
 def _replayed_refund(key: str, request: str, first_request: str, body: str) -> dict[str, Any]:
     """The first refund made with ``key``; Stripe refuses the key with other parameters."""
     if request != first_request:
-        raise PaymentsError(
+        raise PaymentRefused(
             f"Keys for idempotent requests can only be used with the same parameters"
             f" they were first used with: {key!r}"
         )

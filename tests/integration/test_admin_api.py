@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.purchases import Buyer, wait_for
+from tests.support.purchases import Buyer, buy, wait_for
 from tests.support.server import AppServer
 
 
@@ -77,3 +77,15 @@ def test_an_operator_grants_and_refunds(app: AppServer) -> None:
     wait_for(lambda: buyer.get("/api/tokens/balance").json()["debt"] == 105, "the clawback")
     shown = ops.get(f"/admin/api/purchases/{purchase_id}").json()["purchase"]
     assert (shown["refunded_amount"], shown["refunded_tokens"]) == (999, 110)
+
+
+def test_a_refund_the_provider_refuses_is_a_409_not_an_outage(app: AppServer) -> None:
+    """Our record says paid; the provider knows no such payment (a refusal, not downtime)."""
+    buyer = Buyer(app.url, "unknown-at-provider@example.com")
+    bought = buy(app.url, buyer, "starter")  # the signed event alone: the sandbox took no money
+    ops = Buyer(app.url, "ops@example.com")
+    refused = ops.post("/admin/api/refunds", json={"purchase_id": bought["purchase_id"]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "refund_refused"
+    assert "payment provider refused the refund" in refused.json()["error"]
+    assert buyer.balance() == 50
