@@ -148,14 +148,19 @@ def failed_rows(client: FlaskClient) -> dict[str, str]:
     )
 
 
-def test_a_failed_webhook_event_is_listed_until_it_goes_through(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def completed_event(app: Flask) -> dict[str, Any]:
+    """A pending purchase, and the checkout.session.completed event that pays it."""
     purchase = record(app, 1, utc_now(), PurchaseState.PENDING)
-    body = event(
+    return event(
         "checkout.session.completed",
         session_object(str(purchase.session_id), purchase.id, "buyer"),
     )
+
+
+def test_a_failed_webhook_event_is_listed_until_it_goes_through(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = completed_event(app)
     store = services(app).store
 
     def outage(*args: object, **kwargs: object) -> None:
@@ -181,11 +186,7 @@ def test_a_failed_webhook_event_is_listed_until_it_goes_through(
 def test_recording_a_failure_never_hides_the_error(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    purchase = record(app, 1, utc_now(), PurchaseState.PENDING)
-    body = event(
-        "checkout.session.completed",
-        session_object(str(purchase.session_id), purchase.id, "buyer"),
-    )
+    body = completed_event(app)
     store = services(app).store
 
     def leaky(*args: object, **kwargs: object) -> None:
