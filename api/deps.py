@@ -27,7 +27,10 @@ def ledger() -> TokenLedger:
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object; malformed JSON is a 400 with a message, not an empty body."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError as exc:  # the JSON parser recurses once per nesting level
+        raise InvalidPayload("the body nests too deeply") from exc
     if body is None and request.get_data():
         raise InvalidPayload("the body is not valid JSON")
     if body is None:

@@ -230,7 +230,7 @@ class TokenLedger:
         """Give a hold's tokens back to the available balance, spending nothing."""
         hold = self.store.get_account(validate_user_id(user_id)).holds.get(hold_id)
         if hold is None:
-            return self._settled(hold_id, OpKind.RELEASE)
+            return self._settled(user_id, hold_id, OpKind.RELEASE)
         return self._settle(
             Operation(
                 OpKind.RELEASE,
@@ -250,9 +250,11 @@ class TokenLedger:
         except IdempotencyConflict as exc:
             raise HoldNotFound(f"hold {op.refs['hold_id']} is already settled") from exc
 
-    def _settled(self, hold_id: str, kind: OpKind) -> JournalTransaction:
+    def _settled(self, user_id: str, hold_id: str, kind: OpKind) -> JournalTransaction:
         txn = self.store.get_transaction(transaction_id_for(f"settle:{hold_id}"))
-        if txn is None or txn.kind is not kind:
+        # Hold ids are not secret: another user's settled hold is "not found" to this one.
+        mine = txn is not None and any(e.user_id == user_id for e in txn.entries)
+        if txn is None or txn.kind is not kind or not mine:
             raise HoldNotFound(f"no open hold {hold_id!r}: it expired, or was captured or released")
         return txn
 

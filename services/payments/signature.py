@@ -74,7 +74,7 @@ def verify(
 def parse_event(payload: bytes) -> dict[str, Any]:
     try:
         event = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidPayload("the body is not valid JSON") from exc
     if not isinstance(event, dict):
         raise InvalidPayload("the event is not a JSON object")

@@ -1,0 +1,77 @@
+"""Bad input over real HTTP is a 4xx in the JSON error shape and changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.ledger.model import TxnType
+from services.store import open_store
+from services.tokens import TokenLedger
+from tests.support.purchases import Buyer
+from tests.support.server import AppServer
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[AppServer]:
+    started = AppServer({"STORE_URL": f"sqlite:///{tmp_path}/tokens.db"}).start()
+    yield started
+    started.stop()
+
+
+def _grant(server: AppServer, user_id: str, amount: int) -> None:
+    store = open_store(server.env["STORE_URL"])
+    try:
+        TokenLedger(store).credit(user_id, amount, key=f"g:{user_id}", type=TxnType.GRANT)
+    finally:
+        store.close()
+
+
+def _entries(buyer: Buyer) -> list[dict[str, object]]:
+    return buyer.history()
+
+
+def test_releasing_another_users_settled_hold_is_a_404(server: AppServer) -> None:
+    owner = Buyer(server.url, "owner@example.com")
+    other = Buyer(server.url, "other@example.com")
+    _grant(server, owner.user_id, 50)
+    _grant(server, other.user_id, 50)
+    hold = owner.post(
+        "/api/tokens/holds", json={"amount": 20}, headers={"Idempotency-Key": "h1"}
+    ).json()["hold_id"]
+    assert owner.post(f"/api/tokens/holds/{hold}/release").status_code == 200
+    before = (owner.history(), other.history())
+    response = other.post(f"/api/tokens/holds/{hold}/release")
+    assert response.status_code == 404, response.text
+    assert response.json() == {
+        "success": False,
+        "error": response.json()["error"],
+        "code": "hold_not_found",
+    }
+    assert (owner.history(), other.history()) == before
+    assert (owner.balance(), other.balance()) == (50, 50)
+
+
+NESTED = {
+    "lists-1000": "[" * 1000 + "]" * 1000,
+    "lists-100000": "[" * 100_000 + "]" * 100_000,
+    "objects-1000": '{"a":' * 1000 + "1" + "}" * 1000,
+    "inside-a-field": '{"amount": 1, "reason": ' + "[" * 990 + "]" * 990 + "}",
+}
+
+
+@pytest.mark.parametrize("body", NESTED.values(), ids=NESTED.keys())
+def test_deeply_nested_json_is_a_400(server: AppServer, body: str) -> None:
+    buyer = Buyer(server.url, "nested@example.com")
+    _grant(server, buyer.user_id, 10)
+    for path in ("/api/tokens/spend", "/api/tokens/holds", "/api/tokens/transfer"):
+        response = buyer.post(
+            path, data=body, headers={"Content-Type": "application/json", "Idempotency-Key": "n1"}
+        )
+        assert response.status_code == 400, (path, response.status_code, response.text[:200])
+        assert response.json()["success"] is False
+        assert response.json()["code"] == "invalid_payload"
+    assert buyer.balance() == 10
+    assert len(_entries(buyer)) == 1
