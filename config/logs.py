@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 from config.errors import ConfigError
 
@@ -39,12 +40,18 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]],
     (re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*"), "[redacted token]"),
     (re.compile(r"(?i)\bbearer\s+[\w.~+/=-]+"), "Bearer [redacted]"),
     (re.compile(r"(?i)\b(session|cookie)=[^;\s,]+"), r"\1=[redacted]"),
+    # A PaymentIntent's client secret lets a browser confirm it; its id alone does not.
+    (re.compile(r"\b((?:pi|seti)_[A-Za-z0-9]+)_secret_[A-Za-z0-9]+"), r"\1_secret_[redacted]"),
     (re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), "[redacted card]"),
+    # Any local part (underscores, non-ASCII letters) and any domain, IDNs included.
     (
-        re.compile(r"\b([A-Za-z0-9])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b"),
+        re.compile(r"(?<![\w.%+-])([\w.%+-])[\w.%+-]*@((?:[\w-]+\.)+[\w-]{2,})"),
         r"\1***@\2",
     ),
 )
+# Runs of %XX escapes (a URL-encoded query string in an access line).
+PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+MAX_DECODE_ROUNDS = 3  # %2540 is %40 encoded again
 SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
 LOG_FORMATS = ("json", "text")
 # X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS (the span is a decimal number)
@@ -79,7 +86,32 @@ def trace_fields(header: str, project: str | None) -> dict[str, Any]:
     return fields
 
 
+def _decoded_run(match: re.Match[str]) -> str:
+    text = unquote(match.group(0), errors="strict") if _utf8(match.group(0)) else match.group(0)
+    # A decoded line break or control character could forge log lines: keep those encoded.
+    return text if text.isprintable() else match.group(0)
+
+
+def _utf8(run: str) -> bool:
+    try:
+        unquote_to_bytes(run).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_percent(text: str) -> str:
+    """Decode URL-encoded runs, so an encoded address is redacted like a plain one."""
+    for _ in range(MAX_DECODE_ROUNDS):
+        decoded = PERCENT_RUN.sub(_decoded_run, text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
 def redact(text: str) -> str:
+    text = decode_percent(text)
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text

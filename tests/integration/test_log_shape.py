@@ -24,6 +24,8 @@ SECRET_KEY = "s3cret-session-signing-key-for-the-log-test"
 EMAIL = "log.reader@example.com"
 CARD = "4242 4242 4242 4242"
 TRACE = "logging.googleapis.com/trace"
+LOOKED_UP = "victim.person@example.com"
+CLIENT_SECRET = "pi_3PlogShape0001_secret_Zx9Yw8Vu7Ts6"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,10 @@ def story(app: AppServer) -> dict[str, Any]:
         signature="t=1,v1=" + "ab" * 32,
     )
     assert forged.status_code == 400
+    # An operator's look-up by email, and Stripe.js's return to the success page with the
+    # payment intent's client secret: both URLs reach the access log.
+    buyer.get("/admin/users", params={"q": LOOKED_UP})
+    buyer.get("/token-purchase-success", params={"payment_intent_client_secret": CLIENT_SECRET})
     wait_for(lambda: not buyer.get("/sandbox/deliveries").json()["pending"], "deliveries")
     wait_for(lambda: "webhook signature rejected" in app.output(), "the rejection's log line")
     return {
@@ -123,3 +129,7 @@ def test_no_secret_signature_cookie_card_or_email_is_logged(
     assert cookie and cookie not in output
     for secret in (DEV_WEBHOOK_SECRET, SECRET_KEY, EMAIL, CARD, CARD.replace(" ", ""), "v1="):
         assert secret not in output, secret
+    for leaked in ("victim.person", "Zx9Yw8Vu7Ts6"):
+        assert leaked not in output, leaked
+    urls = [e["httpRequest"]["requestUrl"] for e in lines(app) if "httpRequest" in e]
+    assert any(url.endswith("/admin/users?q=v***@example.com") for url in urls), urls

@@ -42,6 +42,14 @@ def record(
         ("Authorization: Bearer abc.def.ghi", "abc.def.ghi"),
         ("token eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9. from the client", "eyJzdWIiOiJ1MSJ9"),
         ("signed in as ann.lee@example.com today", "ann.lee@example.com"),
+        ("signed in as _joe@example.com today", "_joe@example.com"),
+        ("signed in as josé.núñez@example.com", "josé.núñez@example.com"),
+        ("signed in as 王伟@例子.公司", "王伟@例子.公司"),
+        ("GET /admin/users?q=victim.person%40example.com", "victim.person"),
+        ("GET /admin/users?q=victim.person%2540example.com", "victim.person"),
+        ("GET /admin/users?q=jos%C3%A9%40example.com", "jos"),
+        ("secret pi_3PabcDEF123_secret_XyZ987abc", "XyZ987abc"),
+        ("?payment_intent_client_secret=pi_3Pab_secret_Qw12&x=1", "Qw12"),
     ],
 )
 def test_secrets_never_survive_redaction(text: str, leaked: str) -> None:
@@ -56,6 +64,16 @@ def test_ids_and_amounts_are_left_alone() -> None:
 
 def test_an_email_keeps_its_first_letter_and_domain() -> None:
     assert redact("from ann@example.com") == "from a***@example.com"
+
+
+def test_encoded_text_is_decoded_only_where_it_is_printable() -> None:
+    assert redact("q=ann%40example.com&page=2") == "q=a***@example.com&page=2"
+    # A decoded line break could forge a second log line; such runs stay encoded.
+    assert redact("q=a%0Ab") == "q=a%0Ab"
+
+
+def test_a_payment_intent_keeps_its_id_but_not_its_client_secret() -> None:
+    assert redact("pi_3Pab_secret_Qw12") == "pi_3Pab_secret_[redacted]"
 
 
 def test_json_lines_carry_severity_trace_and_known_fields() -> None:
