@@ -33,7 +33,15 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy .
 
-pytest: $(DEV_STAMP)
+# The Firebase Auth emulator for the sign-in tests: firebase-tools from npm, pinned
+# by tools/firebase-tools/package-lock.json, installed there (npm ci writes the stamp).
+FIREBASE_TOOLS_DIR := tools/firebase-tools
+FIREBASE_TOOLS_STAMP := $(FIREBASE_TOOLS_DIR)/node_modules/.package-lock.json
+$(FIREBASE_TOOLS_STAMP): $(FIREBASE_TOOLS_DIR)/package.json $(FIREBASE_TOOLS_DIR)/package-lock.json
+	npm ci --prefix $(FIREBASE_TOOLS_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest

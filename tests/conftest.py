@@ -11,6 +11,7 @@ import pytest
 # also open the default development database.
 os.environ.setdefault("TOKEN_STORE_NO_MODULE_APP", "1")
 
+from tests.support.firebase_auth_emulator import FirebaseAuthEmulator, FirebaseAuthEmulatorError
 from tests.support.firestore_emulator import FirestoreEmulator
 
 
@@ -34,3 +35,29 @@ def firestore_emulator() -> Iterator[FirestoreEmulator]:
         os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
     else:
         os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def firebase_auth_emulator_process() -> Iterator[FirebaseAuthEmulator]:
+    """The Firebase Auth emulator on a free port, one per test session."""
+    emulator = FirebaseAuthEmulator()
+    try:
+        emulator.start()
+    except FirebaseAuthEmulatorError as exc:
+        pytest.fail(f"could not start the Firebase Auth emulator: {exc}", pytrace=False)
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def firebase_auth_emulator(
+    firebase_auth_emulator_process: FirebaseAuthEmulator, monkeypatch: pytest.MonkeyPatch
+) -> FirebaseAuthEmulator:
+    """The emulator with no users; firebase-admin in this process talks to it.
+
+    Apps under test must use ``emulator.project_id`` as FIREBASE_PROJECT_ID;
+    a server started in another process needs FIREBASE_AUTH_EMULATOR_HOST too.
+    """
+    firebase_auth_emulator_process.clear()
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", firebase_auth_emulator_process.host)
+    return firebase_auth_emulator_process
