@@ -41,8 +41,14 @@ $(FIREBASE_TOOLS_STAMP): $(FIREBASE_TOOLS_DIR)/package.json $(FIREBASE_TOOLS_DIR
 	npm ci --prefix $(FIREBASE_TOOLS_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP)
+pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP) redis-server
 	$(BIN)/pytest
+
+.PHONY: redis-server
+# Debian's redis-server, for the test of limits shared through Redis; installed when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq redis-server)
 
 test: lint typecheck pytest
 

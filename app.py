@@ -15,6 +15,7 @@ from api import register_blueprints
 from api.cli import register_cli
 from api.deps import bearer_token
 from api.errors import register_error_handlers
+from api.limits import install_limits
 from api.request_context import install_request_context, log_context
 from api.security_headers import install_security_headers
 from config import Settings, load_settings
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_check_csrf)
     register_error_handlers(app)
     register_blueprints(app, sandbox=settings.payments_mode == "sandbox")
+    install_limits(app, settings.rate_limits)
     install_security_headers(app, settings)
     register_cli(app)
     app.context_processor(lambda: {"sandbox_mode": settings.payments_mode == "sandbox"})

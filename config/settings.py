@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from config.catalog import Catalog, load_catalog
 from config.errors import ConfigError
+from config.limits import RateLimits, load_rate_limits
 
 APP_ENVS = ("development", "test", "production")
 DEFAULT_STORE_URL = "sqlite:///instance/tokens.db"
@@ -47,6 +48,7 @@ class Settings:
     firebase_web_api_key: str | None = None  # the Firebase JS SDK's public key (sign-in page)
     firebase_auth_domain: str | None = None  # default: <FIREBASE_PROJECT_ID>.firebaseapp.com
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
+    rate_limits: RateLimits = field(default_factory=RateLimits)  # config/limits.py
 
     @property
     def payments_mode(self) -> str:
@@ -181,6 +183,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         firebase_web_api_key=env.get("FIREBASE_WEB_API_KEY") or None,
         firebase_auth_domain=_auth_domain(env.get("FIREBASE_AUTH_DOMAIN"), project_id, problems),
         catalog=catalog,
+        rate_limits=load_rate_limits(env, problems, production=app_env == "production"),
     )
     if settings.is_production:
         problems.extend(_production_problems(settings, env))

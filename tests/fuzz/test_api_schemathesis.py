@@ -26,6 +26,7 @@ from api.openapi import SPEC_PATH
 from services.auth import dev_user_id
 from services.payments.checkout import purchase_id_for
 from tests.fuzz import support
+from tests.support.limits import LOAD_LIMITS
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer
 
@@ -114,7 +115,7 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target() -> Iterator[Target]:
-    server = AppServer({"OPERATOR_EMAILS": f"{OPERATOR},{SEQUENCES}"}).start()
+    server = AppServer({"OPERATOR_EMAILS": f"{OPERATOR},{SEQUENCES}", **LOAD_LIMITS}).start()
     try:
         operator = Buyer(server.url, OPERATOR, "fuzzer")
         sequences = Buyer(server.url, SEQUENCES, "sequences")

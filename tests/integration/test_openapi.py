@@ -52,6 +52,7 @@ HANDLER_CODES = frozenset(
         "not_found",  # werkzeug's 404, and the sandbox's unknown intent
         "not_configured",  # api/health.py
         "card_declined",  # api/sandbox.py
+        "rate_limited",  # api/limits.py, Flask-Limiter's 429
     }
 )
 # Exception codes no JSON route can send, each for a stated reason.

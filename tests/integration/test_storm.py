@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.limits import LOAD_LIMITS
 from tests.support.purchases import (
     Buyer,
     charge_event,
@@ -62,7 +63,12 @@ PURCHASE_FIELDS = (
     "dispute_status",
     "disputed_tokens",
 )
-APP_ENV = {"SANDBOX_WEBHOOKS": "off", "SIGNUP_BONUS": "100", "OPERATOR_EMAILS": OPERATOR}
+APP_ENV = {
+    "SANDBOX_WEBHOOKS": "off",
+    "SIGNUP_BONUS": "100",
+    "OPERATOR_EMAILS": OPERATOR,
+    **LOAD_LIMITS,
+}
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from services.ledger.model import JournalTransaction, TxnType
 from services.payments.signature import sign
 from services.store.port import Store
 from tests.support.firestore_emulator import EMULATOR, FirestoreEmulator
+from tests.support.limits import LOAD_LIMITS
 from tests.support.server import GUNICORN, ROOT, AppServer
 
 ANSWER_DEADLINE_S = 240.0
@@ -123,7 +124,7 @@ class CrashServer(AppServer):
     """
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env)
+        super().__init__({**LOAD_LIMITS, **env})
         self.fault_dirs: list[Path] = []
         self.worker_kills: list[int] = []
 
