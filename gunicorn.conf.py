@@ -23,9 +23,11 @@ def _env_int(names: tuple[str, ...], default: int, minimum: int) -> int:
 
 
 def _bind_address() -> str:
-    # Cloud Run sends requests to $PORT on every interface; GUNICORN_HOST=127.0.0.1
-    # keeps local runs (make run, the tests) off the network.
-    host = os.environ.get("GUNICORN_HOST", "").strip() or "0.0.0.0"  # noqa: S104
+    # Cloud Run sends requests to $PORT on every interface; the sandbox (dev sign-in:
+    # anyone is anyone) stays on loopback unless ALLOW_SANDBOX_ON_NETWORK=on.
+    from config.hardening import bind_host
+
+    host = bind_host(os.environ)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"  # an IPv6 address
     return f"{host}:{_env_int(('PORT',), 8080, 1)}"

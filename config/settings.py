@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 from config.catalog import Catalog, load_catalog
 from config.errors import ConfigError
+from config.hardening import bind_problems, production_problems, stripe_mode_problems
 from config.limits import RateLimits, load_rate_limits
 
 APP_ENVS = ("development", "test", "production")
@@ -137,6 +138,9 @@ def _production_problems(settings: Settings, env: Mapping[str, str]) -> list[str
         )
     if env.get("TOKEN_STORE_FAULTS", "").strip():
         problems.append("TOKEN_STORE_FAULTS is set: fault injection is for the crash tests only")
+    problems.extend(
+        production_problems(env, settings.secret_key, DEV_SECRET_KEY, DEV_WEBHOOK_SECRET)
+    )
     return problems
 
 
@@ -187,6 +191,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.is_production:
         problems.extend(_production_problems(settings, env))
+    else:  # production names a missing webhook secret itself
+        problems.extend(stripe_mode_problems(env))
+    problems.extend(bind_problems(env))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
     return settings

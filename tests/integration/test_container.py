@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from api.health import missing_production_settings
 from app import create_app
 from config import Settings
@@ -48,9 +50,12 @@ def test_the_dockerfiles_start_command_serves_readyz_outside_docker() -> None:
     assert running.stop_seconds < image_check.CLOUD_RUN_SHUTDOWN_S
 
 
-def test_the_command_in_production_is_ready_on_firestore_and_logs_json(
+def test_the_command_in_production_refuses_an_emulator_and_logs_json(
     firestore_emulator: FirestoreEmulator,
 ) -> None:
+    """Production cannot run against an emulator (it would trust forged credentials),
+    so the production command is shown refusing one, in JSON lines; the access
+    line's JSON shape is checked with LOG_FORMAT=json below."""
     project = f"demo-{uuid.uuid4().hex[:12]}"
     env = {
         "APP_ENV": "production",
@@ -59,20 +64,16 @@ def test_the_command_in_production_is_ready_on_firestore_and_logs_json(
         "FIREBASE_PROJECT_ID": project,
         "STRIPE_SECRET_KEY": "sk_test_container_check",
         "STRIPE_WEBHOOK_SECRET": "whsec_container_check",
-        "SECRET_KEY": "container-check-secret-key",
+        "SECRET_KEY": "container-check-secret-key-of-32-chars",
     }
-    with image_check.start(env=env) as running:
-        status, body = running.get("/readyz")
-    assert (status, json.loads(body)["payments"]) == (200, "stripe")
-    # APP_ENV=production alone turns on JSON lines, on stdout and stderr alike.
-    access = [json.loads(line) for line in running.stdout().splitlines()]
-    assert access
-    assert access[-1]["httpRequest"]["requestUrl"] == f"{running.url}/readyz"
-    gunicorn_lines = [line for line in running.stderr().splitlines() if "gunicorn" in line]
-    assert gunicorn_lines
-    assert all(json.loads(line)["logger"] == "gunicorn.error" for line in gunicorn_lines)
-    assert "sk_test_container_check" not in running.stdout() + running.stderr()
-    assert running.returncode == 0
+    with pytest.raises(image_check.ImageCheckError) as refused, image_check.start(env=env):
+        pass
+    output = str(refused.value)
+    assert "FIRESTORE_EMULATOR_HOST is set: production must not trust an emulator" in output
+    # APP_ENV=production alone turns on JSON lines, the refusal included.
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    assert any("FIRESTORE_EMULATOR_HOST" in json.loads(line)["message"] for line in lines)
+    assert "sk_test_container_check" not in output
 
 
 def test_access_log_lines_are_json_in_cloud_loggings_request_shape() -> None:
@@ -194,7 +195,10 @@ def test_readyz_is_503_and_names_what_is_missing(
             "FIREBASE_PROJECT_ID": project,
             "STRIPE_SECRET_KEY": "sk_test_readyz",
             "STRIPE_WEBHOOK_SECRET": "whsec_readyz",
-            "SECRET_KEY": "readyz-secret-key",
+            "SECRET_KEY": "readyz-secret-key-of-at-least-32-chars",
+            # The client below reaches the emulator through the process environment;
+            # production's refusal of an emulator host is tested above.
+            "FIRESTORE_EMULATOR_HOST": "",
         }
     )
     client = app.test_client()

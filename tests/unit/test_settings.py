@@ -11,7 +11,7 @@ PRODUCTION = {
     "APP_ENV": "production",
     "STRIPE_SECRET_KEY": "sk_live_x",
     "STRIPE_WEBHOOK_SECRET": "whsec_a, whsec_b",
-    "SECRET_KEY": "a-real-random-secret",
+    "SECRET_KEY": "a-real-random-secret-of-32-or-more-chars",
     "STORE_URL": "firestore://my-project",
     "FIREBASE_PROJECT_ID": "my-project",
     "APP_BASE_URL": "https://tokens.example.com/",
