@@ -158,13 +158,16 @@ class Clawbacks:
         intent = obj.get("payment_intent")
         if not isinstance(intent, str) or not intent:
             return False
-        name = deferred_name(intent, kind)
-        kept = self.store.get_setting(name) or {}
-        if kind == "refund" and _int(obj, "amount_refunded") <= int(
-            kept.get("amount_refunded") or -1
-        ):
-            return True
-        self.store.put_setting(name, dict(obj))
+        amount = _int(obj, "amount_refunded") if kind == "refund" else None
+
+        def keep(kept: dict[str, Any] | None) -> dict[str, Any] | None:
+            # Read and written in one store transaction: two deliveries racing
+            # (500 then 999 refunded in all) can never leave the smaller one kept.
+            if amount is not None and kept and amount <= int(kept.get("amount_refunded") or -1):
+                return None
+            return dict(obj)
+
+        self.store.update_setting(deferred_name(intent, kind), keep)
         log.info("%s for unknown payment %s kept until its purchase is paid", kind, intent)
         return True
 

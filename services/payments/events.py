@@ -75,9 +75,16 @@ class EventProcessor:
         return EventResult(event_id, outcome, duplicate=False)
 
     def _record_failure(self, event_id: str, event_type: str, exc: Exception) -> None:
-        """Best effort: the store may be what failed, and the original error must surface."""
+        """Best effort: the store may be what failed, and the original error must surface.
+
+        Another delivery of the event may have processed it since this one checked;
+        then the failure is resolved at once, or it would stay open for ever (Stripe's
+        next retry is answered as a duplicate). Both sides write, then read.
+        """
         try:
             self.store.record_event_failure(event_id, event_type, error_summary(exc), self.clock())
+            if self.store.event_processed(event_id):
+                self.store.resolve_event_failure(event_id, self.clock())
         except Exception:
             log.warning(
                 "could not record the failure of event %s",

@@ -36,7 +36,7 @@ from services.ledger.model import (
 )
 from services.ledger.rules import execute
 from services.store.firestore_operations import FirestoreOperations
-from services.store.firestore_purchases import FirestorePurchases
+from services.store.firestore_purchases import FirestorePurchases, create_if_absent
 
 T = TypeVar("T")
 ACCOUNTS, JOURNAL, ENTRIES = "accounts", "journal", "entries"
@@ -171,11 +171,7 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations):
 
     def open_account(self, user_id: str, now: datetime) -> Account:
         fresh = Account(user_id=user_id, created_at=format_time(now))
-        try:
-            self._call(lambda: self.account_ref(user_id).create(fresh.to_dict()))
-        except StorageUnavailable as exc:
-            if not isinstance(exc.__cause__, gexc.Conflict):
-                raise
+        create_if_absent(self, self.account_ref(user_id), fresh.to_dict())
         return self.get_account(user_id)
 
     def _unit_of_work(self, transaction: firestore.Transaction) -> _FirestoreUnitOfWork:

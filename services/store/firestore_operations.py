@@ -17,7 +17,15 @@ from services.errors import AlertNotFound, StorageUnavailable
 from services.ledger.model import format_time
 from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
-from services.store.firestore_purchases import ALERTS, PURCHASES, USERS, _doc, _FirestoreBase, _get
+from services.store.firestore_purchases import (
+    ALERTS,
+    PURCHASES,
+    USERS,
+    _doc,
+    _FirestoreBase,
+    _get,
+    create_if_absent,
+)
 
 FAILURES, AUDIT = "event_failures", "audit"
 DESC = firestore.Query.DESCENDING
@@ -87,12 +95,7 @@ class FirestoreOperations:
         ref = _doc(self, FAILURES, event_id)
         stamp = format_time(now)
         first = EventFailure(event_id, event_type, error, 1, stamp, stamp)
-        try:
-            self._call(lambda: ref.create({**first.to_dict(), "resolved": False}))
-        except StorageUnavailable as exc:
-            if not isinstance(exc.__cause__, gexc.Conflict):
-                raise
-        else:
+        if create_if_absent(self, ref, {**first.to_dict(), "resolved": False}):
             return
         again = {
             "type": event_type,

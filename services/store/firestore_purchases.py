@@ -13,10 +13,11 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from services.errors import PurchaseNotFound, UsernameTaken
+from services.errors import PurchaseNotFound, StorageUnavailable, UsernameTaken
 from services.ledger.model import Account, JournalTransaction, Operation, format_time
 from services.ledger.rules import UnitOfWork, execute
 from services.payments.limits import DAY, check_limits
@@ -55,6 +56,21 @@ class _FirestoreBase(Protocol):
 
 def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
     return store.db.collection(collection).document(doc_id)
+
+
+class _Calls(Protocol):
+    def _call(self, work: Callable[[], T]) -> T: ...
+
+
+def create_if_absent(store: _Calls, ref: Any, data: dict[str, Any]) -> bool:
+    """Create the document; False when it exists already (the stored one stays)."""
+    try:
+        store._call(lambda: ref.create(data))
+    except StorageUnavailable as exc:
+        if not isinstance(exc.__cause__, gexc.Conflict):
+            raise
+        return False
+    return True
 
 
 def _get(transaction: Any, ref: Any) -> dict[str, Any] | None:
@@ -217,13 +233,19 @@ class FirestorePurchases:
         return (Purchase.from_dict(data) for data in self._pages(PURCHASES))
 
     def event_processed(self: _FirestoreBase, event_id: str) -> bool:
-        return bool(self._call(lambda: _doc(self, EVENTS, event_id).get()).exists)
+        return FirestorePurchases.event_outcome(self, event_id) is not None
+
+    def event_outcome(self: _FirestoreBase, event_id: str) -> str | None:
+        data = self._call(lambda: _doc(self, EVENTS, event_id).get()).to_dict()
+        return None if data is None else str(data.get("outcome", ""))
 
     def record_event(
         self: _FirestoreBase, event_id: str, event_type: str, outcome: str, now: datetime
     ) -> None:
         data = {"type": event_type, "outcome": outcome, "processed_at": format_time(now)}
-        self._call(lambda: _doc(self, EVENTS, event_id).set(data))
+        # create, not set: two deliveries that both finish keep the first outcome,
+        # as SQLite's INSERT OR IGNORE does.
+        create_if_absent(self, _doc(self, EVENTS, event_id), data)
 
     def add_alert(self: _FirestoreBase, alert: SecurityAlert) -> None:
         self._call(lambda: _doc(self, ALERTS, alert.id).create(alert.to_dict()))
@@ -234,3 +256,20 @@ class FirestorePurchases:
 
     def put_setting(self: _FirestoreBase, name: str, value: dict[str, Any]) -> None:
         self._call(lambda: _doc(self, SETTINGS, name).set(value))
+
+    def update_setting(
+        self: _FirestoreBase,
+        name: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        ref = _doc(self, SETTINGS, name)
+
+        def body(transaction: firestore.Transaction) -> dict[str, Any] | None:
+            kept = _get(transaction, ref)
+            changed = change(None if kept is None else dict(kept))
+            if changed is None:
+                return kept
+            transaction.set(ref, changed)
+            return changed
+
+        return self._in_transaction(body)

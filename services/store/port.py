@@ -109,7 +109,11 @@ class PurchaseStore(Protocol):
 
     def event_processed(self, event_id: str) -> bool: ...
 
-    def record_event(self, event_id: str, event_type: str, outcome: str, now: datetime) -> None: ...
+    def event_outcome(self, event_id: str) -> str | None:
+        """The outcome recorded for a processed event, or None."""
+
+    def record_event(self, event_id: str, event_type: str, outcome: str, now: datetime) -> None:
+        """Record the event as processed; the first outcome recorded stays."""
 
     def add_alert(self, alert: SecurityAlert) -> None: ...
 
@@ -120,6 +124,15 @@ class PurchaseStore(Protocol):
         """A small operator-owned document, e.g. the Stripe price id of each pack."""
 
     def put_setting(self, name: str, value: dict[str, Any]) -> None: ...
+
+    def update_setting(
+        self, name: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Apply ``change`` to the stored value in ONE transaction; None keeps it.
+
+        For what concurrent writers must not lose (read, decide, write): ``change``
+        sees the value as stored inside the transaction and may run again on a retry.
+        Returns the value stored afterwards."""
 
 
 class OperationsStore(Protocol):

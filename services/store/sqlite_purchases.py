@@ -246,13 +246,16 @@ class SqlitePurchases:
             yield from (Purchase.from_dict(json.loads(row["body"])) for row in rows)
 
     def event_processed(self: _SqliteBase, event_id: str) -> bool:
+        return SqlitePurchases.event_outcome(self, event_id) is not None
+
+    def event_outcome(self: _SqliteBase, event_id: str) -> str | None:
         with self._guard():
             row = (
                 self._conn()
-                .execute("SELECT 1 FROM stripe_events WHERE id = ?", (event_id,))
+                .execute("SELECT outcome FROM stripe_events WHERE id = ?", (event_id,))
                 .fetchone()
             )
-        return row is not None
+        return None if row is None else str(row[0])
 
     def record_event(
         self: _SqliteBase, event_id: str, event_type: str, outcome: str, now: datetime
@@ -306,3 +309,21 @@ class SqlitePurchases:
                 "INSERT OR REPLACE INTO app_settings VALUES (?, ?)", (name, json.dumps(value))
             )
         )
+
+    def update_setting(
+        self: _SqliteBase,
+        name: str,
+        change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        def work(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT body FROM app_settings WHERE name = ?", (name,)).fetchone()
+            kept = None if row is None else dict(json.loads(row[0]))
+            changed = change(None if kept is None else dict(kept))
+            if changed is None:
+                return kept
+            conn.execute(
+                "INSERT OR REPLACE INTO app_settings VALUES (?, ?)", (name, json.dumps(changed))
+            )
+            return changed
+
+        return self._write(work)
