@@ -20,6 +20,10 @@ from services.tokens import TokenLedger
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
 USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,30}$")
+# What user ids look like: dev sign-in's "dev-" + 20 hex digits, Firebase's 28 letters
+# and digits. Tips find a recipient by username before user id, so a username in
+# either shape could catch tips meant for the user who has (or will have) that id.
+USER_ID_SHAPED = re.compile(r"^(dev-.*|[A-Za-z0-9]{28})$", re.IGNORECASE)
 
 
 def dev_user_id(email: str) -> str:
@@ -37,6 +41,8 @@ def check_username(username: object) -> str | None:
         return None
     if not isinstance(username, str) or not USERNAME.match(username):
         raise DomainError("a username is 3-30 letters, digits, '.', '_' or '-'")
+    if USER_ID_SHAPED.match(username):
+        raise DomainError("a username cannot look like a user id (dev-... or 28 letters/digits)")
     return username
 
 
@@ -107,8 +113,17 @@ class AuthService:
 
     def dev_login(self, email: object, username: object = None) -> User:
         address = check_email(email)
-        return self._ensure(
-            User(id=dev_user_id(address), email=address, username=check_username(username))
+        user_id = dev_user_id(address)
+        name = check_username(username)
+        if name is not None and self._is_another_users_id(name, user_id):
+            raise DomainError("a username cannot be another user's id")
+        return self._ensure(User(id=user_id, email=address, username=name))
+
+    def _is_another_users_id(self, name: str, own_id: str) -> bool:
+        """Any other id format the store holds (ids compare exactly, usernames do not)."""
+        return any(
+            candidate != own_id and self.store.get_user(candidate) is not None
+            for candidate in {name, name.lower()}
         )
 
     def from_bearer(self, token: str) -> User:
