@@ -41,7 +41,22 @@ $(FIREBASE_TOOLS_STAMP): $(FIREBASE_TOOLS_DIR)/package.json $(FIREBASE_TOOLS_DIR
 	npm ci --prefix $(FIREBASE_TOOLS_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP) redis-server
+# The Firebase JS SDK the sign-in page runs. static/vendor/firebase.js is committed, so
+# `make run` and the image need no Node; `make firebase-sdk` rebuilds it from the versions
+# pinned in tools/firebase-sdk/package-lock.json, and a test checks the committed file is
+# that build. --ignore-scripts: a package's install script could put the environment
+# (FIREBASE_WEBAPP_CONFIG) into the bundle.
+FIREBASE_SDK_DIR := tools/firebase-sdk
+FIREBASE_SDK_STAMP := $(FIREBASE_SDK_DIR)/node_modules/.package-lock.json
+$(FIREBASE_SDK_STAMP): $(FIREBASE_SDK_DIR)/package.json $(FIREBASE_SDK_DIR)/package-lock.json
+	npm ci --prefix $(FIREBASE_SDK_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: firebase-sdk
+firebase-sdk: $(FIREBASE_SDK_STAMP)
+	node $(FIREBASE_SDK_DIR)/build.mjs
+
+pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP) $(FIREBASE_SDK_STAMP) redis-server
 	$(BIN)/pytest
 
 .PHONY: redis-server

@@ -10,7 +10,7 @@ from werkzeug.exceptions import NotFound
 from api import csrf, deps
 from api.auth import start_session
 from api.redirects import safe_next
-from api.security_headers import uses_firebase_js
+from api.security_headers import auth_emulator_origin, uses_firebase_js
 from services.errors import DomainError
 
 bp = Blueprint("signin", __name__)
@@ -32,6 +32,7 @@ def render_signin(
         username=username,
         dev_signin=dev_signin_enabled(),
         firebase=uses_firebase_js(settings),
+        auth_emulator=auth_emulator_origin(settings),
         settings=settings,
         signed_out=request.args.get("signed_out") == "1",
     )

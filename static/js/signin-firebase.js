@@ -1,17 +1,19 @@
 // Production sign-in: Firebase Authentication in the browser (email/password or Google).
 // The ID token is exchanged at POST /auth/session for the app's own session cookie;
 // Firebase keeps nothing in the browser afterwards (in-memory persistence, then signOut).
-import { initializeApp } from "https://www.gstatic.com/firebasejs/10.12.2/firebase-app.js";
+// The SDK is the pinned bundle this site serves (tools/firebase-sdk), never a CDN's copy.
 import {
   GoogleAuthProvider,
+  browserPopupRedirectResolver,
+  connectAuthEmulator,
   createUserWithEmailAndPassword,
-  getAuth,
   inMemoryPersistence,
-  setPersistence,
+  initializeApp,
+  initializeAuth,
   signInWithEmailAndPassword,
   signInWithPopup,
   signOut,
-} from "https://www.gstatic.com/firebasejs/10.12.2/firebase-auth.js";
+} from "../vendor/firebase.js";
 
 const root = document.getElementById("firebase-signin");
 const errorBox = root.querySelector("[data-signin-error]");
@@ -29,12 +31,19 @@ const MESSAGES = {
 };
 const IGNORED = ["auth/popup-closed-by-user", "auth/cancelled-popup-request"];
 
-const auth = getAuth(initializeApp({
-  apiKey: root.dataset.apiKey,
-  authDomain: root.dataset.authDomain,
-  projectId: root.dataset.projectId,
-}));
-await setPersistence(auth, inMemoryPersistence);
+// initializeAuth with in-memory persistence: nothing of Firebase's is stored in the browser.
+const auth = initializeAuth(
+  initializeApp({
+    apiKey: root.dataset.apiKey,
+    authDomain: root.dataset.authDomain,
+    projectId: root.dataset.projectId,
+  }),
+  { persistence: inMemoryPersistence, popupRedirectResolver: browserPopupRedirectResolver },
+);
+// Set only outside production, when the server itself verifies against the Auth emulator.
+if (root.dataset.authEmulator) {
+  connectAuthEmulator(auth, root.dataset.authEmulator, { disableWarnings: true });
+}
 
 function setBusy(on) {
   buttons.forEach((button) => { button.disabled = on; });

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,33 +241,173 @@ def test_signed_out_responses_carry_them_too(site: Site, path: str) -> None:
     assert_common_headers(headers_of(site.visitor(), path))
 
 
+PRODUCTION_ENV = {
+    "APP_BASE_URL": "https://tokens.example",
+    "STRIPE_SECRET_KEY": "sk_test_pages",
+    "STRIPE_WEBHOOK_SECRET": "whsec_pages",
+    "STRIPE_API_BASE": "http://127.0.0.1:9",  # never called by these tests
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_pages",
+    "FIREBASE_PROJECT_ID": "demo-pages",
+    "FIREBASE_WEB_API_KEY": "web-key",
+}
+
+
 @pytest.fixture
-def production_site(tmp_path: Path) -> Iterator[Site]:
-    site = Site(
-        tmp_path,
-        APP_BASE_URL="https://tokens.example",
-        STRIPE_SECRET_KEY="sk_test_pages",
-        STRIPE_API_BASE="http://127.0.0.1:9",  # never called by these tests
-        STRIPE_PUBLISHABLE_KEY="pk_test_pages",
-        FIREBASE_PROJECT_ID="demo-pages",
-        FIREBASE_WEB_API_KEY="web-key",
-    )
+def production_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    # Signing in below uses emulator-style tokens; the variable is what the page must not leak.
+    monkeypatch.delenv("FIREBASE_AUTH_EMULATOR_HOST", raising=False)
+    site = Site(tmp_path, **PRODUCTION_ENV)
     yield site
     site.close()
 
 
-@pytest.mark.parametrize("path", ["/", "/signin", "/buy-tokens", "/api/tokens/packages"])
-def test_production_adds_hsts_and_only_stripe_and_firebase_origins(
+def policy(csp: str) -> dict[str, set[str]]:
+    """A Content-Security-Policy header as directive -> set of sources."""
+    directives = (part.split() for part in csp.split(";") if part.strip())
+    return {name: set(sources) for name, *sources in directives}
+
+
+# What every response allows: this site only, nothing framed, nothing framing it.
+SELF_ONLY = {
+    "default-src": {"'self'"},
+    "script-src": {"'self'"},
+    "style-src": {"'self'"},
+    "img-src": {"'self'", "data:"},
+    "font-src": {"'self'"},
+    "connect-src": {"'self'"},
+    "frame-src": {"'none'"},
+    "frame-ancestors": {"'none'"},
+    "object-src": {"'none'"},
+    "base-uri": {"'self'"},
+}
+STRIPE_JS = {"https://js.stripe.com", "https://*.js.stripe.com"}
+# /buy-tokens runs Stripe.js (Payment Element, 3-D Secure frames) and nothing from Google.
+BUY_PAGE = SELF_ONLY | {
+    "script-src": {"'self'", *STRIPE_JS},
+    "frame-src": {*STRIPE_JS, "https://hooks.stripe.com"},
+    "connect-src": {"'self'", "https://api.stripe.com"},
+}
+# /signin runs the Firebase JS SDK served by this site: it calls Firebase's two APIs and,
+# for Google's popup only, loads Google's iframe helper; nothing from Stripe, no SDK CDN.
+FIREBASE_APIS = {"https://identitytoolkit.googleapis.com", "https://securetoken.googleapis.com"}
+SIGNIN_PAGE = SELF_ONLY | {
+    "script-src": {"'self'", "https://apis.google.com"},
+    "frame-src": {"https://demo-pages.firebaseapp.com"},
+    "connect-src": {"'self'", *FIREBASE_APIS},
+}
+SELF_ONLY_PAGES = [
+    "/",
+    "/tokens/history",
+    "/token-purchase-cancel",
+    "/token-purchase-success?session_id=cs_missing",
+    "/api/tokens/packages",
+    "/api/tokens/balance",
+    "/auth/me",
+    "/static/app.css",
+    "/static/js/signin-firebase.js",
+    "/no-such-page",
+]
+
+
+def firebase_visitor(site: Site, monkeypatch: pytest.MonkeyPatch, uid: str) -> Visitor:
+    """A visitor signed in through /auth/session with an emulator-style token."""
+    visitor = site.visitor("https://tokens.example")
+    headers = {"X-CSRFToken": visitor.csrf(), "Referer": "https://tokens.example/signin"}
+    with monkeypatch.context() as patch:  # firebase-admin accepts unsigned tokens only so
+        patch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
+        token = emulator_id_token("demo-pages", uid, f"{uid}@example.com")
+        response = visitor.post("/auth/session", json={"id_token": token}, headers=headers)
+    assert response.status_code == 200, text(response)
+    return visitor
+
+
+@pytest.fixture
+def production_visitor(production_site: Site, monkeypatch: pytest.MonkeyPatch) -> Visitor:
+    return firebase_visitor(production_site, monkeypatch, "uid-pat")
+
+
+def test_production_buy_page_allows_stripe_and_nothing_from_google(
+    production_visitor: Visitor,
+) -> None:
+    response = production_visitor.get("/buy-tokens")
+    assert response.status_code == 200
+    assert 'src="https://js.stripe.com/v3/"' in text(response)
+    assert policy(assert_common_headers(dict(response.headers))) == BUY_PAGE
+
+
+@pytest.mark.parametrize("path", ["/signin", "/signin?next=/buy-tokens"])
+def test_production_sign_in_page_allows_firebase_and_nothing_from_stripe(
     production_site: Site, path: str
 ) -> None:
     headers = headers_of(production_site.visitor("https://tokens.example"), path)
-    csp = assert_common_headers(headers)
     assert headers["Strict-Transport-Security"].startswith("max-age=")
-    assert "https://js.stripe.com" in csp
-    assert "https://www.gstatic.com" in csp
-    assert "frame-src https://js.stripe.com" in csp
-    assert "https://demo-pages.firebaseapp.com" in csp
-    assert "https://api.stripe.com" in csp
+    assert policy(assert_common_headers(headers)) == SIGNIN_PAGE
+
+
+@pytest.mark.parametrize("path", SELF_ONLY_PAGES)
+def test_production_pages_without_third_party_scripts_allow_only_this_site(
+    production_visitor: Visitor, path: str
+) -> None:
+    headers = headers_of(production_visitor, path)
+    assert headers["Strict-Transport-Security"].startswith("max-age=")
+    assert policy(assert_common_headers(headers)) == SELF_ONLY
+
+
+def test_no_page_allows_the_sdk_cdn(production_visitor: Visitor) -> None:
+    for path in ["/signin", "/buy-tokens", *SELF_ONLY_PAGES]:
+        csp = headers_of(production_visitor, path)["Content-Security-Policy"]
+        assert "gstatic.com" not in csp, path
+        assert "www.googleapis.com" not in csp, path
+
+
+def static_text(visitor: Visitor, path: str) -> tuple[str, str]:
+    """A static file's mimetype and text (closed: static files stream from an open file)."""
+    response = visitor.get(path)
+    try:
+        assert response.status_code == 200, path
+        return response.mimetype or "", text(response)
+    finally:
+        response.close()
+
+
+def test_the_sign_in_page_runs_the_sdk_this_site_serves(production_site: Site) -> None:
+    visitor = production_site.visitor("https://tokens.example")
+    page = text(visitor.get("/signin"))
+    assert 'src="/static/js/signin-firebase.js"' in page
+    assert "data-auth-emulator" not in page
+    _, script = static_text(visitor, "/static/js/signin-firebase.js")
+    assert re.findall(r'from\s+"([^"]+)"', script) == ["../vendor/firebase.js"]
+    mimetype, sdk = static_text(visitor, "/static/vendor/firebase.js")
+    assert mimetype == "text/javascript"
+    assert sdk.startswith("/*! Firebase JS SDK 12.")
+
+
+def test_a_sandbox_sign_in_page_is_self_only(site: Site) -> None:
+    headers = headers_of(site.visitor(), "/signin")
+    assert policy(assert_common_headers(headers)) == SELF_ONLY
+
+
+@pytest.fixture
+def emulator_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9199")
+    site = Site(tmp_path, **PRODUCTION_ENV)
+    yield site
+    site.close()
+
+
+def test_with_the_auth_emulator_the_sign_in_page_talks_to_it(emulator_site: Site) -> None:
+    response = emulator_site.visitor("https://tokens.example").get("/signin")
+    assert 'data-auth-emulator="http://127.0.0.1:9199"' in text(response)
+    allowed = policy(response.headers["Content-Security-Policy"])
+    emulator = "http://127.0.0.1:9199"
+    assert allowed["connect-src"] == SIGNIN_PAGE["connect-src"] | {emulator}
+    assert allowed["frame-src"] == SIGNIN_PAGE["frame-src"] | {emulator}
+
+
+def test_other_pages_do_not_allow_the_auth_emulator(emulator_site: Site) -> None:
+    visitor = emulator_site.visitor("https://tokens.example")
+    for path in ["/", "/static/app.css", "/no-such-page"]:
+        assert policy(headers_of(visitor, path)["Content-Security-Policy"]) == SELF_ONLY, path
 
 
 def test_production_sign_in_uses_firebase_not_the_development_form(production_site: Site) -> None:
