@@ -62,7 +62,7 @@ class Settings:
 
 
 def _port(raw: str, problems: list[str]) -> int:
-    if raw.isdigit() and 0 < int(raw) < 65536:
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536:
         return int(raw)
     problems.append(f"PORT must be a number from 1 to 65535, got {raw!r}")
     return 8080
@@ -153,7 +153,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(f"APP_ENV must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
     store_url = env.get("STORE_URL") or DEFAULT_STORE_URL
     _check_store_url(store_url, problems)
-    base_url = env.get("APP_BASE_URL") or DEFAULT_BASE_URL
+    port = _port(env.get("PORT", "8080"), problems)
+    # In development the app's own links and the sandbox's webhooks follow PORT.
+    base_url = env.get("APP_BASE_URL") or f"http://127.0.0.1:{port}"
     _check_base_url(base_url, problems)
     secrets = tuple(s.strip() for s in env.get("STRIPE_WEBHOOK_SECRET", "").split(",") if s.strip())
     catalog_file = env.get("TOKEN_CATALOG_FILE") or None
@@ -171,7 +173,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secrets=secrets or (DEV_WEBHOOK_SECRET,),
         firebase_project_id=project_id,
         app_base_url=base_url.rstrip("/"),
-        port=_port(env.get("PORT", "8080"), problems),
+        port=port,
         catalog_file=catalog_file,
         sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
         stripe_api_base=env.get("STRIPE_API_BASE") or None,

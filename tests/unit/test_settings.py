@@ -62,3 +62,11 @@ def test_production_names_every_unsafe_default_at_once() -> None:
 def test_bad_values_are_refused_with_their_name(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_the_base_url_follows_port_unless_it_is_set() -> None:
+    """PORT=9000 alone must not send the sandbox's links and webhooks to port 8080."""
+    assert load_settings({"PORT": "9000"}).app_base_url == "http://127.0.0.1:9000"
+    assert load_settings({}).app_base_url == "http://127.0.0.1:8080"
+    chosen = {"PORT": "9000", "APP_BASE_URL": "https://tokens.example.com/"}
+    assert load_settings(chosen).app_base_url == "https://tokens.example.com"
