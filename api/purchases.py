@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
+from api.conditional import conditional
 from services.errors import PurchaseNotFound
 from services.payments.model import Purchase, User
 
@@ -48,7 +49,7 @@ def purchase_status(purchase_id: str) -> Response:
     user = deps.current_user()
     purchase = own_purchase(user, deps.services().store.get_purchase(purchase_id))
     balance = deps.ledger().balance(user.id).balance
-    return jsonify(success=True, purchase=purchase_json(purchase), balance=balance)
+    return conditional(jsonify(success=True, purchase=purchase_json(purchase), balance=balance))
 
 
 def own_purchase(user: User, purchase: Purchase | None) -> Purchase:

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
+from api.conditional import conditional
 from api.history import entry_json
 from services.ledger.model import format_time, utc_now
 from services.transfers import client_key
@@ -60,7 +61,7 @@ def transfer() -> Response:
 def balance() -> Response:
     account = deps.ledger().balance(deps.current_user().id)
     now = format_time(utc_now())
-    return jsonify(
+    answer = jsonify(
         success=True,
         balance=account.balance,
         debt=account.debt,
@@ -68,6 +69,7 @@ def balance() -> Response:
         available=account.available(now),
         held=account.held(now),
     )
+    return conditional(answer)
 
 
 @bp.post("/holds")

@@ -95,7 +95,69 @@ window.TokenStore = (function () {
     });
   }
 
+  // Ask for ``url`` every ``everyMs`` while the tab is visible, sending the last ETag:
+  // an unchanged answer is a 304 with no body. ``onChange(body)`` gets each new answer
+  // and returns false to stop; a 401 or 404 stops too, other failures try again later.
+  function watch(url, onChange, everyMs) {
+    var etag = null, timer = null, busy = false, stopped = false;
+
+    function schedule() {
+      if (!stopped && timer === null && !busy) timer = window.setTimeout(tick, everyMs);
+    }
+
+    function finish(keepGoing) {
+      busy = false;
+      if (keepGoing === false) stopped = true;
+      schedule();
+    }
+
+    function tick() {
+      timer = null;
+      if (stopped || busy || document.visibilityState !== "visible") return;
+      busy = true;
+      var headers = { "Accept": "application/json" };
+      if (etag) headers["If-None-Match"] = etag;
+      fetch(url, { headers: headers, credentials: "same-origin", cache: "no-store" }).then(
+        function (response) {
+          if (response.status === 304) return finish(true);
+          if (response.status !== 200) return finish(response.status !== 401 && response.status !== 404);
+          etag = response.headers.get("ETag");
+          return response.json().then(function (body) { finish(onChange(body)); },
+                                      function () { finish(true); });
+        },
+        function () { finish(true); });
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState !== "visible") return;
+      if (timer !== null) { window.clearTimeout(timer); timer = null; }
+      tick();  // catch up at once when the tab comes back
+    });
+    schedule();
+  }
+
+  // The header balance follows the account while the page is open; pages that show
+  // more of the account listen for "tokenstore:account".
+  var BALANCE_EVERY_MS = 4000;
+  function watchBalance() {
+    var shown = document.querySelector("[data-balance]");
+    if (!shown) return;  // signed out
+    // What the page was rendered with: a change before the first answer counts too.
+    var last = { balance: parseInt(shown.textContent, 10), debt: undefined };
+    watch("/api/tokens/balance", function (body) {
+      var now = { balance: body.balance, debt: body.debt };
+      setBalance(body.balance);
+      if (last.balance !== now.balance || (last.debt !== undefined && last.debt !== now.debt)) {
+        document.dispatchEvent(new CustomEvent("tokenstore:account", { detail: body }));
+      }
+      last = now;
+      return true;
+    }, BALANCE_EVERY_MS);
+  }
+  document.addEventListener("DOMContentLoaded", watchBalance);
+
   return {
+    watch: watch,
     request: request,
     newKey: newKey,
     describe: describe,

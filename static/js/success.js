@@ -55,17 +55,15 @@
     box.querySelector("[data-confirming-text]").textContent = SLOW;
   }
 
-  function poll() {
-    var url = "/api/tokens/purchases/" + encodeURIComponent(root.dataset.purchaseId);
-    T.request("GET", url).then(function (result) {
-      if (result.status === 200 && result.body.purchase) {
-        showState(result.body.purchase, result.body.balance);
-        if (OPEN.indexOf(result.body.purchase.state) === -1) return;
-      }
-      if (Date.now() - started >= LIMIT_MS) return tooSlow();
-      window.setTimeout(poll, EVERY_MS);
-    });
+  // The same conditional polling as the header balance: 304s until the purchase moves.
+  function follow(body) {
+    if (body.purchase) showState(body.purchase, body.balance);
+    if (body.purchase && OPEN.indexOf(body.purchase.state) === -1) return false;
+    if (Date.now() - started >= LIMIT_MS) { tooSlow(); return false; }
+    return true;
   }
 
-  if (OPEN.indexOf(root.dataset.state) !== -1) window.setTimeout(poll, EVERY_MS);
+  if (OPEN.indexOf(root.dataset.state) !== -1) {
+    T.watch("/api/tokens/purchases/" + encodeURIComponent(root.dataset.purchaseId), follow, EVERY_MS);
+  }
 })();
