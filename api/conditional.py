@@ -13,4 +13,5 @@ def conditional(response: Response) -> Response:
     response.add_etag()
     # Each user's own numbers: never shared caches, and always revalidated.
     response.headers["Cache-Control"] = "private, no-cache"
-    return response.make_conditional(request)
+    response.make_conditional(request)  # changes the response in place, returns it
+    return response
