@@ -160,6 +160,12 @@ def acknowledge(alert_id: str) -> Response | tuple[str, int]:
     return _run(lambda admin: admin_actions().acknowledge(admin, alert_id, _form_request()))
 
 
+@bp.post("/alerts/acknowledge")
+def acknowledge_many() -> Response | tuple[str, int]:
+    ids = request.form.getlist("alert_id")
+    return _run(lambda admin: admin_actions().acknowledge_many(admin, ids, _form_request()))
+
+
 @bp.post("/users/<user_id>/adjust")
 def adjust(user_id: str) -> Response | tuple[str, int]:
     return _run(

@@ -46,6 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "admin_pages.approve",
         "admin_pages.refund",
         "admin_pages.acknowledge",
+        "admin_pages.acknowledge_many",
         "admin_pages.adjust",
     ),
 }

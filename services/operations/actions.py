@@ -9,24 +9,26 @@ record is repaired by submitting again.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from config.currencies import format_minor
-from services.errors import DomainError, IdempotencyConflict, PurchaseNotFound
+from services.errors import AlertNotFound, DomainError, IdempotencyConflict, PurchaseNotFound
 from services.ledger.model import TxnType, format_time, utc_now
 from services.ledger.rules import MAX_REASON_LENGTH
 from services.operations.model import AdminAction, AuditRecord, audit_id_for
 from services.payments.fulfilment import UNIDENTIFIED, Fulfilment, approvable
-from services.payments.model import Purchase, PurchaseState, User
+from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
 from services.payments.port import PaymentsGateway
 from services.payments.refunds import RefundService
 from services.store.port import Store
 from services.tokens import TokenLedger
 
 MAX_KEY_LENGTH = 200
+MAX_BULK_ALERTS = 200  # one dashboard page lists 50; room for a longer list later
 # (message shown to the admin, details kept in the audit record)
 Outcome = tuple[str, dict[str, Any]]
 
@@ -204,6 +206,37 @@ class AdminActions:
             return message, {"type": alert.type, "acknowledged_by": alert.acknowledged_by}
 
         return self._once(admin, AdminAction.ACKNOWLEDGE, f"alert:{alert_id}", checked, act)
+
+    def acknowledge_many(
+        self, admin: User, alert_ids: list[str], request: ActionRequest
+    ) -> ActionResult:
+        """Acknowledge several alerts with one form and one audit record.
+
+        Each acknowledgement is idempotent (the first stays), so a form submitted
+        again after a crash part-way finishes the rest."""
+        checked = request.checked()
+        wanted = sorted(set(alert_ids))
+        if not wanted or len(wanted) > MAX_BULK_ALERTS:
+            raise DomainError(f"choose from 1 to {MAX_BULK_ALERTS} alerts to acknowledge")
+        digest = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:32]
+
+        def act(_: str) -> Outcome:
+            found = [a for a in (self._acknowledged(i, admin) for i in wanted) if a is not None]
+            mine = sum(alert.acknowledged_by == admin.id for alert in found)
+            message = (
+                f"Acknowledged {mine} alerts; {len(found) - mine} were acknowledged already"
+                f" and {len(wanted) - len(found)} do not exist."
+            )
+            return message, {"alert_ids": wanted, "acknowledged": mine}
+
+        target = f"alerts:{digest}"
+        return self._once(admin, AdminAction.ACKNOWLEDGE_MANY, target, checked, act)
+
+    def _acknowledged(self, alert_id: str, admin: User) -> SecurityAlert | None:
+        try:
+            return self.store.acknowledge_alert(alert_id, admin.id, self.clock())
+        except AlertNotFound:  # a stale page's id: the others still count
+            return None
 
     # -- tokens ----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ class AdminAction(StrEnum):
     APPROVE = "approve_purchase"
     REFUND = "refund_purchase"
     ACKNOWLEDGE = "acknowledge_alert"
+    ACKNOWLEDGE_MANY = "acknowledge_alerts"
     GRANT = "grant_tokens"
     ADJUST = "adjust_tokens"
 
@@ -45,7 +46,7 @@ class AuditRecord:
     id: str
     admin_id: str
     action: str
-    target: str  # "purchase:<id>", "alert:<id>" or "user:<id>"
+    target: str  # "purchase:<id>", "alert:<id>", "alerts:<digest of the ids>" or "user:<id>"
     reason: str
     created_at: str
     details: Mapping[str, Any] = field(default_factory=dict)  # outcome: amounts, ids, message

@@ -54,10 +54,18 @@ def overview(store: Store, payments: PaymentsGateway, now: datetime) -> Overview
         failed_events=store.list_event_failures(LIST_LIMIT),
         pending_deliveries=pending_deliveries(payments),
         review=store.purchases_in_state(PurchaseState.NEEDS_REVIEW, LIST_LIMIT),
-        alerts=store.list_alerts(LIST_LIMIT),
+        alerts=alerts_for_review(store),
         reconciliation=store.get_setting(LAST_RECONCILIATION),
         audit=store.list_audit(HISTORY_LIMIT),
     )
+
+
+def alerts_for_review(store: Store) -> list[SecurityAlert]:
+    """Open critical alerts first, however many newer ones there are; then the newest others."""
+    critical = store.list_open_alerts("critical", LIST_LIMIT)
+    shown = {alert.id for alert in critical}
+    others = [alert for alert in store.list_alerts(LIST_LIMIT) if alert.id not in shown]
+    return critical + others[: LIST_LIMIT - len(critical)]
 
 
 def find_user(store: Store, query: str) -> User | None:

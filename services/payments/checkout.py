@@ -25,7 +25,7 @@ from services.payments.port import (
     PaymentsError,
     PaymentsGateway,
 )
-from services.security import SecurityService
+from services.security import SecurityService, bounded_repr
 from services.store.port import PurchaseStore
 
 log = logging.getLogger("token_store.checkout")
@@ -66,7 +66,7 @@ class CheckoutService:
     def pack(self, pack_id: object) -> Pack:
         pack = self.catalog.get(pack_id) if isinstance(pack_id, str) else None
         if pack is None or not pack.available:
-            raise UnknownPackage(f"unknown or unavailable package: {pack_id!r}")
+            raise UnknownPackage(f"unknown or unavailable package: {bounded_repr(pack_id)}")
         return pack
 
     def start(

@@ -97,6 +97,9 @@ class SecurityAlert:
     id: str = ""
     acknowledged_by: str | None = None  # the operator who reviewed it
     acknowledged_at: str | None = None
+    # Repeats of one kind, user and window are counted on one alert (created_at: the first).
+    count: int = 1
+    last_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,7 +108,9 @@ class SecurityAlert:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SecurityAlert:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
+        values = {k: data.get(k) for k in cls.__dataclass_fields__}
+        values["count"] = data.get("count") or 1  # alerts stored before counting existed
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
+from services.store.firestore_alerts import FirestoreAlerts
 from services.store.firestore_operations import FirestoreOperations
 from services.store.firestore_purchases import FirestorePurchases, create_if_absent
 
@@ -102,7 +103,7 @@ class _FirestoreUnitOfWork:
         fault_point(FIRESTORE_BEFORE_COMMIT)  # a kill here must leave nothing behind
 
 
-class FirestoreStore(FirestorePurchases, FirestoreOperations):
+class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts):
     def __init__(self, project: str, client: firestore.Client | None = None) -> None:
         if not project:
             raise ValueError("firestore:// needs a project id, e.g. firestore://my-project")

@@ -117,6 +117,16 @@ class PurchaseStore(Protocol):
 
     def add_alert(self, alert: SecurityAlert) -> None: ...
 
+    def count_alert(self, alert: SecurityAlert) -> None:
+        """Store the alert; when one with its id is stored, count one more repeat on it.
+
+        A repeat adds one to ``count`` and sets ``last_at`` to the repeat's
+        ``created_at``; the first details stay. Atomic: concurrent repeats from
+        several processes lose no count."""
+
+    def list_open_alerts(self, severity: str, limit: int) -> list[SecurityAlert]:
+        """Unacknowledged alerts of ``severity``, newest first."""
+
     def list_alerts(self, limit: int = 100) -> list[SecurityAlert]:
         """Unacknowledged alerts first, each group newest first."""
 

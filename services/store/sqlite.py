@@ -27,6 +27,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import execute
+from services.store.sqlite_alerts import SqliteAlerts
 from services.store.sqlite_operations import (
     OPERATIONS_SCHEMA,
     SqliteOperations,
@@ -211,7 +212,7 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     return JournalTransaction.from_dict(data)
 
 
-class SqliteStore(SqlitePurchases, SqliteOperations):
+class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts):
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms

@@ -126,6 +126,11 @@ EXERCISES = [
     ),
     Exercise("alerts", lambda s: [a.id for a in s.list_alerts()], ["a2", "a1"]),
     Exercise(
+        "dashboard-open-alerts-of-severity",
+        lambda s: [a.id for a in s.list_open_alerts("warning", 10)],
+        ["a2", "a1"],
+    ),
+    Exercise(
         "dashboard-purchases-of-the-day",
         lambda s: _ids(s.purchases_created(*AROUND_NOW, PENDING)),
         ["p1", "p3"],
