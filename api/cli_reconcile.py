@@ -8,6 +8,7 @@ the ``last_reconciliation`` setting for the operator's dashboard.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from services.operations.model import LAST_RECONCILIATION, error_summary
 from services.payments.port import PaymentsError, PaymentsGateway
 from services.reconciliation import Check, ReconcileReport, reconcile
 
+log = logging.getLogger("token_store.reconcile")
 SHOWN = 20
 KEPT_FOR_DASHBOARD = 5
 EXIT_DIFFERENCES, EXIT_FAILED = 1, 2
@@ -71,6 +73,24 @@ def result_summary(report: ReconcileReport, ran_at: str, provider: bool) -> dict
     }
 
 
+def log_result(report: ReconcileReport) -> None:
+    """One structured line per finished run: a log-based metric counts the runs that differ."""
+    if report.ok:
+        log.info("reconciliation: everything reconciles", extra={"outcome": "reconciled"})
+        return
+    counts = ", ".join(
+        f"{check} {report.count(check).differences}"
+        for check in Check
+        if check not in report.skipped and report.count(check).differences
+    )
+    log.warning(
+        "reconciliation found %d differences (%s)",
+        report.total_differences,
+        counts,
+        extra={"outcome": "differences"},
+    )
+
+
 def _remember(summary: dict[str, Any]) -> None:
     """Best effort: a store that cannot take the summary must not change the exit status."""
     try:
@@ -116,6 +136,7 @@ def reconcile_command(days: int, csv_path: Path | None, no_provider: bool) -> No
         _remember({"ran_at": ran_at, "finished": False, "ok": False, "error": error_summary(exc)})
         sys.exit(EXIT_FAILED)
     _remember(result_summary(report, ran_at, provider=not no_provider))
+    log_result(report)
     click.echo(f"{report.transactions:,} journal transactions, {report.entries:,} entries")
     click.echo("\n".join(summary_lines(report)))
     if report.differences:

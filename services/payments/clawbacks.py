@@ -33,6 +33,8 @@ from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.clawbacks")
 ACTIVE_DISPUTE = ("open", "lost")
+# The outcome on the log line of a clawback that left the account in debt.
+CLAWBACK_INTO_DEBT = "clawback_into_debt"
 # Stripe's amounts have at most twelve digits. A larger one is no Stripe amount, and
 # past 2**63 no store keeps it: Firestore refuses it, so the event would fail for ever.
 MAX_STRIPE_AMOUNT = 10**12 - 1
@@ -236,6 +238,19 @@ class Clawbacks:
             reason=f"{what}: {moved} tokens taken back, debt now {entry.debt_after}",
             **{k: v for k, v in details.items() if isinstance(v, str)},
         )
+        if entry.debt_after:
+            # Its own line, so that a log-based metric counts accounts pushed into debt.
+            log.warning(
+                "%s clawback for purchase %s left the account owing %d tokens",
+                what,
+                purchase.id,
+                entry.debt_after,
+                extra={
+                    "purchase_id": purchase.id,
+                    "user_id": purchase.user_id,
+                    "outcome": CLAWBACK_INTO_DEBT,
+                },
+            )
         return f"{what}_clawed_back"
 
     def _move(self, before: Purchase, known: Purchase, what: str) -> Operation | None:
