@@ -17,6 +17,8 @@ import redis
 from services.ledger.model import TxnType
 from services.store import open_store
 from services.tokens import TokenLedger
+from tests.support.firestore_emulator import free_port
+from tests.support.pages_site import Site
 from tests.support.purchases import Buyer
 from tests.support.redis_server import RedisServer
 from tests.support.server import AppServer
@@ -83,3 +85,17 @@ def test_in_memory_each_server_counts_alone(tmp_path: Path) -> None:
     codes, balance = alternate(tmp_path, "memory://")
     assert codes == [200] * (BUDGET + 2)
     assert balance == 100 - BUDGET - 2
+
+
+def test_a_redis_that_does_not_answer_falls_back_to_counting_in_memory(tmp_path: Path) -> None:
+    nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
+    site = Site(tmp_path, RATELIMIT_STORAGE_URI=nothing_listens, RATELIMIT_SIGNIN="2 per minute")
+    try:
+        client = site.visitor().client
+        codes = [
+            client.post("/auth/dev-login", json={"email": f"u{n}@example.com"}).status_code
+            for n in range(3)
+        ]
+        assert codes == [200, 200, 429]
+    finally:
+        site.close()
