@@ -10,6 +10,7 @@ from api import deps
 from services.errors import InvalidPayload
 from services.payments.port import PaymentsError
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
+from services.payments.sandbox_dashboard import ACTIONS, valid_actions, view
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -62,7 +63,7 @@ def dashboard() -> str:
     gateway = sandbox()
     return render_template(
         "sandbox/dashboard.html",
-        sessions=gateway.list_sessions(),
+        payments=[view(row) for row in gateway.list_sessions()],
         pending=gateway.pending_deliveries(),
     )
 
@@ -82,8 +83,16 @@ def deliveries() -> Response:
 
 
 @bp.post("/sessions/<session_id>/<action>")
-def act(session_id: str, action: str) -> Response:
+def act(session_id: str, action: str) -> Response | tuple[str, int]:
     gateway = sandbox()
+    if action not in ACTIONS:
+        return error_page(404, f"the sandbox has no action {action!r}")
+    try:
+        payment = gateway.payment(session_id)
+    except PaymentsError:
+        return error_page(404, f"the sandbox has no payment {session_id!r}")
+    if action not in valid_actions(payment):
+        return error_page(409, f"a payment in this state cannot {ACTIONS[action].lower()}")
     if action == "settle":
         gateway.settle_bank_debit(session_id, succeeded=True)
     elif action == "fail":
@@ -97,3 +106,7 @@ def act(session_id: str, action: str) -> Response:
     elif action == "dispute":
         gateway.dispute(session_id)
     return cast(Response, redirect(url_for("sandbox.dashboard"), code=303))
+
+
+def error_page(status: int, message: str) -> tuple[str, int]:
+    return render_template("error.html", status=status, message=message), status

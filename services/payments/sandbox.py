@@ -324,6 +324,15 @@ class SandboxPayments:
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        """A checkout session or embedded payment intent as stored, for the dashboard."""
+        with self._db() as conn:
+            row = conn.execute("SELECT body FROM sessions WHERE id = ?", (payment_id,)).fetchone()
+        if row is None:
+            raise PaymentRefused(f"No such payment: {payment_id}")
+        found: dict[str, Any] = json.loads(row[0])
+        return found
+
     def pay_with_card(self, session_id: str, card_number: str) -> dict[str, Any]:
         problem = card_problem(card_number)
         if problem is not None:
@@ -338,9 +347,12 @@ class SandboxPayments:
         def change(session: dict[str, Any]) -> str | None:
             if session["status"] != "complete" or session["payment_status"] != "unpaid":
                 return None
+            if session.get("debit_failed"):  # settled already: it failed
+                return None
             if succeeded:
                 session["payment_status"] = "paid"
                 return "checkout.session.async_payment_succeeded"
+            session["debit_failed"] = True
             return "checkout.session.async_payment_failed"
 
         return self._change(session_id, change)
