@@ -42,7 +42,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.app_base_url.startswith("https://"),
-        PERMANENT_SESSION_LIFETIME=timedelta(days=7),
+        # The cookie ends with its server-side session (services/sessions.py): an absolute
+        # lifetime, not re-sent on every response, so it never slides.
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.sessions.lifetime_s),
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_CHECK_DEFAULT=False,  # checked below, only for cookie-authenticated calls
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )

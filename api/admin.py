@@ -23,7 +23,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 def operator() -> User:
     """The signed-in admin; 401 when signed out, 403 for everyone else."""
     user = deps.current_user()
-    if not is_admin(user, deps.settings(), deps.admin_claim()):
+    if not is_admin(user, deps.settings(), deps.admin_claim(), deps.verified_email()):
         raise NotAnOperator("this needs an operator account")
     return user
 

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, redirect, request, session
 from flask_wtf.csrf import generate_csrf
 
 from api import csrf, deps
+from services.auth import BearerIdentity
 from services.errors import NotSignedIn
 from services.payments.model import User
 
@@ -20,16 +21,31 @@ dev_bp = Blueprint("dev_auth", __name__, url_prefix="/auth")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def start_session(user: User, admin_claim: bool = False) -> None:
-    """A fresh session; Firebase's admin claim is kept as it was at sign-in.
+def start_session(
+    user: User,
+    source: str = "dev",
+    identity: BearerIdentity | None = None,
+) -> None:
+    """A fresh server-side session; the cookie carries only its random secret.
 
-    A claim removed later takes effect at the next sign-in (at most the
-    session's lifetime); the allow-lists in the settings apply at once.
+    The old session (and its CSRF token) is dropped first. Dev sign-in (sandbox
+    only) trusts the address typed in, which is what dev sign-in is for; a
+    Firebase session keeps the claim and verified email of its sign-in until
+    the next re-check (SESSION_RECHECK_SECONDS).
     """
+    old = session.get("sid")
+    if isinstance(old, str):
+        deps.services().sessions.end(old)
     session.clear()
-    session["user_id"] = user.id
-    if admin_claim:
-        session["admin_claim"] = True
+    secret = deps.services().sessions.start(
+        user.id,
+        source,
+        signed_in_at=identity.signed_in_at if identity else 0,
+        admin_claim=identity.admin_claim if identity else False,
+        operator_email=identity.verified_email if identity else user.email,
+    )
+    session["sid"] = secret
+    session["user_id"] = user.id  # app.py's CSRF check looks for a cookie session by it
     session.permanent = True
 
 
@@ -52,8 +68,11 @@ def firebase_session() -> Response:
     token = deps.json_body().get("id_token")
     if not isinstance(token, str) or not token.strip():
         raise NotSignedIn("send the Firebase ID token as id_token")
-    identity = deps.services().auth.verify_bearer(token.strip())
-    start_session(identity.user, identity.admin_claim)
+    services = deps.services()
+    identity = services.auth.verify_sign_in(
+        token.strip(), services.settings.sessions.sign_in_max_age_s
+    )
+    start_session(identity.user, "firebase", identity)
     user = identity.user
     return jsonify(success=True, user=user.public(), csrf_token=generate_csrf())
 
@@ -65,7 +84,12 @@ def csrf_token() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """JSON callers get JSON; the header's plain form goes back to the sign-in page."""
+    """Ends the session on the server, so every copy of the cookie stops working.
+
+    JSON callers get JSON; the header's plain form goes back to the sign-in page."""
+    secret = session.get("sid")
+    if isinstance(secret, str):
+        deps.services().sessions.end(secret)
     session.clear()
     if request.mimetype in FORM_TYPES:
         return cast(Response, redirect("/signin?signed_out=1", code=303))

@@ -53,10 +53,17 @@ def current_user() -> User:
     token = bearer_token()
     if token is not None:
         identity = services().auth.verify_bearer(token)
-        user, g.admin_claim = identity.user, identity.admin_claim
-    elif "user_id" in session:
-        user = services().auth.from_session(str(session["user_id"]))
-        g.admin_claim = session.get("admin_claim") is True
+        user, g.admin_claim, g.verified_email = (
+            identity.user,
+            identity.admin_claim,
+            identity.verified_email,
+        )
+    elif isinstance(session.get("sid"), str):
+        record = services().sessions.resolve(str(session["sid"]))
+        user = services().auth.from_session(record.user_id)
+        g.admin_claim, g.verified_email = record.admin_claim, record.operator_email
+    elif "user_id" in session:  # a cookie from before server-side sessions: sign in again
+        raise NotSignedIn("the session has ended; sign in again")
     else:
         raise NotSignedIn("sign in first")
     g.user = user
@@ -66,7 +73,15 @@ def current_user() -> User:
 def admin_claim() -> bool:
     """Whether the caller's Firebase ID token carries admin=true.
 
-    A bearer token is read as sent; a cookie session keeps the claim its sign-in token had.
+    A bearer token is read as sent; a cookie session has the claim as of its last
+    check with Firebase (at most SESSION_RECHECK_SECONDS old).
     """
     current_user()
     return bool(g.get("admin_claim", False))
+
+
+def verified_email() -> str | None:
+    """The caller's email as far as it may grant operator rights (see access.is_admin)."""
+    current_user()
+    email = g.get("verified_email")
+    return email if isinstance(email, str) else None

@@ -16,6 +16,7 @@ from config.catalog import Catalog, load_catalog
 from config.errors import ConfigError
 from config.hardening import bind_problems, production_problems, stripe_mode_problems
 from config.limits import RateLimits, load_rate_limits
+from config.sessions import SessionPolicy, load_session_policy
 
 APP_ENVS = ("development", "test", "production")
 DEFAULT_STORE_URL = "sqlite:///instance/tokens.db"
@@ -50,6 +51,7 @@ class Settings:
     firebase_auth_domain: str | None = None  # default: <FIREBASE_PROJECT_ID>.firebaseapp.com
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)  # config/limits.py
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)  # config/sessions.py
 
     @property
     def payments_mode(self) -> str:
@@ -190,6 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         firebase_auth_domain=_auth_domain(env.get("FIREBASE_AUTH_DOMAIN"), project_id, problems),
         catalog=catalog,
         rate_limits=load_rate_limits(env, problems, production=app_env == "production"),
+        sessions=load_session_policy(env, problems),
     )
     if settings.is_production:
         problems.extend(_production_problems(settings, env))

@@ -11,6 +11,7 @@ from services.payments.events import EventProcessor
 from services.payments.fulfilment import Fulfilment
 from services.payments.port import PaymentsGateway
 from services.security import SecurityService
+from services.sessions import SessionService
 from services.store import open_store
 from services.store.port import Store
 from services.tokens import TokenLedger
@@ -28,6 +29,7 @@ class Services:
     fulfilment: Fulfilment
     events: EventProcessor
     auth: AuthService
+    sessions: SessionService
     transfers: TransferService
 
 
@@ -64,5 +66,6 @@ def build_services(settings: Settings) -> Services:
         fulfilment=fulfilment,
         events=EventProcessor(store, fulfilment),
         auth=AuthService(store, verifier, ledger, settings.signup_bonus),
+        sessions=SessionService(store, settings.sessions, verifier),
         transfers=TransferService(ledger, store),
     )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
 from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
+from services.session_model import SessionRecord
 
 
 class LedgerStore(Protocol):
@@ -186,5 +187,22 @@ class OperationsStore(Protocol):
         """Newest first; only records about ``target`` when given."""
 
 
-class Store(LedgerStore, PurchaseStore, OperationsStore, Protocol):
+class SessionStore(Protocol):
+    """Signed-in sessions, so that the server can end one for every copy of its cookie."""
+
+    def create_session(self, record: SessionRecord) -> None: ...
+
+    def get_session(self, session_id: str) -> SessionRecord | None: ...
+
+    def update_session(self, record: SessionRecord) -> None:
+        """Replace a stored session; nothing happens when it has ended meanwhile."""
+
+    def delete_session(self, session_id: str) -> None:
+        """End the session; nothing happens when there is none."""
+
+    def set_user_email(self, user_id: str, email: str) -> None:
+        """Replace the stored user's email (a verified address from sign-in)."""
+
+
+class Store(LedgerStore, PurchaseStore, OperationsStore, SessionStore, Protocol):
     """What every adapter implements."""

@@ -35,6 +35,7 @@ from services.store.sqlite_operations import (
     migration_needed,
 )
 from services.store.sqlite_purchases import OPEN_ACCOUNT, PURCHASE_SCHEMA, SqlitePurchases
+from services.store.sqlite_sessions import SESSION_SCHEMA, SqliteSessions
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -212,7 +213,7 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     return JournalTransaction.from_dict(data)
 
 
-class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts):
+class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSessions):
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
@@ -223,7 +224,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts):
         self._lock = threading.Lock()
         with self._guard():
             conn = self._conn()
-            conn.executescript(SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA)
+            conn.executescript(SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA + SESSION_SCHEMA)
             upgrade = "holds" not in _account_columns(conn) or migration_needed(conn)
         if upgrade:
             self._write(_upgrade)

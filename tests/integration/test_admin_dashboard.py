@@ -27,11 +27,10 @@ from services.ledger.model import format_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
 from services.payments.sandbox import SandboxPayments
 from services.payments.signature import sign
-from tests.support.firebase_tokens import emulator_id_token
+from tests.support.firebase_auth_emulator import FirebaseAuthEmulator
 from tests.support.purchases import event, session_object
 
 OPS_EMAIL = "ops@example.com"
-PROJECT = "demo-admin-claims"
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
@@ -205,25 +204,29 @@ def test_recording_a_failure_never_hides_the_error(
     assert (failed.status_code, failed.get_json()["code"]) == (503, "storage_unavailable")
 
 
-def claim_headers(uid: str, admin: bool) -> dict[str, str]:
-    custom: dict[str, object] = {"admin": True} if admin else {}
-    token = emulator_id_token(PROJECT, uid, f"{uid}@example.com", custom=custom)
-    return {"Authorization": f"Bearer {token}"}
+def claim_headers(
+    emulator: FirebaseAuthEmulator, email: str, admin: bool
+) -> tuple[str, dict[str, str]]:
+    """A user of the Auth emulator and a bearer header with its fresh ID token."""
+    uid, _ = emulator.sign_up(email, "secret-pass")
+    if admin:
+        emulator.set_claims(uid, {"admin": True})
+    return uid, {"Authorization": f"Bearer {emulator.sign_in(email, 'secret-pass')}"}
 
 
 def test_a_firebase_admin_claim_opens_the_dashboard(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, firebase_auth_emulator: FirebaseAuthEmulator
 ) -> None:
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
     app = create_app(
         {
             "STORE_URL": f"sqlite:///{tmp_path}/tokens.db",
             "SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"),
-            "FIREBASE_PROJECT_ID": PROJECT,
+            "FIREBASE_PROJECT_ID": firebase_auth_emulator.project_id,
         }
     )
     client = app.test_client()
-    admin, other = claim_headers("claimed-admin", True), claim_headers("plain-user", False)
+    admin_id, admin = claim_headers(firebase_auth_emulator, "claimed@example.com", True)
+    plain_id, other = claim_headers(firebase_auth_emulator, "plain@example.com", False)
     assert client.get("/admin", headers=admin).status_code == 200
     assert client.get("/admin", headers=other).status_code == 403
     api = "/admin/api/purchases/pur_none"
@@ -231,12 +234,12 @@ def test_a_firebase_admin_claim_opens_the_dashboard(
     assert client.get(api, headers=other).get_json()["code"] == "forbidden"
     granted = client.post(
         "/admin/api/grants",
-        json={"user": "plain-user", "amount": 7, "reason": "claim test"},
+        json={"user": plain_id, "amount": 7, "reason": "claim test"},
         headers={**admin, "Idempotency-Key": "claim-1"},
     )
     assert granted.get_json()["balance"] == 7
-    [record_] = services(app).store.list_audit(5, target="user:plain-user")
-    assert (record_.admin_id, record_.action) == ("claimed-admin", "grant_tokens")
+    [record_] = services(app).store.list_audit(5, target=f"user:{plain_id}")
+    assert (record_.admin_id, record_.action) == (admin_id, "grant_tokens")
     services(app).store.close()
 
 
