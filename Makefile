@@ -56,16 +56,15 @@ $(FIREBASE_SDK_STAMP): $(FIREBASE_SDK_DIR)/package.json $(FIREBASE_SDK_DIR)/pack
 firebase-sdk: $(FIREBASE_SDK_STAMP)
 	node $(FIREBASE_SDK_DIR)/build.mjs
 
-pytest: $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP) $(FIREBASE_SDK_STAMP) redis-server
+pytest: system-packages $(DEV_STAMP) $(FIREBASE_TOOLS_STAMP) $(FIREBASE_SDK_STAMP)
 	$(BIN)/pytest
 
-.PHONY: redis-server
-# Debian's redis-server, for the test of limits shared through Redis; installed when missing.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || \
-		(apt-get update -qq && apt-get install -y -qq redis-server)
+.PHONY: system-packages
+# Java, Chromium, redis-server and npm: installed when missing, or the exact command shown.
+system-packages:
+	@ops/setup-test-machine
 
-test: lint typecheck pytest
+test: system-packages lint typecheck pytest
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.ledger_bench --store all --write docs/benchmarks.md

@@ -59,7 +59,7 @@ def browser() -> Iterator[Browser]:
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium "
-            "(apt-get install chromium; .ci/run does this)",
+            "(make test installs it through ops/setup-test-machine; or apt-get install chromium)",
             pytrace=False,
         )
     with sync_playwright() as playwright:

@@ -17,7 +17,8 @@ from playwright.sync_api import Locator, Page, Route, ViewportSize, expect
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_ROOT = ROOT / "build" / "browser"
 DOCS_DIR = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's package puts it here; CHROMIUM names another path (ops/setup-test-machine reads it too).
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
