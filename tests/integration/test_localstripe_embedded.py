@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.localstripe_server import API_KEY, LocalStripe
 from tests.support.purchases import wait_for
 from tests.support.server import AppServer
 
-PROJECT = "demo-token-store"
+PROJECT = DEFAULT_PROJECT  # the Auth emulator's
 SECRET = "whsec_localstripe_embedded"
 
 
@@ -30,14 +31,18 @@ def localstripe() -> Iterator[LocalStripe]:
 
 
 @pytest.fixture
-def stripe_app(localstripe: LocalStripe, tmp_path: Path) -> Iterator[AppServer]:
+def stripe_app(
+    localstripe: LocalStripe, tmp_path: Path, firebase_auth_emulator: FirebaseAuthEmulator
+) -> Iterator[AppServer]:
+    # firebase-admin checks revocation against the user record: the user must exist.
+    firebase_auth_emulator.create_user("uid-embedded", "embedded@example.com")
     server = AppServer(
         {
             "STRIPE_SECRET_KEY": API_KEY,
             "STRIPE_API_BASE": localstripe.url,
             "STRIPE_WEBHOOK_SECRET": SECRET,
             "FIREBASE_PROJECT_ID": PROJECT,
-            "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+            "FIREBASE_AUTH_EMULATOR_HOST": firebase_auth_emulator.host,
             "STORE_URL": f"sqlite:///{tmp_path}/tokens.db",
         }
     ).start()

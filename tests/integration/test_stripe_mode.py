@@ -14,25 +14,32 @@ import pytest
 import requests
 
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
+from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.purchases import event, send, session_object
 from tests.support.server import AppServer, tokens_cli
 
-PROJECT = "demo-token-store"
+PROJECT = DEFAULT_PROJECT  # the Auth emulator's
+USERS = ("uid-ann", "uid-bob", "uid-carol", "uid-dan")
 SECRET = "whsec_stripe_mode_test"
 
 fake_stripe = pytest.fixture(running_fake)
 
 
 @pytest.fixture
-def stripe_app(fake_stripe: FakeStripeApi, tmp_path: Path) -> Iterator[AppServer]:
+def stripe_app(
+    fake_stripe: FakeStripeApi, tmp_path: Path, firebase_auth_emulator: FirebaseAuthEmulator
+) -> Iterator[AppServer]:
+    # firebase-admin checks revocation against the user record: the users must exist.
+    for uid in USERS:
+        firebase_auth_emulator.create_user(uid, f"{uid}@example.com", verified=True)
     server = AppServer(
         {
             "STRIPE_SECRET_KEY": "sk_test_token_store",
             "STRIPE_API_BASE": fake_stripe.url,
             "STRIPE_WEBHOOK_SECRET": f"{SECRET},whsec_previous_secret",
             "FIREBASE_PROJECT_ID": PROJECT,
-            "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+            "FIREBASE_AUTH_EMULATOR_HOST": firebase_auth_emulator.host,
             "STORE_URL": f"sqlite:///{tmp_path}/tokens.db",
         }
     ).start()
@@ -41,7 +48,9 @@ def stripe_app(fake_stripe: FakeStripeApi, tmp_path: Path) -> Iterator[AppServer
 
 
 def bearer(uid: str, project: str = PROJECT) -> dict[str, str]:
-    return {"Authorization": f"Bearer {emulator_id_token(project, uid, f'{uid}@example.com')}"}
+    verified: dict[str, object] = {"email_verified": True}
+    token = emulator_id_token(project, uid, f"{uid}@example.com", verified)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def checkout(app: AppServer, uid: str, package: str = "popular") -> requests.Response:

@@ -172,6 +172,20 @@ class FirebaseAuthEmulator:
             raise FirebaseAuthEmulatorError(f"no verification code was sent to {email}")
         self._post("accounts:update", {"oobCode": mine[-1]["oobCode"]})
 
+    def create_user(self, uid: str, email: str | None = None, verified: bool = False) -> None:
+        """A user with a chosen uid (Admin SDK create_user); an existing uid is left as is.
+
+        Its tokens can then be hand-built (tests.support.firebase_tokens): firebase-admin's
+        revocation check only needs the user to exist, enabled and not revoked."""
+        body: dict[str, Any] = {"localId": uid, "emailVerified": verified}
+        if email:
+            body["email"] = email
+        try:
+            self._admin("", body)
+        except FirebaseAuthEmulatorError as exc:
+            if "DUPLICATE" not in str(exc):
+                raise
+
     def set_claims(self, uid: str, claims: dict[str, Any]) -> None:
         """Custom claims, as the Admin SDK's set_custom_user_claims sets them."""
         self._admin(":update", {"localId": uid, "customAttributes": json.dumps(claims)})
