@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.auth import dev_user_id
+from tests.support.firebase_auth_emulator import FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.pages_site import Site, Visitor, text
 
@@ -309,21 +310,28 @@ SELF_ONLY_PAGES = [
 ]
 
 
-def firebase_visitor(site: Site, monkeypatch: pytest.MonkeyPatch, uid: str) -> Visitor:
-    """A visitor signed in through /auth/session with an emulator-style token."""
-    visitor = site.visitor("https://tokens.example")
-    headers = {"X-CSRFToken": visitor.csrf(), "Referer": "https://tokens.example/signin"}
-    with monkeypatch.context() as patch:  # firebase-admin accepts unsigned tokens only so
-        patch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
-        token = emulator_id_token("demo-pages", uid, f"{uid}@example.com")
-        response = visitor.post("/auth/session", json={"id_token": token}, headers=headers)
-    assert response.status_code == 200, text(response)
-    return visitor
+@pytest.fixture
+def emulator_site(tmp_path: Path, firebase_auth_emulator: FirebaseAuthEmulator) -> Iterator[Site]:
+    """The production-like site signing in against the Firebase Auth emulator (which the
+    fixture has put in FIREBASE_AUTH_EMULATOR_HOST)."""
+    site = Site(
+        tmp_path, **(PRODUCTION_ENV | {"FIREBASE_PROJECT_ID": firebase_auth_emulator.project_id})
+    )
+    yield site
+    site.close()
 
 
 @pytest.fixture
-def production_visitor(production_site: Site, monkeypatch: pytest.MonkeyPatch) -> Visitor:
-    return firebase_visitor(production_site, monkeypatch, "uid-pat")
+def production_visitor(
+    emulator_site: Site, firebase_auth_emulator: FirebaseAuthEmulator
+) -> Visitor:
+    """Signed in through /auth/session with an ID token the emulator issued at sign-up."""
+    _, token = firebase_auth_emulator.sign_up("pat@example.com", "pat-password")
+    visitor = emulator_site.visitor("https://tokens.example")
+    headers = {"X-CSRFToken": visitor.csrf(), "Referer": "https://tokens.example/signin"}
+    response = visitor.post("/auth/session", json={"id_token": token}, headers=headers)
+    assert response.status_code == 200, text(response)
+    return visitor
 
 
 def test_production_buy_page_allows_stripe_and_nothing_from_google(
@@ -348,6 +356,7 @@ def test_production_sign_in_page_allows_firebase_and_nothing_from_stripe(
 def test_production_pages_without_third_party_scripts_allow_only_this_site(
     production_visitor: Visitor, path: str
 ) -> None:
+    """Also with the Auth emulator configured: only /signin may talk to it."""
     headers = headers_of(production_visitor, path)
     assert headers["Strict-Transport-Security"].startswith("max-age=")
     assert policy(assert_common_headers(headers)) == SELF_ONLY
@@ -387,27 +396,17 @@ def test_a_sandbox_sign_in_page_is_self_only(site: Site) -> None:
     assert policy(assert_common_headers(headers)) == SELF_ONLY
 
 
-@pytest.fixture
-def emulator_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9199")
-    site = Site(tmp_path, **PRODUCTION_ENV)
-    yield site
-    site.close()
-
-
-def test_with_the_auth_emulator_the_sign_in_page_talks_to_it(emulator_site: Site) -> None:
+def test_with_the_auth_emulator_the_sign_in_page_talks_to_it(
+    emulator_site: Site, firebase_auth_emulator: FirebaseAuthEmulator
+) -> None:
     response = emulator_site.visitor("https://tokens.example").get("/signin")
-    assert 'data-auth-emulator="http://127.0.0.1:9199"' in text(response)
-    allowed = policy(response.headers["Content-Security-Policy"])
-    emulator = "http://127.0.0.1:9199"
-    assert allowed["connect-src"] == SIGNIN_PAGE["connect-src"] | {emulator}
-    assert allowed["frame-src"] == SIGNIN_PAGE["frame-src"] | {emulator}
-
-
-def test_other_pages_do_not_allow_the_auth_emulator(emulator_site: Site) -> None:
-    visitor = emulator_site.visitor("https://tokens.example")
-    for path in ["/", "/static/app.css", "/no-such-page"]:
-        assert policy(headers_of(visitor, path)["Content-Security-Policy"]) == SELF_ONLY, path
+    emulator = firebase_auth_emulator.url
+    assert f'data-auth-emulator="{emulator}"' in text(response)
+    domain = f"https://{firebase_auth_emulator.project_id}.firebaseapp.com"
+    assert policy(response.headers["Content-Security-Policy"]) == SIGNIN_PAGE | {
+        "frame-src": {domain, emulator},
+        "connect-src": SIGNIN_PAGE["connect-src"] | {emulator},
+    }
 
 
 def test_production_sign_in_uses_firebase_not_the_development_form(production_site: Site) -> None:
