@@ -145,3 +145,22 @@ class NotAnOperator(DomainError):
 class AlertNotFound(DomainError):
     code = "alert_not_found"
     http_status = 404
+
+
+class UsageSessionNotFound(DomainError):
+    code = "usage_session_not_found"
+    http_status = 404
+
+
+class UsageSessionExpired(DomainError):
+    """The session's time ran out: it keeps what was captured and takes no more."""
+
+    code = "usage_session_expired"
+    http_status = 409
+
+
+class ReserveExceeded(DomainError):
+    """An increment larger than what is left of the session's reserve."""
+
+    code = "reserve_exceeded"
+    http_status = 409

@@ -36,6 +36,7 @@ from services.ledger.model import (
     utc_now,
 )
 from services.ledger.rules import validate, validate_key, validate_user_id
+from services.ledger.usage import close_op
 from services.store.port import LedgerStore
 
 MAX_PAGE = 100
@@ -228,7 +229,10 @@ class TokenLedger:
 
     def release(self, user_id: str, hold_id: str) -> JournalTransaction:
         """Give a hold's tokens back to the available balance, spending nothing."""
-        hold = self.store.get_account(validate_user_id(user_id)).holds.get(hold_id)
+        account = self.store.get_account(validate_user_id(user_id))
+        if hold_id in account.metered:  # a usage session: closing it releases the rest
+            return self._apply(close_op(user_id, hold_id))
+        hold = account.holds.get(hold_id)
         if hold is None:
             return self._settled(user_id, hold_id, OpKind.RELEASE)
         return self._settle(

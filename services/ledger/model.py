@@ -34,6 +34,11 @@ class OpKind(StrEnum):
     TRANSFER = "transfer"
     CLAWBACK = "clawback"
     REPAY_DEBT = "repay_debt"
+    # A usage session: a hold captured in increments, topped up, then closed.
+    USAGE_START = "usage_start"
+    USAGE_CHARGE = "usage_charge"
+    USAGE_TOP_UP = "usage_top_up"
+    USAGE_CLOSE = "usage_close"
 
 
 class TxnType(StrEnum):
@@ -50,6 +55,10 @@ class TxnType(StrEnum):
     HOLD = "hold"
     HOLD_RELEASE = "hold_release"
     ADJUSTMENT = "adjustment"  # an operator's correction, up or down, with a reason
+    USAGE_START = "usage_start"  # tokens reserved for metered use
+    USAGE = "usage"  # one increment of metered use, spent
+    USAGE_TOP_UP = "usage_top_up"  # more tokens reserved for the same session
+    USAGE_CLOSE = "usage_close"  # the session ended; what it did not use is released
 
 
 # Which journal types each operation may carry, and the system account
@@ -65,6 +74,10 @@ ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
     OpKind.HOLD: frozenset({TxnType.HOLD}),
     OpKind.CAPTURE: frozenset({TxnType.SPEND}),
     OpKind.RELEASE: frozenset({TxnType.HOLD_RELEASE}),
+    OpKind.USAGE_START: frozenset({TxnType.USAGE_START}),
+    OpKind.USAGE_CHARGE: frozenset({TxnType.USAGE}),
+    OpKind.USAGE_TOP_UP: frozenset({TxnType.USAGE_TOP_UP}),
+    OpKind.USAGE_CLOSE: frozenset({TxnType.USAGE_CLOSE}),
 }
 COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.PURCHASE: SystemAccount.ISSUANCE,
@@ -78,6 +91,10 @@ COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.HOLD_RELEASE: SystemAccount.SPEND,
     # An adjustment corrects what was issued, so it stands against issuance.
     TxnType.ADJUSTMENT: SystemAccount.ISSUANCE,
+    TxnType.USAGE_START: SystemAccount.SPEND,
+    TxnType.USAGE: SystemAccount.SPEND,
+    TxnType.USAGE_TOP_UP: SystemAccount.SPEND,
+    TxnType.USAGE_CLOSE: SystemAccount.SPEND,
 }
 
 
@@ -123,6 +140,10 @@ class Account:
     # Open holds: hold id -> (tokens, expires_at). An expired hold stops counting
     # at once and is dropped at the account's next write: released on next access.
     holds: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    # Holds that are usage sessions: hold id -> tokens captured so far. Such a
+    # hold's amount is what is left of its reserve; it stays after expiry until
+    # closed, so the close records what was captured.
+    metered: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -130,6 +151,10 @@ class Account:
 
     def active_holds(self, now: str) -> dict[str, tuple[int, str]]:
         return {k: v for k, v in self.holds.items() if v[1] > now}
+
+    def kept_holds(self, now: str) -> dict[str, tuple[int, str]]:
+        """The holds a write keeps: active ones, and usage sessions until they are closed."""
+        return {k: v for k, v in self.holds.items() if v[1] > now or k in self.metered}
 
     def held(self, now: str) -> int:
         return min(self.balance, sum(amount for amount, _ in self.active_holds(now).values()))
@@ -139,7 +164,12 @@ class Account:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["holds"] = {k: [amount, until] for k, (amount, until) in self.holds.items()}
+        # A session's captured count rides in its hold, so adapters store it unchanged.
+        del data["metered"]
+        data["holds"] = {
+            k: [amount, until] + ([self.metered[k]] if k in self.metered else [])
+            for k, (amount, until) in self.holds.items()
+        }
         return data
 
     @classmethod
@@ -152,6 +182,7 @@ class Account:
             seq=int(data["seq"]),
             created_at=str(data["created_at"]),
             holds={k: (int(v[0]), str(v[1])) for k, v in holds.items()},
+            metered={k: int(v[2]) for k, v in holds.items() if len(v) > 2},
         )
 
 

@@ -37,6 +37,7 @@ from services.ledger.model import (
     parse_time,
     user_account,
 )
+from services.ledger.usage import USAGE_KINDS, plan_usage
 
 MAX_AMOUNT = 10**12
 # Far below int64, so that no sum in SQLite or Firestore can overflow.
@@ -77,7 +78,11 @@ def validate_user_id(user_id: object) -> str:
 def validate(op: Operation) -> Operation:
     """Check the shape of an operation; raises a DomainError naming the problem."""
     validate_key(op.key)
-    validate_amount(op.amount)
+    if op.kind is OpKind.USAGE_CLOSE:
+        if op.amount != 0:
+            raise InvalidAmount("closing a usage session moves no tokens itself; amount must be 0")
+    else:
+        validate_amount(op.amount)
     for user_id in op.user_ids:
         validate_user_id(user_id)
     if op.type not in ALLOWED_TYPES[op.kind]:
@@ -123,6 +128,7 @@ class _Builder:
         self.created_at = created_at
         self.entries: list[Entry] = []
         self.accounts: dict[str, Account] = {}
+        self.facts: dict[str, str] = {}  # what the plan found, added to the refs
 
     def user(
         self,
@@ -130,6 +136,7 @@ class _Builder:
         amount: int,
         debt_delta: int = 0,
         holds: Mapping[str, tuple[int, str]] | None = None,
+        metered: Mapping[str, int] | None = None,
     ) -> None:
         after = Account(
             user_id=account.user_id,
@@ -138,7 +145,9 @@ class _Builder:
             seq=account.seq + 1,
             created_at=account.created_at,
             # Every write drops expired holds: they are released on next access.
-            holds=account.active_holds(self.created_at) if holds is None else holds,
+            # Usage sessions stay until closed, so their close records what was captured.
+            holds=account.kept_holds(self.created_at) if holds is None else holds,
+            metered=account.metered if metered is None else metered,
         )
         other = [u for u in self.op.user_ids if u != account.user_id]
         self.accounts[account.user_id] = after
@@ -178,7 +187,7 @@ class _Builder:
             kind=self.op.kind,
             type=self.op.type,
             reason=self.op.reason,
-            refs=dict(self.op.refs),
+            refs={**self.op.refs, **self.facts},
             created_at=self.created_at,
             entries=tuple(self.entries),
         )
@@ -194,6 +203,8 @@ def plan(
     amount = op.amount
     if op.kind in (OpKind.HOLD, OpKind.CAPTURE, OpKind.RELEASE):
         _plan_hold(builder, account, op)
+    elif op.kind in USAGE_KINDS:
+        _plan_usage(builder, account, op)
     elif op.kind is OpKind.CREDIT:
         _check_ceiling(account, amount)
         builder.system(-amount)
@@ -232,19 +243,22 @@ def _plan_hold(builder: _Builder, account: Account, op: Operation) -> None:
     """Holds reserve tokens on the account; only a capture moves any."""
     now = builder.created_at
     active = account.active_holds(now)
+    kept = account.kept_holds(now)  # with usage sessions, which stay until closed
     if op.kind is OpKind.HOLD:
         ttl = op.refs.get("ttl_s", "")
         if not ttl.isdigit() or not 0 < int(ttl) <= MAX_HOLD_S:
             raise InvalidAmount(f"a hold lasts 1 to {MAX_HOLD_S} seconds, got {ttl!r}")
         expires = format_time(parse_time(now) + timedelta(seconds=int(ttl)))
         _check_spendable(account, op.amount, now)
-        builder.user(account, 0, holds={**active, op.transaction_id: (op.amount, expires)})
+        builder.user(account, 0, holds={**kept, op.transaction_id: (op.amount, expires)})
         return
     hold_id = op.refs.get("hold_id", "")
     hold = active.get(hold_id) if op.kind is OpKind.CAPTURE else account.holds.get(hold_id)
+    if hold_id in account.metered:
+        hold = None  # a usage session is charged and closed through its own operations
     if hold is None:
         raise HoldNotFound(f"no open hold {hold_id!r}: it expired, or was captured or released")
-    rest = {k: v for k, v in active.items() if k != hold_id}
+    rest = {k: v for k, v in kept.items() if k != hold_id}
     if op.kind is OpKind.RELEASE:
         builder.user(account, 0, holds=rest)
         return
@@ -254,6 +268,14 @@ def _plan_hold(builder: _Builder, account: Account, op: Operation) -> None:
         raise InsufficientBalance(f"balance is {account.balance} tokens, {op.amount} needed")
     builder.user(account, -op.amount, holds=rest)
     builder.system(op.amount)
+
+
+def _plan_usage(builder: _Builder, account: Account, op: Operation) -> None:
+    step = plan_usage(op, account, builder.created_at, _check_spendable)
+    builder.user(account, -step.spent, holds=step.holds, metered=step.metered)
+    if step.spent:
+        builder.system(step.spent)
+    builder.facts.update(step.facts)
 
 
 def replay(existing: JournalTransaction, op: Operation) -> JournalTransaction:
