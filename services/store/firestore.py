@@ -36,8 +36,6 @@ from services.ledger.model import (
 )
 from services.ledger.rules import execute
 from services.store.firestore_alerts import FirestoreAlerts
-from services.store.firestore_client import open_client
-from services.store.firestore_deadline import BudgetSpent, OutageMemory, budget, remaining_s
 from services.store.firestore_operations import FirestoreOperations
 from services.store.firestore_purchases import FirestorePurchases, create_if_absent
 from services.store.firestore_sessions import FirestoreSessions
@@ -58,14 +56,6 @@ _TRANSIENT = (
     gexc.InternalServerError,
     gexc.RetryError,
 )
-
-
-def _driver_error(exc: BaseException) -> BaseException:
-    """The error behind ``exc``: a transaction whose begin failed raises the library's
-    ValueError (nothing to roll back), with the driver's error as its context."""
-    if isinstance(exc, ValueError) and isinstance(exc.__context__, gexc.GoogleAPIError):
-        return exc.__context__
-    return exc
 
 
 def _is_contention(exc: BaseException) -> bool:
@@ -118,8 +108,7 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def __init__(self, project: str, client: firestore.Client | None = None) -> None:
         if not project:
             raise ValueError("firestore:// needs a project id, e.g. firestore://my-project")
-        self.db = client or open_client(project)
-        self._outage = OutageMemory()  # every call here runs in a budget of its own
+        self.db = client or firestore.Client(project=project)
         # Threads of this process that write the same account queue here
         # instead of colliding inside Firestore, where two transactions that
         # read and then write one document abort each other. Other processes
@@ -143,12 +132,10 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return self.db.collection(ENTRIES).document(entry_id)
 
     def _call(self, work: Callable[[], T]) -> T:
-        """Run a read or a single write in one time budget, turning driver errors
-        (a spent budget among them) into StorageError."""
+        """Run a read or a single write, turning driver errors into StorageError."""
         try:
-            with budget(self._outage):
-                return work()
-        except gexc.GoogleAPIError as exc:
+            return work()
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             if _is_contention(exc):
                 raise StorageContention(f"Firestore contention: {exc}") from exc
             raise StorageUnavailable(f"Firestore failed: {exc}") from exc
@@ -159,39 +146,23 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def _in_transaction(
         self, body: Callable[[firestore.Transaction], T], read_only: bool = False
     ) -> T:
-        """Run ``body`` in a transaction, retrying contention with jittered backoff,
-        all attempts in one time budget."""
-        try:
-            with budget(self._outage):
-                return self._attempts(body, read_only)
-        except BudgetSpent as exc:
-            raise StorageUnavailable(f"Firestore did not answer in time: {exc}") from exc
-
-    def _attempts(self, body: Callable[[firestore.Transaction], T], read_only: bool) -> T:
+        """Run ``body`` in a transaction, retrying contention with jittered backoff."""
         delay = BACKOFF_START_S
         for attempt in range(CONTENTION_ATTEMPTS):
             transaction = self.db.transaction(read_only=read_only)
             try:
                 return firestore.transactional(body)(transaction)  # type: ignore[no-any-return]
-            except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as caught:
-                exc = _driver_error(caught)
+            except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
                 retryable = _is_contention(exc) or isinstance(exc, _TRANSIENT)
                 if not retryable:
                     if isinstance(exc, ValueError):
                         raise
-                    if isinstance(exc, BudgetSpent):
-                        raise exc from None  # the budget ends the call: see _in_transaction
                     raise StorageUnavailable(f"Firestore failed: {exc}") from exc
                 if attempt == CONTENTION_ATTEMPTS - 1:
                     if _is_contention(exc):
                         raise StorageContention(
                             f"Firestore contention persisted after {CONTENTION_ATTEMPTS} attempts"
                         ) from exc
-                    raise StorageUnavailable(f"Firestore unavailable: {exc}") from exc
-                left = remaining_s()
-                if left is not None and left < delay:  # no time for another attempt
-                    if _is_contention(exc):
-                        raise StorageContention(f"Firestore contention: {exc}") from exc
                     raise StorageUnavailable(f"Firestore unavailable: {exc}") from exc
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, BACKOFF_MAX_S)
