@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Blueprint, Response, redirect, render_template, request
+from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.exceptions import NotFound
 
 from api import csrf, deps
 from api.auth import start_session
 from api.redirects import safe_next
-from api.security_headers import auth_emulator_origin, uses_firebase_js
+from api.security_headers import EMULATOR_ORIGIN_CONFIG, uses_firebase_js
 from services.errors import DomainError
 
 bp = Blueprint("signin", __name__)
@@ -32,7 +32,7 @@ def render_signin(
         username=username,
         dev_signin=dev_signin_enabled(),
         firebase=uses_firebase_js(settings),
-        auth_emulator=auth_emulator_origin(settings),
+        auth_emulator=current_app.config[EMULATOR_ORIGIN_CONFIG],
         settings=settings,
         signed_out=request.args.get("signed_out") == "1",
     )

@@ -32,6 +32,8 @@ FIREBASE_API = ("https://identitytoolkit.googleapis.com", "https://securetoken.g
 # The variable firebase-admin reads: the browser must use the emulator the server trusts.
 AUTH_EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
 EMULATOR_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}:[0-9]{1,5}$")
+# Where the app keeps the emulator's origin, read once: the page and its CSP must agree.
+EMULATOR_ORIGIN_CONFIG = "FIREBASE_AUTH_EMULATOR_ORIGIN"
 BUY_ENDPOINT = "pages.buy.buy_tokens"
 SIGNIN_ENDPOINT = "pages.signin.signin_page"
 # Probes reach the container directly over http; they must not be redirected.
@@ -100,14 +102,13 @@ def firebase_sources(settings: Settings, emulator: str | None) -> Sources:
     }
 
 
-def page_policies(settings: Settings) -> dict[str, dict[str, str]]:
+def page_policies(settings: Settings, emulator: str | None) -> dict[str, dict[str, str]]:
     """Endpoint -> its own policy, for the pages that run third-party JavaScript."""
     policies = {}
     if uses_stripe_js(settings):
         policies[BUY_ENDPOINT] = content_security_policy(stripe_sources())
     if uses_firebase_js(settings):
-        sources = firebase_sources(settings, auth_emulator_origin(settings))
-        policies[SIGNIN_ENDPOINT] = content_security_policy(sources)
+        policies[SIGNIN_ENDPOINT] = content_security_policy(firebase_sources(settings, emulator))
     return policies
 
 
@@ -145,7 +146,9 @@ def install_security_headers(app: Flask, settings: Settings) -> None:
         referrer_policy="strict-origin-when-cross-origin",
         x_content_type_options=True,
     )
-    for endpoint, policy in page_policies(settings).items():
+    emulator = auth_emulator_origin(settings) if uses_firebase_js(settings) else None
+    app.config[EMULATOR_ORIGIN_CONFIG] = emulator
+    for endpoint, policy in page_policies(settings, emulator).items():
         set_view_options(app, endpoint, {"content_security_policy": policy})
     for endpoint in PLAIN_HTTP_ENDPOINTS:
         set_view_options(app, endpoint, {"force_https": False})
