@@ -33,6 +33,7 @@ ENV_SEED = "TOKEN_STORE_FAULTS_SEED"
 # The points, each between two steps of one operation.
 BEFORE_EVENT_RECORD = "before_event_record"  # event handled, its id not yet recorded
 AFTER_CREDIT_COMMIT = "after_credit_commit"  # credit committed, debt not yet settled
+AFTER_RESTORE_COMMIT = "after_restore_commit"  # won dispute restored, debt not yet settled
 SQLITE_BEFORE_COMMIT = "sqlite_before_commit"  # journal and accounts written, no COMMIT
 FIRESTORE_BEFORE_COMMIT = "firestore_before_commit"  # transaction writes queued, no commit
 AFTER_SPEND_APPLY = "after_spend_apply"  # spend committed, no answer sent
@@ -41,6 +42,7 @@ POINTS = frozenset(
     {
         BEFORE_EVENT_RECORD,
         AFTER_CREDIT_COMMIT,
+        AFTER_RESTORE_COMMIT,
         SQLITE_BEFORE_COMMIT,
         FIRESTORE_BEFORE_COMMIT,
         AFTER_SPEND_APPLY,

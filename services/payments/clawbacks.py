@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from services.errors import InvalidPayload
+from services.faults import AFTER_RESTORE_COMMIT, fault_point
 from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
 from services.ledger.rules import validate
 from services.payments.model import Purchase, PurchaseState
@@ -220,13 +221,17 @@ class Clawbacks:
             )
             return None if settled == p else settled
 
-        txn, _ = self.store.apply_for_purchase(
+        txn, settled = self.store.apply_for_purchase(
             purchase.id, (purchase.user_id,), build, mark, self.clock()
         )
         if txn is None:
+            if settled.dispute_status == "won":
+                # An earlier attempt may have restored and died before repaying.
+                self._repay_from_restore(settled)
             return f"{what}_unchanged"
         if txn.kind is OpKind.CREDIT:
-            self.ledger.settle_debt(purchase.user_id, txn.id)
+            fault_point(AFTER_RESTORE_COMMIT)
+            self._repay_from_restore(settled)
             return f"{what}_restored"
         entry = txn.user_entry(purchase.user_id)
         moved = -entry.amount
@@ -252,6 +257,14 @@ class Clawbacks:
                 },
             )
         return f"{what}_clawed_back"
+
+    def _repay_from_restore(self, settled: Purchase) -> None:
+        """Repay debt from the tokens a won dispute gave back, once per restore.
+
+        Only restores credit here (a won dispute), and each one adds a move, so the
+        count names it for the retry too, which finds the purchase already settled."""
+        restore = f"restore:{settled.id}:{settled.clawback_moves}"
+        self.ledger.settle_debt(settled.user_id, restore)
 
     def _move(self, before: Purchase, known: Purchase, what: str) -> Operation | None:
         """The ledger operation that brings the tokens taken back to ``target(known)``."""
