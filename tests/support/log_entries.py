@@ -48,13 +48,18 @@ def log_name(project: str, stream: str) -> str:
 
 
 def to_entry(line: str, name: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """One output line as its LogEntry: structured when it is a JSON object, else text."""
     try:
         data = json.loads(line)
     except ValueError:
         data = None
-    entry: dict[str, Any] = {"logName": name, "resource": resource}
     if not isinstance(data, dict):
-        return entry | {"severity": "DEFAULT", "textPayload": line}
+        return {"logName": name, "resource": resource, "severity": "DEFAULT", "textPayload": line}
+    return structured_entry(data, name, resource)
+
+
+def structured_entry(data: dict[str, Any], name: str, resource: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"logName": name, "resource": resource}
     entry["severity"] = str(data.get("severity", "DEFAULT")).upper()
     for key, field in LIFTED.items():
         if key in data and key != "severity":
