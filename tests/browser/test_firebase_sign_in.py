@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Locator, Page, Request, expect
 
 from tests.browser.support import DEV_FORM, Shots, expect_header_balance, path_is, unique
+from tests.browser.test_accessibility import blocking_violations
 from tests.support.firebase_auth_emulator import API_KEY, FirebaseAuthEmulator
 from tests.support.server import AppServer
 
@@ -156,6 +157,7 @@ def test_a_wrong_password_is_refused_and_signs_nobody_in(
     submit(page, email, "not the password", "Sign in")
     expect(page.get_by_role("alert")).to_have_text(NO_MATCH)
     shots(page, "wrong-password")
+    assert blocking_violations(page) == []  # the Firebase form, with its error showing
     assert path_is("/signin")(page.url)
     assert me_status(page, app) == 401
     expect(email_form(page).get_by_role("button", name="Sign in")).to_be_enabled()
