@@ -62,6 +62,11 @@ class Settings:
     def is_production(self) -> bool:
         return self.app_env == "production"
 
+    @property
+    def stripe_livemode(self) -> bool:
+        """The ``livemode`` of the events this deployment's key can receive (sandbox: test)."""
+        return str(self.stripe_secret_key or "").startswith(("sk_live_", "rk_live_"))
+
 
 def _port(raw: str, problems: list[str]) -> int:
     if raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536:

@@ -64,7 +64,7 @@ def build_services(settings: Settings) -> Services:
             store, payments, settings.catalog, security, settings.app_base_url
         ),
         fulfilment=fulfilment,
-        events=EventProcessor(store, fulfilment),
+        events=EventProcessor(store, fulfilment, livemode=settings.stripe_livemode),
         auth=AuthService(store, verifier, ledger, settings.signup_bonus),
         sessions=SessionService(store, settings.sessions, verifier),
         transfers=TransferService(ledger, store),

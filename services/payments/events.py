@@ -41,17 +41,19 @@ class EventProcessor:
         store: EventStore,
         fulfilment: Fulfilment,
         clock: Callable[[], datetime] = utc_now,
+        livemode: bool = False,
     ) -> None:
         self.store = store
         self.fulfilment = fulfilment
         self.clock = clock
+        self.livemode = livemode
 
     def process(self, event: Mapping[str, Any]) -> EventResult:
         event_id = str(event["id"])
         if self.store.event_processed(event_id):
             return EventResult(event_id, "duplicate", duplicate=True)
         try:
-            outcome = self.fulfilment.handle_event(event)
+            outcome = self._other_mode(event) or self.fulfilment.handle_event(event)
             fault_point(BEFORE_EVENT_RECORD)
             self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
         except Exception as exc:
@@ -73,6 +75,18 @@ class EventProcessor:
             extra={"event_id": event_id, "event_type": event["type"], "outcome": outcome},
         )
         return EventResult(event_id, outcome, duplicate=False)
+
+    def _other_mode(self, event: Mapping[str, Any]) -> str | None:
+        """A test-mode event on a live deployment (or the reverse) is never applied."""
+        if event.get("livemode") is self.livemode:
+            return None
+        self.fulfilment.security.alert(
+            "livemode_mismatch",
+            "critical",
+            reason=f"event {event['id']} has livemode={event.get('livemode')}; "
+            f"this deployment takes livemode={self.livemode}: not applied",
+        )
+        return "livemode_mismatch"
 
     def _record_failure(self, event_id: str, event_type: str, exc: Exception) -> None:
         """Best effort: the store may be what failed, and the original error must surface.

@@ -85,4 +85,6 @@ def parse_event(payload: bytes) -> dict[str, Any]:
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidPayload("the event has no data.object")
+    if not isinstance(event.get("livemode"), bool):
+        raise InvalidPayload("the event has no livemode")
     return event

@@ -43,7 +43,9 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 
 
 def deliver(client: FlaskClient, event_id: str, signed_at: int) -> tuple[int, dict[str, object]]:
-    body = json.dumps({"id": event_id, "type": "test.ignored", "data": {"object": {"id": "x"}}})
+    body = json.dumps(
+        {"id": event_id, "type": "test.ignored", "livemode": False, "data": {"object": {"id": "x"}}}
+    )
     response = client.post(
         "/api/stripe/webhook",
         data=body,

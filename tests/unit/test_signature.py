@@ -12,7 +12,9 @@ import pytest
 from services.errors import BadSignature, InvalidPayload
 from services.payments.signature import parse_event, sign, verify
 
-BODY = json.dumps({"id": "evt_1", "type": "x.y", "data": {"object": {"id": "o"}}}).encode()
+BODY = json.dumps(
+    {"id": "evt_1", "type": "x.y", "livemode": False, "data": {"object": {"id": "o"}}}
+).encode()
 
 
 def test_any_of_several_secrets_verifies() -> None:

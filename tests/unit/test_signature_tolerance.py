@@ -13,7 +13,9 @@ import pytest
 from services.errors import BadSignature
 from services.payments.signature import TOLERANCE_S, sign, verify
 
-BODY = json.dumps({"id": "evt_1", "type": "x.y", "data": {"object": {"id": "o"}}}).encode()
+BODY = json.dumps(
+    {"id": "evt_1", "type": "x.y", "livemode": False, "data": {"object": {"id": "o"}}}
+).encode()
 NOW = 2_000_000_000  # 2033-05-18, years from any wall clock these tests run on
 
 
