@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from services.auth import dev_user_id
-from tests.support.firebase_auth_emulator import FirebaseAuthEmulator
+from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.pages_site import Site, Visitor, text
 
 BAD_TOKENS = [None, "not-the-token"]  # missing, and present but wrong
+AUTH_PROJECT = DEFAULT_PROJECT  # the Firebase Auth emulator's
 
 
 def with_token(form: dict[str, str], token: str | None) -> dict[str, str]:
@@ -83,10 +84,11 @@ def test_logout_form_with_its_token_signs_out_and_goes_to_sign_in(alice: Visitor
 
 
 @pytest.fixture
-def firebase_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
-    # firebase-admin accepts the emulator's unsigned tokens only with this variable set.
-    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
-    site = Site(tmp_path, FIREBASE_PROJECT_ID="demo-pages")
+def firebase_site(tmp_path: Path, firebase_auth_emulator: FirebaseAuthEmulator) -> Iterator[Site]:
+    # firebase-admin checks revocation against the user record: the users must exist.
+    for uid in ("uid-eve", "uid-fay", "uid-ops"):
+        firebase_auth_emulator.create_user(uid, f"{uid}@example.com")
+    site = Site(tmp_path, FIREBASE_PROJECT_ID=AUTH_PROJECT)
     yield site
     site.close()
 
@@ -97,7 +99,7 @@ def test_firebase_session_exchange_needs_the_page_token(
 ) -> None:
     visitor = firebase_site.visitor()
     visitor.csrf()
-    id_token = emulator_id_token("demo-pages", "uid-eve", "eve@example.com")
+    id_token = emulator_id_token(AUTH_PROJECT, "uid-eve", "eve@example.com")
     headers = {"X-CSRFToken": token} if token else {}
     response = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
     assert (response.status_code, response.get_json()["code"]) == (400, "csrf_failed")
@@ -108,7 +110,7 @@ def test_firebase_session_exchange_needs_the_page_token(
 def test_firebase_session_exchange_with_the_token_signs_in(firebase_site: Site) -> None:
     visitor = firebase_site.visitor()
     headers = {"X-CSRFToken": visitor.csrf()}
-    id_token = emulator_id_token("demo-pages", "uid-fay", "fay@example.com")
+    id_token = emulator_id_token(AUTH_PROJECT, "uid-fay", "fay@example.com")
     response = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
     assert response.status_code == 200
     assert visitor.get("/auth/me").get_json()["user"]["id"] == "uid-fay"
@@ -120,7 +122,7 @@ def test_the_admin_claim_of_the_sign_in_token_rides_in_the_session(
 ) -> None:
     visitor = firebase_site.visitor()
     headers = {"X-CSRFToken": visitor.csrf()}
-    id_token = emulator_id_token("demo-pages", "uid-ops", "ops@example.com", custom)
+    id_token = emulator_id_token(AUTH_PROJECT, "uid-ops", "ops@example.com", custom)
     signed_in = visitor.post("/auth/session", json={"id_token": id_token}, headers=headers)
     assert signed_in.status_code == 200
     assert visitor.get("/admin").status_code == status
