@@ -36,6 +36,8 @@ from services.ledger.model import (
 )
 from services.ledger.rules import execute
 from services.store.firestore_alerts import FirestoreAlerts
+from services.store.firestore_client import open_client
+from services.store.firestore_deadline import BudgetSpent, OutageMemory, budget, remaining_s
 from services.store.firestore_operations import FirestoreOperations
 from services.store.firestore_purchases import FirestorePurchases, create_if_absent
 from services.store.firestore_sessions import FirestoreSessions
@@ -48,6 +50,9 @@ PAGE_SIZE = 300
 CONTENTION_ATTEMPTS = 12
 BACKOFF_START_S, BACKOFF_MAX_S = 0.01, 0.5
 CALL_TIMEOUT_S = 10.0
+# Every call to Firestore ends within this, its retries included (firestore_deadline):
+# an unreachable Firestore is a 503 within seconds, never a hang.
+CALL_BUDGET_S = 10.0
 LOCK_STRIPES = 256
 PING_RETRY = Retry(initial=0.1, maximum=0.5, timeout=3.0)
 _TRANSIENT = (
@@ -56,6 +61,14 @@ _TRANSIENT = (
     gexc.InternalServerError,
     gexc.RetryError,
 )
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The error behind ``exc``: a transaction whose begin failed raises the library's
+    ValueError (nothing to roll back), with the driver's error as its context."""
+    if isinstance(exc, ValueError) and isinstance(exc.__context__, gexc.GoogleAPIError):
+        return exc.__context__
+    return exc
 
 
 def _is_contention(exc: BaseException) -> bool:
@@ -108,7 +121,8 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def __init__(self, project: str, client: firestore.Client | None = None) -> None:
         if not project:
             raise ValueError("firestore:// needs a project id, e.g. firestore://my-project")
-        self.db = client or firestore.Client(project=project)
+        self.db = client or open_client(project)
+        self._outage = OutageMemory(CALL_BUDGET_S)  # each call here runs in one budget
         # Threads of this process that write the same account queue here
         # instead of colliding inside Firestore, where two transactions that
         # read and then write one document abort each other. Other processes
@@ -132,10 +146,12 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return self.db.collection(ENTRIES).document(entry_id)
 
     def _call(self, work: Callable[[], T]) -> T:
-        """Run a read or a single write, turning driver errors into StorageError."""
+        """Run a read or a single write in one time budget, turning driver errors
+        (a spent budget among them) into StorageError."""
         try:
-            return work()
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            with budget(self._outage):
+                return work()
+        except gexc.GoogleAPIError as exc:
             if _is_contention(exc):
                 raise StorageContention(f"Firestore contention: {exc}") from exc
             raise StorageUnavailable(f"Firestore failed: {exc}") from exc
@@ -146,23 +162,39 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def _in_transaction(
         self, body: Callable[[firestore.Transaction], T], read_only: bool = False
     ) -> T:
-        """Run ``body`` in a transaction, retrying contention with jittered backoff."""
+        """Run ``body`` in a transaction, retrying contention with jittered backoff,
+        all attempts in one time budget."""
+        try:
+            with budget(self._outage):
+                return self._attempts(body, read_only)
+        except BudgetSpent as exc:
+            raise StorageUnavailable(f"Firestore did not answer in time: {exc}") from exc
+
+    def _attempts(self, body: Callable[[firestore.Transaction], T], read_only: bool) -> T:
         delay = BACKOFF_START_S
         for attempt in range(CONTENTION_ATTEMPTS):
             transaction = self.db.transaction(read_only=read_only)
             try:
                 return firestore.transactional(body)(transaction)  # type: ignore[no-any-return]
-            except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as exc:
+            except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as caught:
+                exc = _driver_error(caught)
                 retryable = _is_contention(exc) or isinstance(exc, _TRANSIENT)
                 if not retryable:
                     if isinstance(exc, ValueError):
                         raise
+                    if isinstance(exc, BudgetSpent):
+                        raise exc from None  # the budget ends the call: see _in_transaction
                     raise StorageUnavailable(f"Firestore failed: {exc}") from exc
                 if attempt == CONTENTION_ATTEMPTS - 1:
                     if _is_contention(exc):
                         raise StorageContention(
                             f"Firestore contention persisted after {CONTENTION_ATTEMPTS} attempts"
                         ) from exc
+                    raise StorageUnavailable(f"Firestore unavailable: {exc}") from exc
+                left = remaining_s()
+                if left is not None and left < delay:  # no time for another attempt
+                    if _is_contention(exc):
+                        raise StorageContention(f"Firestore contention: {exc}") from exc
                     raise StorageUnavailable(f"Firestore unavailable: {exc}") from exc
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, BACKOFF_MAX_S)

@@ -63,7 +63,7 @@ class FirestoreEmulator:
             try:
                 if requests.get(f"http://{self.host}/", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still starting up
                 pass
             time.sleep(0.2)
         self.stop()
