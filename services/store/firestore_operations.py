@@ -6,7 +6,7 @@ Every query here has its composite index in firestore.indexes.json.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -28,6 +28,9 @@ from services.store.firestore_purchases import (
 )
 
 FAILURES, AUDIT = "event_failures", "audit"
+# A TTL policy on ``expire_at`` (a Timestamp) deletes failure records this long
+# after their last attempt; Stripe stops retrying an event after 30 days.
+FAILURE_RETENTION = timedelta(days=35)
 DESC = firestore.Query.DESCENDING
 
 
@@ -94,8 +97,10 @@ class FirestoreOperations:
         # and must not add retries on top of the error being reported.
         ref = _doc(self, FAILURES, event_id)
         stamp = format_time(now)
+        expire_at = now + FAILURE_RETENTION  # a datetime is stored as a Timestamp
         first = EventFailure(event_id, event_type, error, 1, stamp, stamp)
-        if create_if_absent(self, ref, {**first.to_dict(), "resolved": False}):
+        data = {**first.to_dict(), "resolved": False, "expire_at": expire_at}
+        if create_if_absent(self, ref, data):
             return
         again = {
             "type": event_type,
@@ -104,6 +109,7 @@ class FirestoreOperations:
             "last_at": stamp,
             "resolved": False,
             "resolved_at": None,
+            "expire_at": expire_at,
         }
         self._call(lambda: ref.update(again))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -32,6 +32,9 @@ USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
     "security_alerts",
 )
 SETTINGS = "app_settings"
+# A TTL policy on ``expire_at`` (a Timestamp) deletes processed-event records once
+# Stripe can no longer resend the event: it retries for up to 30 days (README).
+EVENT_RETENTION = timedelta(days=35)
 
 
 class _FirestoreBase(Protocol):
@@ -242,7 +245,12 @@ class FirestorePurchases:
     def record_event(
         self: _FirestoreBase, event_id: str, event_type: str, outcome: str, now: datetime
     ) -> None:
-        data = {"type": event_type, "outcome": outcome, "processed_at": format_time(now)}
+        data = {
+            "type": event_type,
+            "outcome": outcome,
+            "processed_at": format_time(now),
+            "expire_at": now + EVENT_RETENTION,  # a datetime is stored as a Timestamp
+        }
         # create, not set: two deliveries that both finish keep the first outcome,
         # as SQLite's INSERT OR IGNORE does.
         create_if_absent(self, _doc(self, EVENTS, event_id), data)
