@@ -1,0 +1,227 @@
+"""Firestore RPCs per operation, counted on the wire by a gRPC client interceptor.
+
+Run: ``PYTHONPATH=. .venv/bin/python -m bench.rpc_bench [--repeat 5]
+[--write docs/benchmarks.md]``.
+
+A benchmark, not a test: it prints a table and asserts nothing. The app's own
+services (the composition root's, with the payment sandbox) run in this process
+on a FirestoreStore whose client carries a counting interceptor next to the
+deadline one; each operation runs ``--repeat`` times on fresh keys and the
+table gives the fewest and most RPCs seen, and the kinds of the last run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import grpc  # type: ignore[import-untyped]
+
+from bench.report import context_line, emulator, write_section
+from config.settings import load_settings
+from services import container
+from services.container import Services, build_services
+from services.ledger.model import TxnType, format_time
+from services.payments.model import User
+from services.store.firestore import FirestoreStore
+from services.store.firestore_client import open_client
+from tests.support.purchases import event, session_object
+
+PROJECT = "rpc-bench"
+START, END = "<!-- rpc_bench:start -->", "<!-- rpc_bench:end -->"
+PACK = "popular"
+KINDS = ("BatchGetDocuments", "BeginTransaction", "Commit", "RunQuery", "RunAggregationQuery")
+
+
+class RpcCounter(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """A gRPC client interceptor that counts RPCs by method name (the part after '/')."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        with self._lock:
+            self.counts[str(details.method).rsplit("/", 1)[-1]] += 1
+        return continuation(details, request)
+
+    intercept_unary_unary = _count
+    intercept_unary_stream = _count
+    intercept_stream_unary = _count
+    intercept_stream_stream = _count
+
+    @contextmanager
+    def measuring(self) -> Iterator[Counter[str]]:
+        """Counts of the RPCs made inside the block."""
+        with self._lock:
+            self.counts.clear()
+        seen: Counter[str] = Counter()
+        yield seen
+        with self._lock:
+            seen.update(self.counts)
+
+
+@dataclass(frozen=True)
+class Row:
+    operation: str
+    fewest: int
+    most: int
+    kinds: Counter[str]
+
+
+class Workload:
+    """Fresh users and purchases, so that each run of an operation is a first run."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.tag = uuid.uuid4().hex[:8]
+        self.n = 0
+
+    def user(self, funded: int = 0) -> User:
+        self.n += 1
+        now = self.services.ledger.clock()
+        user = User(id=f"{self.tag}-u{self.n}", created_at=format_time(now))
+        user = self.services.store.ensure_user(user, now)
+        if funded:
+            self.services.ledger.credit(
+                user.id, funded, key=f"{self.tag}-fund{self.n}", type=TxnType.GRANT
+            )
+        return user
+
+    def checkout(self, buyer: User) -> dict[str, Any]:
+        """A started checkout; returns its paid checkout.session.completed event."""
+        self.n += 1
+        purchase, session = self.services.checkout.start(buyer, PACK, f"{self.tag}-k{self.n}")
+        paid = session_object(
+            session.id, purchase.id, buyer.id, payment_intent=session.payment_intent
+        )
+        return event("checkout.session.completed", paid, event_id=f"evt_{self.tag}{self.n}")
+
+
+def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
+    """Operation name -> set-up (not counted) returning the operation (counted)."""
+    services = work.services
+
+    def checkout() -> Callable[[], object]:
+        buyer = work.user()
+        return lambda: services.checkout.start(buyer, PACK, f"{work.tag}-c{uuid.uuid4().hex}")
+
+    def paid_event() -> Callable[[], object]:
+        paid = work.checkout(work.user())
+        return lambda: services.events.process(paid)
+
+    def redelivered() -> Callable[[], object]:
+        paid = work.checkout(work.user())
+        services.events.process(paid)
+        return lambda: services.events.process(paid)
+
+    def spend() -> Callable[[], object]:
+        user = work.user(funded=100)
+        return lambda: services.transfers.spend(user, 5, "bench", uuid.uuid4().hex)
+
+    def transfer() -> Callable[[], object]:
+        sender, recipient = work.user(funded=100), work.user()
+        key = uuid.uuid4().hex
+        return lambda: services.transfers.transfer(sender, recipient.id, 5, "bench", key)
+
+    def hold() -> Callable[[], object]:
+        user = work.user(funded=100)
+        return lambda: services.ledger.hold(user.id, 5, key=uuid.uuid4().hex, ttl_s=60)
+
+    def balance() -> Callable[[], object]:
+        user = work.user(funded=100)
+        return lambda: services.ledger.balance(user.id)
+
+    return {
+        "paid checkout.session.completed": paid_event,
+        "redelivered processed event": redelivered,
+        "spend": spend,
+        "transfer (tip)": transfer,
+        "hold": hold,
+        "checkout creation": checkout,
+        "balance read": balance,
+    }
+
+
+def measure(services: Services, counter: RpcCounter, repeat: int) -> list[Row]:
+    work = Workload(services)
+    rows = []
+    for name, prepare in operations(work).items():
+        runs: list[Counter[str]] = []
+        for _ in range(repeat):
+            operation = prepare()
+            with counter.measuring() as kinds:
+                operation()
+            runs.append(kinds)
+        totals = [sum(kinds.values()) for kinds in runs]
+        rows.append(Row(name, min(totals), max(totals), runs[-1]))
+    return rows
+
+
+def run(repeat: int) -> list[Row]:
+    counter = RpcCounter()
+    with emulator() as emu, tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
+        emu.clear(PROJECT)
+        store = FirestoreStore(PROJECT, client=open_client(PROJECT, counter))
+        env = {
+            "STORE_URL": f"firestore://{PROJECT}",
+            "FIRESTORE_EMULATOR_HOST": emu.host,
+            "SANDBOX_DB_PATH": f"{tmp}/sandbox.db",
+            "SANDBOX_WEBHOOKS": "off",
+        }
+        # The composition root's services, on the counting store.
+        with mock.patch.object(container, "open_store", return_value=store):
+            services = build_services(load_settings(env))
+        try:
+            return measure(services, counter, repeat)
+        finally:
+            store.close()
+
+
+def table(rows: list[Row], repeat: int) -> str:
+    head = "| operation | RPCs | " + " | ".join(KINDS) + " | other |"
+    lines = [head, "|---|" + "---:|" * (len(KINDS) + 2)]
+    for row in rows:
+        span = str(row.fewest) if row.fewest == row.most else f"{row.fewest}-{row.most}"
+        other = sum(v for k, v in row.kinds.items() if k not in KINDS)
+        cells = [str(row.kinds.get(kind, 0)) for kind in KINDS]
+        lines.append(f"| {row.operation} | {span} | " + " | ".join(cells) + f" | {other} |")
+    note = (
+        f"Firestore RPCs per operation on the emulator, counted by a gRPC client "
+        f"interceptor; {repeat} runs each on fresh keys (RPCs: fewest-most; the kinds "
+        "are the last run's). Set-up (users, funding, the checkout before an event) is "
+        "not counted."
+    )
+    return "\n".join([note, "", *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args(argv)
+    text = table(run(args.repeat), args.repeat)
+    print(text)
+    if args.write:
+        section = f"{START}\n## Firestore RPCs per operation\n\n{context_line()}\n\n{text}\n{END}"
+        write_section(args.write, section, START, END)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
