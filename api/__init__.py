@@ -15,11 +15,13 @@ def register_blueprints(app: Flask, sandbox: bool) -> None:
     from api.pages import bp as pages_bp
     from api.purchases import bp as purchases_bp
     from api.tokens import bp as tokens_bp
+    from api.usage import bp as usage_bp
     from api.webhook import bp as webhook_bp
 
     blueprints = (
         health_bp,
         tokens_bp,
+        usage_bp,
         purchases_bp,
         webhook_bp,
         auth_bp,

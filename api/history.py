@@ -42,6 +42,10 @@ def _refund(entry: Entry, names: Names, catalog: Catalog) -> str:
     return f"Refund of {pack_name(entry, catalog)}: {-entry.amount} tokens taken back{owed}"
 
 
+def _with_reason(text: str, entry: Entry) -> str:
+    return f"{text} ({entry.reason})" if entry.reason else text
+
+
 DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.PURCHASE: _purchase,
     TxnType.TRANSFER: _transfer,
@@ -54,6 +58,10 @@ DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.HOLD: lambda e, n, c: f"Tokens reserved: {e.reason}" if e.reason else "Tokens reserved",
     TxnType.HOLD_RELEASE: lambda e, n, c: "Reserved tokens released",
     TxnType.ADJUSTMENT: lambda e, n, c: f"Adjustment: {e.reason}" if e.reason else "Adjustment",
+    TxnType.USAGE_START: lambda e, n, c: _with_reason("Tokens reserved for metered use", e),
+    TxnType.USAGE: lambda e, n, c: _with_reason(f"Metered use: {-e.amount} tokens", e),
+    TxnType.USAGE_TOP_UP: lambda e, n, c: "More tokens reserved for metered use",
+    TxnType.USAGE_CLOSE: lambda e, n, c: "Metered use ended: unused reserved tokens released",
 }
 
 

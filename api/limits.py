@@ -33,6 +33,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "tokens.create_hold",
         "tokens.capture_hold",
         "tokens.release_hold",
+        "usage.start_session",
+        "usage.charge",
+        "usage.top_up",
+        "usage.close_session",
         "pages.history.tip",
     ),
     "checkout": (

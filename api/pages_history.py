@@ -31,6 +31,10 @@ TYPE_LABELS: dict[TxnType, str] = {
     TxnType.DEBT_REPAYMENT: "Debt repayments",
     TxnType.HOLD: "Reserved",
     TxnType.HOLD_RELEASE: "Released",
+    TxnType.USAGE_START: "Metered use started",
+    TxnType.USAGE: "Metered use",
+    TxnType.USAGE_TOP_UP: "Metered use topped up",
+    TxnType.USAGE_CLOSE: "Metered use ended",
 }
 
 
