@@ -75,3 +75,18 @@ def test_deeply_nested_json_is_a_400(server: AppServer, body: str) -> None:
         assert response.json()["code"] == "invalid_payload"
     assert buyer.balance() == 10
     assert len(_entries(buyer)) == 1
+
+
+def test_another_users_open_hold_can_be_neither_captured_nor_released(server: AppServer) -> None:
+    owner = Buyer(server.url, "holder@example.com")
+    other = Buyer(server.url, "stranger@example.com")
+    _grant(server, owner.user_id, 50)
+    hold = owner.post(
+        "/api/tokens/holds", json={"amount": 20}, headers={"Idempotency-Key": "h2"}
+    ).json()["hold_id"]
+    for action, body in (("capture", {"amount": 5}), ("release", None)):
+        response = other.post(f"/api/tokens/holds/{hold}/{action}", json=body)
+        assert (response.status_code, response.json()["code"]) == (404, "hold_not_found")
+    assert owner.get("/api/tokens/balance").json()["held"] == 20
+    captured = owner.post(f"/api/tokens/holds/{hold}/capture", json={"amount": 5})
+    assert captured.status_code == 200, captured.text
