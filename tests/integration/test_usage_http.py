@@ -8,6 +8,7 @@ import requests
 
 from tests.integration.conftest import RunningApp
 from tests.support.purchases import Buyer, buy
+from tests.support.server import AppServer
 
 USAGE = "/api/tokens/usage"
 
@@ -86,3 +87,23 @@ def test_sessions_are_private_and_ids_checked(running_app: RunningApp) -> None:
         owner.post(USAGE, json={"amount": 5, "ttl_seconds": 0}, headers={"Idempotency-Key": "d"})
     ) == (400, "invalid_amount")
     assert owner.get(f"{USAGE}/{sid}").json()["remaining"] == 5
+
+
+def test_usage_writes_share_the_write_limit_and_a_refused_charge_changes_nothing() -> None:
+    server = AppServer({"RATELIMIT_WRITES": "3 per minute"}).start()
+    try:
+        caller = Buyer(server.url, "limited@example.com")
+        buy(server.url, caller)
+        sid = caller.post(USAGE, json={"amount": 20}, headers={"Idempotency-Key": "c"}).json()[
+            "session_id"
+        ]
+        assert charge(caller, sid, 5, "1").status_code == 200
+        assert charge(caller, sid, 5, "2").status_code == 200
+        refused = charge(caller, sid, 5, "3")
+        assert error(refused) == (429, "rate_limited")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert error(caller.post(f"{USAGE}/{sid}/close")) == (429, "rate_limited")
+        looked = caller.get(f"{USAGE}/{sid}").json()  # reading is not a write
+        assert (looked["state"], looked["captured"]) == ("open", 10)
+    finally:
+        server.stop()
