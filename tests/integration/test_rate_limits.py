@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from werkzeug.test import TestResponse
 
 from api.limits import GROUPS
+from api.openapi import SPEC_PATH
 from services.ledger.model import TxnType
 from services.store import open_store
 from services.tokens import TokenLedger
+from tests.integration.test_openapi import spec_path
 from tests.support.pages_site import Site, Visitor, form_field, text
 from tests.support.purchases import Buyer, charge_event, send
 from tests.support.server import AppServer
@@ -175,5 +178,22 @@ def test_every_write_route_but_the_webhook_and_sandbox_is_limited(tmp_path: Path
         unlimited = {"stripe_webhook.webhook", "auth.logout"}
         sandbox = {e for e in writes if e.startswith("sandbox.")}
         assert writes - unlimited - sandbox == limited
+    finally:
+        site.close()
+
+
+def test_every_limited_json_route_documents_its_429(tmp_path: Path) -> None:
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    site = Site(tmp_path)
+    try:
+        limited = {endpoint for endpoints in GROUPS.values() for endpoint in endpoints}
+        undocumented = [
+            (method, rule.rule)
+            for rule in site.app.url_map.iter_rules()
+            if rule.endpoint in limited and not rule.endpoint.startswith(("pages.", "admin_pages."))
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+            if "429" not in spec["paths"][spec_path(rule.rule)][method.lower()]["responses"]
+        ]
+        assert not undocumented
     finally:
         site.close()
