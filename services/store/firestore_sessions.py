@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from google.api_core import exceptions as gexc
+from google.cloud import firestore
 
 from services.session_model import SessionRecord
 
@@ -28,7 +29,7 @@ def _update_if_present(ref: Any, data: dict[str, Any]) -> None:
 
 
 class _FirestoreBase(Protocol):
-    db: Any
+    db: firestore.Client
 
     def _call(self, work: Callable[[], T]) -> T: ...
 

@@ -21,6 +21,7 @@ import requests
 from services.ledger.model import Operation, OpKind, TxnType, format_time
 from services.operations.model import AuditRecord
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
+from services.session_model import SessionRecord
 from services.store import open_store
 from services.store.port import Store
 from tests.support.firestore_emulator import FirestoreEmulator
@@ -56,6 +57,7 @@ READERS: dict[str, set[str]] = {
     "health": set(),
     "event_failure": set(),
     "audit": set(),
+    "session": set(),  # server-side sign-in sessions: never a client's
 }
 
 # One seeded document of the owner per collection, the target of update/delete.
@@ -72,6 +74,7 @@ WRITE_TARGETS: dict[str, str] = {
     "_health": "health",
     "event_failures": "event_failure",
     "audit": "audit",
+    "sessions": "session",
 }
 OWNERSHIP_FIELDS = ("id", "user_id", "buyer_id")
 
@@ -240,6 +243,16 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
         "audit-rules", "admin", "grant_tokens", f"user:{OWNER}", "test", format_time(NOW)
     )
     store.add_audit(audit)
+    store.create_session(
+        SessionRecord(
+            id="session-rules",
+            user_id=OWNER,
+            source="firebase",
+            created_at=format_time(NOW),
+            expires_at=format_time(NOW),
+            checked_at=format_time(NOW),
+        )
+    )
 
     def entry_of(txn_entries: Any, user_id: str | None) -> str:
         (entry,) = [e for e in txn_entries if e.user_id == user_id]
@@ -262,6 +275,7 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
         "health": "_health/ping",
         "event_failure": "event_failures/evt_failed",
         "audit": "audit/audit-rules",
+        "session": "sessions/session-rules",
     }
 
 
