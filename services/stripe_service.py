@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 # and the shapes below match it. Upgrade the SDK and this constant together.
 STRIPE_API_VERSION = "2026-10-28.endive"
 MAX_NETWORK_RETRIES = 2
+STRIPE_TIMEOUT_S = 12  # per attempt; with the retries a call still ends within a minute
 PAGE_SIZE = 100
 REDACTED = "[redacted]"
 
@@ -147,6 +148,8 @@ class StripeService:
             stripe_version=STRIPE_API_VERSION,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=MAX_NETWORK_RETRIES,
+            # The SDK waits 80 s by default: a slow Stripe would hold every thread.
+            http_client=stripe_module.RequestsClient(timeout=STRIPE_TIMEOUT_S),
         )
 
     @contextmanager

@@ -17,7 +17,7 @@ from services.errors import (
     SelfTransfer,
     UnknownPackage,
 )
-from services.ledger.model import format_time, utc_now
+from services.ledger.model import format_time, parse_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
 from services.payments.port import (
     CheckoutSession,
@@ -79,13 +79,13 @@ class CheckoutService:
         """Start a checkout; with ``recipient``, a gift the buyer pays and they receive."""
         if recipient is not None and recipient.id == buyer.id:
             raise SelfTransfer("a gift goes to another user; buy for yourself without one")
-        pack, purchase, now = self._open(buyer, recipient or buyer, pack_id, request_key)
+        pack, purchase, _ = self._open(buyer, recipient or buyer, pack_id, request_key)
         if purchase.session_id and purchase.session_url:
             return purchase, CheckoutSession(
                 purchase.session_id, purchase.session_url, purchase.payment_intent_id
             )
         with self._failing_purchase(purchase):
-            session = self._create_session(buyer, pack, purchase, now)
+            session = self._create_session(buyer, pack, purchase)
         stored = self.store.update_purchase(
             purchase.id,
             lambda p: p.with_changes(
@@ -155,10 +155,17 @@ class CheckoutService:
 
     @contextmanager
     def _failing_purchase(self, purchase: Purchase) -> Iterator[None]:
-        """A provider error before anything was created fails the purchase, then re-raises."""
+        """A refusal before anything was created fails the purchase, then re-raises.
+
+        A transient error (no answer, Stripe 5xx) leaves it pending: Stripe may have
+        made the session, and the client's retry with its key gets that one back.
+        """
         try:
             yield
-        except PaymentsError:
+        except PaymentsError as exc:
+            if exc.transient:
+                log.warning("checkout for purchase %s: provider not answering", purchase.id)
+                raise
             self.store.update_purchase(
                 purchase.id,
                 lambda p: (
@@ -232,10 +239,11 @@ class CheckoutService:
             "pack_id": purchase.pack_id,
         }
 
-    def _create_session(
-        self, buyer: User, pack: Pack, purchase: Purchase, now: datetime
-    ) -> CheckoutSession:
-        expires = now + timedelta(seconds=self.security.limits.open_session_s)
+    def _create_session(self, buyer: User, pack: Pack, purchase: Purchase) -> CheckoutSession:
+        # From the purchase's reservation, not the clock: a retry under the same
+        # idempotency key must send Stripe identical parameters, or Stripe refuses it.
+        reserved = parse_time(purchase.created_at)
+        expires = reserved + timedelta(seconds=self.security.limits.open_session_s)
         return self.payments.create_checkout_session(
             purchase_id=purchase.id,
             pack=self._with_price_id(pack),

@@ -7,16 +7,18 @@ records the price ids that checkout then uses.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from services.stripe_service import MAX_NETWORK_RETRIES
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
 from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token
-from tests.support.purchases import event, send, session_object
+from tests.support.purchases import event, send, session_object, wait_for
 from tests.support.server import AppServer, tokens_cli
 
 PROJECT = DEFAULT_PROJECT  # the Auth emulator's
@@ -53,12 +55,14 @@ def bearer(uid: str, project: str = PROJECT) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def checkout(app: AppServer, uid: str, package: str = "popular") -> requests.Response:
+def checkout(
+    app: AppServer, uid: str, package: str = "popular", headers: dict[str, str] | None = None
+) -> requests.Response:
     return requests.post(
         f"{app.url}/api/tokens/create-checkout-session",
         json={"package": package},
-        headers=bearer(uid),
-        timeout=30,
+        headers={**bearer(uid), **(headers or {})},
+        timeout=60,
     )
 
 
@@ -164,3 +168,35 @@ def test_a_signed_event_credits_and_an_old_secret_still_verifies(stripe_app: App
         f"{stripe_app.url}/api/tokens/balance", headers=bearer("uid-dan"), timeout=10
     ).json()["balance"]
     assert balance == 110
+
+
+def test_a_checkout_whose_answers_were_lost_is_retried_into_the_same_session(
+    stripe_app: AppServer, fake_stripe: FakeStripeApi
+) -> None:
+    """Stripe made the session but every answer was lost (the SDK's retries too): the
+    client's retry with its Idempotency-Key sends identical parameters and gets it back."""
+    assert checkout(stripe_app, "uid-dan", "starter").status_code == 200  # the customer exists
+    fake_stripe.drop_next_responses(1 + MAX_NETWORK_RETRIES)
+    key = {"Idempotency-Key": "dan-lost-answers"}
+    lost = checkout(stripe_app, "uid-dan", headers=key)
+    assert (lost.status_code, lost.json()["code"]) == (503, "payments_unavailable")
+    made = fake_stripe.find("POST", "/v1/checkout/sessions")[-1]
+    started = int(time.time())
+    wait_for(lambda: int(time.time()) > started, "the clock to move on by a second")
+
+    retried = checkout(stripe_app, "uid-dan", headers=key)
+    assert retried.status_code == 200, retried.text
+    again = fake_stripe.find("POST", "/v1/checkout/sessions")[-1]
+    assert again.params == made.params  # the same expires_at: Stripe replays, no idempotency_error
+    sessions = [
+        s
+        for s in fake_stripe.objects["checkout/sessions"].values()
+        if s["metadata"].get("purchase_id") == retried.json()["purchase_id"]
+    ]
+    assert [s["id"] for s in sessions] == [retried.json()["session_id"]]
+    status = requests.get(
+        f"{stripe_app.url}/api/tokens/purchases/{retried.json()['purchase_id']}",
+        headers=bearer("uid-dan"),
+        timeout=10,
+    )
+    assert status.json()["purchase"]["state"] == "pending"

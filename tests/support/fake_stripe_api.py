@@ -157,6 +157,7 @@ class FakeStripeApi(LocalHttpServer):
         self.line_items: dict[str, list[dict[str, Any]]] = {}
         self.page_size: int | None = None  # caps every list page, to exercise pagination
         self._failures: list[tuple[int, str]] = []
+        self._drops = 0  # answers computed, then lost: the connection closes instead
         self._replays: dict[str, tuple[str, str, dict[str, Any], Response]] = {}
 
     # -- test controls ---------------------------------------------------------
@@ -165,6 +166,19 @@ class FakeStripeApi(LocalHttpServer):
         """Answer the next ``count`` requests with ``status`` and a Stripe api_error."""
         with self._lock:
             self._failures.extend([(status, message)] * count)
+
+    def drop_next_responses(self, count: int) -> None:
+        """Handle the next ``count`` requests in full, then close the connection unanswered,
+        as when a response is lost on the way back."""
+        with self._lock:
+            self._drops += count
+
+    def take_drop(self) -> bool:
+        with self._lock:
+            if self._drops == 0:
+                return False
+            self._drops -= 1
+            return True
 
     def add(self, name: str, /, **fields: Any) -> dict[str, Any]:
         """Store a fixture object that lists and retrieves return; ``id`` may be given.
@@ -408,6 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         fake: FakeStripeApi = self.server.fake  # type: ignore[attr-defined]
         status, payload, extra = fake.handle(self.command, url.path, pairs, headers)
+        if fake.take_drop():
+            self.close_connection = True
+            return
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
