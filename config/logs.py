@@ -110,11 +110,22 @@ def decode_percent(text: str) -> str:
     return text
 
 
-def redact(text: str) -> str:
-    text = decode_percent(text)
+def _redacted(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact(text: str) -> str:
+    """Hide secrets, in the text as written or once URL-encoded runs are decoded.
+
+    A line keeps its encoding (an access line's URL stays as sent) unless decoding
+    reveals something to hide; then the decoded, redacted text is logged.
+    """
+    decoded = decode_percent(text)
+    if decoded == text or _redacted(decoded) == decoded:
+        return _redacted(text)
+    return _redacted(decoded)
 
 
 def redact_value(value: Any) -> Any:
