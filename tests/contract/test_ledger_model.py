@@ -43,6 +43,7 @@ from services.errors import (
     HoldNotFound,
     IdempotencyConflict,
     InsufficientBalance,
+    ReserveExceeded,
 )
 from services.ledger.model import (
     COUNTER_ACCOUNT,
@@ -58,6 +59,7 @@ from services.ledger.model import (
 from services.store.port import LedgerStore
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
+from services.usage import UsageMeter
 
 StoreFactory = Callable[[], LedgerStore]
 
@@ -122,6 +124,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance = dict.fromkeys(range(USERS), 0)
         self.debt = dict.fromkeys(range(USERS), 0)
         self.holds: dict[int, dict[str, int]] = {i: {} for i in range(USERS)}
+        # Usage sessions are holds too (their hold is what is left of the reserve);
+        # here, session id -> tokens captured so far.
+        self.metered: dict[int, dict[str, int]] = {i: {} for i in range(USERS)}
+        self.meter = UsageMeter(self.ledger)
         self.entries: dict[int, list[EntryShape]] = {i: [] for i in range(USERS)}
         self.system = dict.fromkeys(SystemAccount, 0)
         self.used: dict[str, Used] = {}
@@ -351,7 +357,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def open_holds(self) -> list[tuple[int, str]]:
         # Insertion order, not the (random) ids: a replayed example must pick the same hold.
-        return [(u, h) for u in range(USERS) for h in self.holds[u]]
+        return [(u, h) for u in range(USERS) for h in self.holds[u] if h not in self.metered[u]]
 
     @precondition(lambda self: bool(self.open_holds()))
     @rule(pick=st.integers(0, 63), amount=AMOUNTS, release=st.booleans())
@@ -375,6 +381,71 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.capture(self.users[user], hold_id, amount) == txn  # retried
         with pytest.raises(HoldNotFound):
             self.ledger.release(self.users[user], hold_id)
+
+    # -- usage sessions ----------------------------------------------------
+
+    @rule(user=USER_INDEXES, amount=AMOUNTS, fit=st.booleans())
+    def start_usage(self, user: int, amount: int, fit: bool) -> None:
+        amount = self.fitted(amount, self.balance[user] - self.held(user)) if fit else amount
+        error = self.expected_error(Request(OpKind.HOLD, user, amount, TxnType.HOLD))
+        key = self.new_key()
+        if error is not None:
+            with pytest.raises(error):
+                self.meter.start(self.users[user], amount, key=key, ttl_s=3600)
+            return
+        txn = self.meter.start(self.users[user], amount, key=key, ttl_s=3600)
+        self.holds[user][txn.id], self.metered[user][txn.id] = amount, 0
+        self.hold_line(txn, user, 0, TxnType.USAGE_START)
+
+    def open_sessions(self) -> list[tuple[int, str]]:
+        return [(u, s) for u in range(USERS) for s in self.metered[u]]
+
+    @precondition(lambda self: bool(self.open_sessions()))
+    @rule(pick=st.integers(0, 63), amount=AMOUNTS, fit=st.booleans())
+    def charge_usage(self, pick: int, amount: int, fit: bool) -> None:
+        user, sid = self.open_sessions()[pick % len(self.open_sessions())]
+        remaining = self.holds[user][sid]
+        amount = self.fitted(amount, remaining) if fit else amount
+        key = self.new_key()
+        error: type[DomainError] | None = ReserveExceeded if amount > remaining else None
+        if error is None and amount > self.balance[user]:  # a clawback took reserved tokens
+            error = InsufficientBalance
+        if error is not None:
+            with pytest.raises(error):
+                self.meter.charge(self.users[user], sid, amount, key=key)
+            return
+        txn = self.meter.charge(self.users[user], sid, amount, key=key)
+        self.holds[user][sid] -= amount
+        self.metered[user][sid] += amount
+        self.system[SystemAccount.SPEND] += amount
+        self.hold_line(txn, user, -amount, TxnType.USAGE)
+        assert txn.refs["captured"] == str(self.metered[user][sid])
+        assert self.meter.charge(self.users[user], sid, amount, key=key) == txn  # retried
+
+    @precondition(lambda self: bool(self.open_sessions()))
+    @rule(pick=st.integers(0, 63), amount=AMOUNTS, fit=st.booleans())
+    def top_up_usage(self, pick: int, amount: int, fit: bool) -> None:
+        user, sid = self.open_sessions()[pick % len(self.open_sessions())]
+        amount = self.fitted(amount, self.balance[user] - self.held(user)) if fit else amount
+        error = self.expected_error(Request(OpKind.HOLD, user, amount, TxnType.HOLD))
+        key = self.new_key()
+        if error is not None:
+            with pytest.raises(error):
+                self.meter.top_up(self.users[user], sid, amount, key=key)
+            return
+        txn = self.meter.top_up(self.users[user], sid, amount, key=key)
+        self.holds[user][sid] += amount
+        self.hold_line(txn, user, 0, TxnType.USAGE_TOP_UP)
+
+    @precondition(lambda self: bool(self.open_sessions()))
+    @rule(pick=st.integers(0, 63))
+    def close_usage(self, pick: int) -> None:
+        user, sid = self.open_sessions()[pick % len(self.open_sessions())]
+        released, captured = self.holds[user].pop(sid), self.metered[user].pop(sid)
+        txn = self.meter.close(self.users[user], sid)
+        self.hold_line(txn, user, 0, TxnType.USAGE_CLOSE)
+        assert (txn.refs["captured"], txn.refs["released"]) == (str(captured), str(released))
+        assert self.meter.close(self.users[user], sid) == txn  # closes once
 
     # -- replays of used keys ----------------------------------------------
 
@@ -417,6 +488,10 @@ class LedgerMachine(RuleBasedStateMachine):
             )
             assert account.seq == len(self.entries[index])
             assert set(account.holds) == set(self.holds[index])
+            assert account.metered == self.metered[index]
+            assert {h: account.holds[h][0] for h in account.metered} == {
+                s: self.holds[index][s] for s in self.metered[index]
+            }
             assert account.held(format_time(utc_now())) == self.held(index)
             users_total += account.balance
 
