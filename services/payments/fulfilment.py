@@ -113,7 +113,7 @@ class Fulfilment:
             ),
             "checkout.session.expired": lambda o: self._close_session(o, PurchaseState.EXPIRED),
             "payment_intent.succeeded": lambda o: self._outcome(self.fulfil_payment_intent(o)),
-            "payment_intent.payment_failed": self._close_payment_intent,
+            "payment_intent.payment_failed": self._declined_payment_intent,
             "charge.refunded": self.clawbacks.refunded,
             "charge.dispute.created": self.clawbacks.dispute_opened,
             "charge.dispute.closed": self.clawbacks.dispute_closed,
@@ -269,11 +269,21 @@ class Fulfilment:
             )
         return str(updated.state)
 
-    def _close_payment_intent(self, intent: Mapping[str, Any]) -> str:
+    def _declined_payment_intent(self, intent: Mapping[str, Any]) -> str:
+        """A declined attempt: Stripe leaves the intent open for another payment method.
+
+        So the purchase stays open too, and keeps counting toward the purchase limits
+        while it can be paid: a declined intent is no free slot for another one.
+        """
         purchase = self.store.find_purchase(payment_intent_id=field(intent, "id") or "")
         if purchase is None or purchase.source != "payment_intent":
             return "no_purchase"
-        return str(self._move(purchase, PurchaseState.FAILED, set(OPEN_STATES)).state)
+        log.info(
+            "payment intent of purchase %s declined; it stays open for another card",
+            purchase.id,
+            extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
+        )
+        return "payment_declined"
 
     def _review(
         self,

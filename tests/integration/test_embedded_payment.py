@@ -80,7 +80,7 @@ def test_an_embedded_payment_is_credited_once(sandbox_app: AppServer) -> None:
     assert [(t["type"], t["amount"]) for t in buyer.history()] == [("purchase", 110)]
 
 
-def test_a_decline_fails_the_purchase_and_another_card_still_pays_it(
+def test_a_decline_leaves_the_purchase_open_and_another_card_pays_it(
     sandbox_app: AppServer,
 ) -> None:
     buyer = Buyer(sandbox_app.url, "declined-embedded@example.com")
@@ -92,7 +92,9 @@ def test_a_decline_fails_the_purchase_and_another_card_still_pays_it(
         "error": "Your card was declined.",
         "code": "card_declined",
     }
-    wait_for(lambda: state_of(buyer, started["purchase_id"]) == "failed", "payment_failed")
+    wait_for(lambda: pending_deliveries(buyer) == 0, "payment_failed to be delivered")
+    # Stripe leaves a declined intent open for another card: so does the purchase.
+    assert state_of(buyer, started["purchase_id"]) == "pending"
     assert buyer.balance() == 0
 
     assert confirm(buyer, started, GOOD_CARD).status_code == 200
@@ -193,3 +195,23 @@ def test_a_key_reused_for_another_pack_is_a_conflict(sandbox_app: AppServer, pat
     assert (again.status_code, again.json()["code"]) == (409, "idempotency_conflict")
     same = buyer.post(url, json={"package": "starter"}, headers={"Idempotency-Key": "k-1"})
     assert same.json()["purchase_id"] == first.json()["purchase_id"]
+
+
+def pending_deliveries(buyer: Buyer) -> int:
+    return int(buyer.get("/sandbox/deliveries").json()["pending"])
+
+
+def test_declined_intents_still_count_toward_the_purchase_limits(sandbox_app: AppServer) -> None:
+    """Each declined intent can still be paid, so it keeps its slot: five declined then
+    paid intents leave no room for a sixth, and no more than five are credited."""
+    buyer = Buyer(sandbox_app.url, "declined-limits@example.com")
+    started = [start_intent(buyer, "starter") for _ in range(5)]
+    for intent in started:
+        assert confirm(buyer, intent, DECLINED_CARD).status_code == 402
+    wait_for(lambda: pending_deliveries(buyer) == 0, "payment_failed events to be delivered")
+    sixth = buyer.post("/api/tokens/create-payment-intent", json={"package": "starter"})
+    assert (sixth.status_code, sixth.json()["code"]) == (429, "purchase_limit_reached")
+    for intent in started:
+        assert confirm(buyer, intent, GOOD_CARD).status_code == 200
+    wait_for(lambda: buyer.balance() == 5 * 50, "the five paid intents to be credited")
+    assert [t["type"] for t in buyer.history()] == ["purchase"] * 5
