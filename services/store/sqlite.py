@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -39,6 +40,8 @@ from services.store.sqlite_sessions import SESSION_SCHEMA, SqliteSessions
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
+SCHEMA_ATTEMPTS = 8
+SCHEMA_RETRY_S = 0.05
 PAGE_SIZE = 500
 
 SCHEMA = """
@@ -222,12 +225,28 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        with self._guard():
-            conn = self._conn()
-            conn.executescript(SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA + SESSION_SCHEMA)
-            upgrade = "holds" not in _account_columns(conn) or migration_needed(conn)
-        if upgrade:
+        if self._create_schema():
             self._write(_upgrade)
+
+    def _create_schema(self) -> bool:
+        """Create the tables; True when an older database needs upgrading.
+
+        Several processes opening a new file at once can meet SQLite's deadlock
+        refusal ("database is locked" at once, without waiting): try again shortly.
+        """
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                with self._guard():
+                    conn = self._conn()
+                    conn.executescript(
+                        SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA + SESSION_SCHEMA
+                    )
+                    return "holds" not in _account_columns(conn) or migration_needed(conn)
+            except StorageContention:
+                if attempt == SCHEMA_ATTEMPTS - 1:
+                    raise
+                time.sleep(SCHEMA_RETRY_S * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
