@@ -121,8 +121,10 @@ def test_update_setting_is_atomic_across_store_objects(store_factory: StoreFacto
     gate = threading.Barrier(writers)
     acknowledged: list[str] = []
 
+    stores = [store_factory() for _ in range(writers)]  # opened before the race starts
+
     def work(writer: int) -> None:
-        store = store_factory()
+        store = stores[writer]
         gate.wait(30)
         for n in range(rounds):
             mark = f"{writer}-{n}"
