@@ -29,6 +29,9 @@ from google.api_core import exceptions as gexc
 DOWN_BUDGET_S = 1.0
 DOWN_WINDOW_S = 30.0
 _deadline: ContextVar[float | None] = ContextVar("firestore_deadline", default=None)
+# Whether Firestore answered any RPC within the current budget: a budget spent
+# waiting on a contended document is no outage, and must not shorten other calls.
+_answered: ContextVar[list[bool] | None] = ContextVar("firestore_answered", default=None)
 
 
 class BudgetSpent(gexc.GoogleAPIError):
@@ -66,16 +69,19 @@ def budget(memory: OutageMemory) -> Iterator[None]:
         yield
         return
     token = _deadline.set(time.monotonic() + memory.budget_s())
+    answered: list[bool] = []
+    answered_token = _answered.set(answered)
     try:
         yield
     except BaseException:
         left = remaining_s()
-        if left is not None and left <= 0:  # the whole budget went: Firestore is down
+        if left is not None and left <= 0 and not answered:  # nothing answered: down
             memory.spent()
         raise
     else:
         memory.answered()
     finally:
+        _answered.reset(answered_token)
         _deadline.reset(token)
 
 
@@ -120,7 +126,13 @@ class DeadlineInterceptor(
     """Clips each RPC's timeout to the current budget (see the module docstring)."""
 
     def _call(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
-        return continuation(_clipped(details), request)
+        outcome = continuation(_clipped(details), request)
+        # A blocking unary call has finished here; streams answer later and are not counted.
+        if isinstance(outcome, grpc.Future) and outcome.done() and outcome.exception() is None:
+            answered = _answered.get()
+            if answered is not None:
+                answered.append(True)
+        return outcome
 
     intercept_unary_unary = _call
     intercept_unary_stream = _call

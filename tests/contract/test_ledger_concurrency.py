@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from services.errors import InsufficientBalance, StorageContention
+from services.errors import InsufficientBalance, StorageContention, StorageError
 from services.ledger.model import JournalTransaction
 from services.tokens import TokenLedger
 from tests.contract.conftest import StoreFactory
@@ -87,7 +87,7 @@ def _transfer_loop(
             counts["ok"] += 1
         except InsufficientBalance:
             counts["short"] += 1
-        except StorageContention:
+        except StorageError:  # contention, or no answer within the call's budget: retryable
             counts["contention"] += 1
 
 
