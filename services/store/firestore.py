@@ -14,7 +14,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from datetime import datetime
 from typing import Any, TypeVar
@@ -79,17 +79,35 @@ def _is_contention(exc: BaseException) -> bool:
 
 
 class _FirestoreUnitOfWork:
-    def __init__(self, store: FirestoreStore, transaction: firestore.Transaction) -> None:
+    """The ledger's reads and writes inside one Firestore transaction.
+
+    ``prefetched`` holds snapshots (by document path) that the caller already read
+    in this transaction, so a caller that batches its own reads with the ledger's
+    (see ``FirestoreStore.ledger_read_refs``) pays one round trip for all of them.
+    """
+
+    def __init__(
+        self,
+        store: FirestoreStore,
+        transaction: firestore.Transaction,
+        prefetched: Mapping[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.transaction = transaction
+        self.prefetched = prefetched or {}
+
+    def _get_all(self, refs: list[Any]) -> list[Any]:
+        missing = [ref for ref in refs if ref.path not in self.prefetched]
+        fetched = list(self.transaction.get_all(missing, timeout=CALL_TIMEOUT_S)) if missing else []
+        return [self.prefetched[r.path] for r in refs if r.path in self.prefetched] + fetched
 
     def read(
         self, txn_id: str, user_ids: tuple[str, ...]
     ) -> tuple[JournalTransaction | None, dict[str, Account]]:
-        refs = [self.store.journal_ref(txn_id)] + [self.store.account_ref(u) for u in user_ids]
+        refs = self.store.ledger_refs(txn_id, user_ids)
         existing: JournalTransaction | None = None
         accounts: dict[str, Account] = {}
-        for snap in self.transaction.get_all(refs, timeout=CALL_TIMEOUT_S):
+        for snap in self._get_all(refs):
             data = snap.to_dict()
             if data is None:
                 continue
@@ -208,8 +226,14 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         create_if_absent(self, self.account_ref(user_id), fresh.to_dict())
         return self.get_account(user_id)
 
-    def _unit_of_work(self, transaction: firestore.Transaction) -> _FirestoreUnitOfWork:
-        return _FirestoreUnitOfWork(self, transaction)
+    def ledger_refs(self, txn_id: str, user_ids: tuple[str, ...]) -> list[Any]:
+        """Every document the ledger's unit of work reads for one operation."""
+        return [self.journal_ref(txn_id)] + [self.account_ref(u) for u in user_ids]
+
+    def _unit_of_work(
+        self, transaction: firestore.Transaction, prefetched: Mapping[str, Any] | None = None
+    ) -> _FirestoreUnitOfWork:
+        return _FirestoreUnitOfWork(self, transaction, prefetched)
 
     def apply(self, op: Operation, now: datetime) -> JournalTransaction:
         with self._local_locks(op.user_ids):
