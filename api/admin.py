@@ -29,8 +29,7 @@ def operator() -> User:
 
 
 def admin_actions() -> AdminActions:
-    services = deps.services()
-    return AdminActions(services.store, services.ledger, services.fulfilment, services.payments)
+    return deps.services().admin_actions
 
 
 def _request(reason: object = "") -> ActionRequest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import uuid
 
 import click
@@ -10,12 +12,13 @@ from flask.cli import AppGroup
 
 from api.deps import services
 from services.errors import DomainError
-from services.ledger.model import TxnType
+from services.operations.actions import ActionRequest
 from services.payments.checkout import PRICE_IDS_SETTING
+from services.payments.model import User
 from services.payments.port import PaymentsError
-from services.payments.refunds import RefundService
 from services.payments.sandbox import SandboxPayments
 
+MAX_OPERATOR_LENGTH = 64
 tokens_cli = AppGroup("tokens", help="Token store operations.")
 
 
@@ -47,26 +50,42 @@ def sync_stripe() -> None:
     click.echo(f"recorded {len(recorded)} price ids; checkout uses them from now on")
 
 
+def _operator(name: str | None) -> User:
+    """Who ran the command, named in its audit record: --operator, else the login name."""
+    chosen = (name or os.environ.get("TOKENS_OPERATOR") or getpass.getuser()).strip()
+    if not chosen or not chosen.isprintable() or len(chosen) > MAX_OPERATOR_LENGTH:
+        raise click.ClickException("name the operator with --operator NAME")
+    return User(id=f"cli:{chosen}")
+
+
+def _request(key: str | None, reason: str = "") -> ActionRequest:
+    return ActionRequest(key or uuid.uuid4().hex, reason, keyed=key is not None)
+
+
+OPERATOR = click.option(
+    "--operator", help="Who runs this, for the audit record (default: $TOKENS_OPERATOR or login)."
+)
+
+
 @tokens_cli.command("grant")
 @click.argument("user")
 @click.argument("amount", type=click.IntRange(min=1))
 @click.option("--reason", required=True, help="Why; shown in the user's history.")
 @click.option("--key", help="Idempotency key; the same key never grants twice.")
-def grant(user: str, amount: int, reason: str, key: str | None) -> None:
-    """Grant AMOUNT tokens to USER (a user id or username), as one journal transaction."""
+@OPERATOR
+def grant(user: str, amount: int, reason: str, key: str | None, operator: str | None) -> None:
+    """Grant AMOUNT tokens to USER (a user id or username), as the dashboard does."""
+    admin = _operator(operator)
     try:
         target = services().transfers.recipient(user)
-        grant_key = key or f"grant:{target.id}:{uuid.uuid4().hex}"
-        txn = services().ledger.credit(
-            target.id, amount, key=grant_key, type=TxnType.GRANT, reason=reason
-        )
+        result = services().admin_actions.adjust(admin, target, amount, _request(key, reason))
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
-    services().ledger.settle_debt(target.id, txn.id)
-    entry = txn.user_entry(target.id)
+    details = result.audit.details
     click.echo(
-        f"granted {amount} tokens to {target.id}: balance {entry.balance_after}, "
-        f"transaction {txn.id}, key {grant_key}"
+        f"granted {amount} tokens to {target.id}: balance {details.get('balance_after')}, "
+        f"transaction {details.get('transaction_id')}, audit {result.audit.id}"
+        + (" (done before; nothing more)" if result.replayed else "")
     )
 
 
@@ -76,29 +95,34 @@ def grant(user: str, amount: int, reason: str, key: str | None) -> None:
     "--amount", type=click.IntRange(min=1), help="Minor units; default: the most covered."
 )
 @click.option("--force", is_flag=True, help="Refund more than the unspent tokens cover (debt).")
-def refund(purchase_id: str, amount: int | None, force: bool) -> None:
+@click.option("--key", help="Idempotency key; the same key never refunds twice.")
+@OPERATOR
+def refund(
+    purchase_id: str, amount: int | None, force: bool, key: str | None, operator: str | None
+) -> None:
     """Refund a purchase through the payment provider; its webhook then claws tokens back."""
+    admin = _operator(operator)
     gateway = services().payments
     if isinstance(gateway, SandboxPayments):
         gateway.deliver_in_foreground()
-    refunds = RefundService(services().store, gateway)
     try:
-        plan = refunds.plan(purchase_id, amount, force)
-    except DomainError as exc:
-        raise click.ClickException(exc.message) from exc
-    click.echo(
-        f"purchase {purchase_id}: {plan.unspent_tokens} unspent tokens cover a refund of "
-        f"at most {plan.max_amount}; refunding {plan.amount}"
-    )
-    try:
-        result = refunds.refund(plan)
+        result = services().admin_actions.refund(
+            admin, purchase_id, _request(key), amount=amount, force=force
+        )
     except PaymentsError as exc:
         raise click.ClickException(f"the payment provider refused: {exc}") from exc
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
     if isinstance(gateway, SandboxPayments):
         gateway.deliver_pending()
+    details = result.audit.details
     click.echo(
-        f"refund {result.get('id')} {result.get('status')}: {plan.amount} "
-        f"{plan.purchase.currency}; the webhook takes the tokens back"
+        f"purchase {purchase_id}: {details.get('unspent_tokens')} unspent tokens cover a refund"
+        f" of at most {details.get('max_covered')}; refunding {details.get('amount')}"
+    )
+    click.echo(
+        f"refund {details.get('refund_id')}: {details.get('amount')} {details.get('currency')};"
+        f" the webhook takes the tokens back (audit {result.audit.id})"
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from config import Settings
 from services.auth import AuthService, FirebaseVerifier
+from services.operations.actions import AdminActions
 from services.payments.checkout import CheckoutService
 from services.payments.events import EventProcessor
 from services.payments.fulfilment import Fulfilment
@@ -31,6 +32,7 @@ class Services:
     auth: AuthService
     sessions: SessionService
     transfers: TransferService
+    admin_actions: AdminActions  # the dashboard, the operator API and the CLI share it
 
 
 def _payments(settings: Settings) -> PaymentsGateway:
@@ -68,4 +70,5 @@ def build_services(settings: Settings) -> Services:
         auth=AuthService(store, verifier, ledger, settings.signup_bonus),
         sessions=SessionService(store, settings.sessions, verifier),
         transfers=TransferService(ledger, store),
+        admin_actions=AdminActions(store, ledger, fulfilment, payments),
     )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.store import open_store
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer, tokens_cli
 
@@ -55,3 +56,29 @@ def test_bad_grants_are_refused(app: AppServer, args: list[str], message: str) -
     refused = grant(app, *args)
     assert refused.returncode != 0
     assert message in refused.stderr
+
+
+def test_a_cli_grant_is_audited_under_the_operator_who_ran_it(app: AppServer) -> None:
+    user = Buyer(app.url, "audited@example.com", username="audited")
+    done = grant(app, "audited", "7", "--reason", "goodwill", "--key", "g-1", "--operator", "ana")
+    again = tokens_cli(
+        {**app.env, "TOKENS_OPERATOR": "ana"},
+        "grant",
+        "audited",
+        "7",
+        "--reason",
+        "goodwill",
+        "--key",
+        "g-1",
+    )
+    assert done.returncode == 0 and again.returncode == 0, done.stderr + again.stderr
+    assert "nothing more" in again.stdout
+    assert user.balance() == 32
+    store = open_store(app.env["STORE_URL"])
+    try:
+        records = store.list_audit(10, target=f"user:{user.user_id}")
+    finally:
+        store.close()
+    assert [(r.admin_id, r.action, r.reason) for r in records] == [
+        ("cli:ana", "grant_tokens", "goodwill")
+    ]

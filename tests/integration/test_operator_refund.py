@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.operations.model import AuditRecord
+from services.store import open_store
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer, tokens_cli
 
@@ -39,15 +41,26 @@ def bought_and_spent(server: AppServer, spent: int) -> tuple[Buyer, str]:
     return buyer, started["purchase_id"]
 
 
+def audit_of(server: AppServer, purchase_id: str) -> list[AuditRecord]:
+    store = open_store(server.env["STORE_URL"])
+    try:
+        return store.list_audit(10, target=f"purchase:{purchase_id}")
+    finally:
+        store.close()
+
+
 def pending(buyer: Buyer) -> int:
     return int(buyer.get("/sandbox/deliveries").json()["pending"])
 
 
 def test_the_default_refund_is_what_the_unspent_tokens_cover(app: AppServer) -> None:
     buyer, purchase_id = bought_and_spent(app, 100)
-    result = flask_cli(app, "refund", purchase_id)
+    result = flask_cli(app, "refund", purchase_id, "--operator", "ops-1")
     assert result.returncode == 0, result.stderr
     assert "10 unspent tokens cover a refund of at most 99; refunding 99" in result.stdout
+    assert [(r.admin_id, r.details["amount"]) for r in audit_of(app, purchase_id)] == [
+        ("cli:ops-1", 99)
+    ]
     wait_for(lambda: pending(buyer) == 0, "the charge.refunded event to be delivered")
     assert buyer.get("/api/tokens/balance").json() == {
         "success": True,
