@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.errors import AccountNotFound, DomainError, InvalidIdempotencyKey
+from services.errors import AccountNotFound, InvalidIdempotencyKey
 from services.faults import AFTER_SPEND_APPLY, AFTER_TRANSFER_APPLY, fault_point
 from services.ledger.model import JournalTransaction
-from services.ledger.rules import validate_user_id
 from services.payments.model import User
 from services.store.port import PurchaseStore
 from services.tokens import TokenLedger
+from services.users import find_user
 
 MAX_CLIENT_KEY = 200
 
@@ -40,10 +40,7 @@ class TransferService:
         """A user by id or by username (case-insensitive, with or without '@')."""
         if not isinstance(name, str) or not name.strip():
             raise AccountNotFound("name a recipient by username or user id")
-        wanted = name.strip().removeprefix("@")
-        found = self.users.find_user_by_username(wanted)
-        if found is None and _is_user_id(wanted):
-            found = self.users.get_user(wanted)
+        found = find_user(self.users, name)
         if found is None:
             raise AccountNotFound(f"no user called {name!r}")
         return found
@@ -58,11 +55,3 @@ class TransferService:
         )
         fault_point(AFTER_TRANSFER_APPLY)
         return txn, target
-
-
-def _is_user_id(text: str) -> bool:
-    try:
-        validate_user_id(text)
-    except DomainError:
-        return False
-    return True

@@ -6,16 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.auth import USERNAME
 from services.errors import DomainError
 from services.ledger.model import Account, Entry
-from services.ledger.rules import validate_user_id
 from services.operations.model import LAST_RECONCILIATION, AuditRecord, EventFailure
 from services.operations.stats import SalesReport, sales_report
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
 from services.payments.port import PaymentsGateway
 from services.store.port import Store
 from services.tokens import TokenLedger
+from services.users import find_user_or_email
 
 LIST_LIMIT = 50
 HISTORY_LIMIT = 20
@@ -69,27 +68,10 @@ def alerts_for_review(store: Store) -> list[SecurityAlert]:
 
 
 def find_user(store: Store, query: str) -> User | None:
-    """By user id, by username (with or without '@'), or by email."""
-    wanted = query.strip()
-    if not wanted or len(wanted) > MAX_QUERY:
+    """By username (with or without '@'), by user id, or by email."""
+    if not query.strip() or len(query.strip()) > MAX_QUERY:
         raise DomainError(f"search by a user id, a username or an email (1-{MAX_QUERY} characters)")
-    found = None
-    if "@" in wanted.lstrip("@"):
-        found = store.find_user_by_email(wanted) or store.find_user_by_email(wanted.lower())
-    if found is None and _valid_user_id(wanted):
-        found = store.get_user(wanted)
-    name = wanted.removeprefix("@")
-    if found is None and USERNAME.match(name):
-        found = store.find_user_by_username(name)
-    return found
-
-
-def _valid_user_id(text: str) -> bool:
-    try:
-        validate_user_id(text)
-    except DomainError:
-        return False
-    return True
+    return find_user_or_email(store, query)
 
 
 def user_view(store: Store, ledger: TokenLedger, user: User) -> UserView:
