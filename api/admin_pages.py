@@ -104,7 +104,7 @@ def _run(action: Callable[[User], ActionResult]) -> Response | tuple[str, int]:
     except TokenStoreError as exc:
         return _failed(exc.message, exc.http_status)
     except PaymentsError as exc:  # the provider refused or failed; an admin may read why
-        return _failed(f"the payment provider said: {exc}", getattr(exc, "http_status", 502))
+        return _failed(f"the payment provider said: {exc}", exc.http_status)
     note = " This form was sent before, so nothing more was done." if result.replayed else ""
     flash(result.message + note, FLASH)
     return cast(Response, redirect(_back(), code=303))

@@ -1,4 +1,4 @@
-"""One place maps errors to HTTP: the domain and storage families, and HTTP errors.
+"""One place maps errors to HTTP: the domain, storage and payments families, and HTTP errors.
 
 JSON routes (/api/..., /auth/..., /healthz, /readyz, the sandbox's two JSON
 routes) get {"success": false, "error", "code"}; pages get a short HTML page.
@@ -13,7 +13,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from services.errors import PurchaseLimitReached, StorageError, TokenStoreError
-from services.payments.port import PaymentsError
+from services.payments.errors import Kind, PaymentsError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "1"
@@ -50,12 +50,20 @@ def _domain_or_storage(exc: TokenStoreError) -> tuple[Response, int]:
     return response, status
 
 
+PAYMENTS_MESSAGES = {
+    Kind.TRANSIENT: "the payment provider is not answering; try again shortly",
+    Kind.FAILED: "the payment provider failed to handle the request",
+    Kind.NOT_FOUND: "the payment provider has no such payment",
+    Kind.REFUSED: "the payment provider refused the request",
+}
+
+
 def _payments(exc: PaymentsError) -> tuple[Response, int]:
+    """By the error's own kind; the provider's words stay in the log, not the answer."""
     log.warning("payment provider error on %s: %s", request.path, exc)
-    response, status = error_response(
-        "the payment provider is not answering; try again shortly", "payments_unavailable", 503
-    )
-    response.headers["Retry-After"] = "5"
+    response, status = error_response(PAYMENTS_MESSAGES[exc.kind], exc.code, exc.http_status)
+    if exc.retry_after_s is not None:
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response, status
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from config.catalog import Pack
+from services.payments.errors import PaymentsError
+
+__all__ = ["CheckoutSession", "PaymentIntent", "PaymentsError", "PaymentsGateway"]
 
 
 @dataclass(frozen=True)
@@ -24,17 +27,9 @@ class PaymentIntent:
     client_secret: str
 
 
-class PaymentsError(Exception):
-    """The payment provider failed or could not be reached; retry later.
-
-    ``transient`` is False when the provider refused the request itself (no
-    such payment, already refunded): trying again will not help.
-    """
-
-    transient: bool = True
-
-
 class PaymentsGateway(Protocol):
+    """What checkout, refunds and reconciliation need; every failure is a PaymentsError."""
+
     mode: str  # "stripe" | "sandbox"
 
     def get_or_create_customer(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from services.stripe_service import MAX_NETWORK_RETRIES
+from services.payments.stripe_gateway import MAX_NETWORK_RETRIES
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
 from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEmulator
 from tests.support.firebase_tokens import emulator_id_token

@@ -16,12 +16,8 @@ import stripe
 
 from config.catalog import Pack, load_catalog
 from services.payments import port
-from services.stripe_service import (
-    STRIPE_API_VERSION,
-    CheckoutSession,
-    PaymentsError,
-    StripeService,
-)
+from services.payments.errors import PaymentsError
+from services.payments.stripe_gateway import STRIPE_API_VERSION, CheckoutSession, StripeService
 from tests.support.fake_stripe_api import FakeStripeApi, RecordedRequest
 from tests.support.stripe_fixtures import FIXTURES_PATH, FixturesNotFound, fixture, load_fixtures
 
@@ -192,7 +188,7 @@ def test_missing_session_is_a_payments_error(service: StripeService, fake: FakeS
     assert isinstance(caught.value, PaymentsError)
 
     assert caught.value.not_found
-    assert (caught.value.transient, caught.value.http_status) == (False, 502)
+    assert (caught.value.transient, caught.value.http_status) == (False, 404)
     assert "cs_test_missing" in caught.value.message
     assert len(fake.find("GET", "/v1/checkout/sessions/cs_test_missing")) == 1  # 404: no retry
 

@@ -12,28 +12,25 @@ import requests
 from config.catalog import Pack
 from config.errors import ConfigError
 from config.settings import load_settings
-from services.payments import sandbox as sandbox_module
 from services.payments.port import PaymentsError
-from services.payments.sandbox import SandboxPayments
+from services.payments.sandbox import PaymentDeclined, SandboxPayments
 
 START = 1_800_000_000
 
 
 class Clock:
-    """Stands in for the ``time`` module inside the sandbox."""
+    """The sandbox's clock: seconds since the epoch, moved by the test."""
 
     def __init__(self) -> None:
         self.now = float(START)
 
-    def time(self) -> float:
+    def __call__(self) -> float:
         return self.now
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(sandbox_module, "time", fake)
-    return fake
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -45,7 +42,7 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> Sa
     settings = load_settings(
         {"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"), "SANDBOX_WEBHOOKS": "off"}
     )
-    return SandboxPayments(settings)
+    return SandboxPayments(settings, clock=clock)
 
 
 def start(gateway: SandboxPayments, purchase_id: str, pack_id: str = "popular") -> str:
@@ -163,7 +160,7 @@ def test_listed_events_are_the_outbox_payloads_and_stay_undelivered(
     assert gateway.deliver_due() is False  # withheld: never POSTed
     assert gateway.pending_deliveries() == 1
     [event] = gateway.list_events(created_gte=0)
-    with gateway._db() as conn:
+    with gateway.db.connect() as conn:
         [(payload,)] = conn.execute("SELECT payload FROM outbox").fetchall()
     assert json.loads(payload) == event
 
@@ -320,7 +317,7 @@ def test_a_declined_card_sends_payment_failed_and_leaves_the_intent_open(
     gateway: SandboxPayments,
 ) -> None:
     intent_id, secret = embedded(gateway)
-    with pytest.raises(sandbox_module.PaymentDeclined, match="declined"):
+    with pytest.raises(PaymentDeclined, match="declined"):
         gateway.confirm_payment_intent(intent_id, "4000 0000 0000 0002", secret)
 
     failed = list(gateway.list_events(created_gte=0, types=["payment_intent.payment_failed"]))

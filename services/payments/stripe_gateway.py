@@ -5,7 +5,8 @@ request goes through one ``StripeClient`` pinned to ``STRIPE_API_VERSION``,
 with network retries, and every create carries an idempotency key derived from
 our own ids, so a retried request never makes a second object. Stripe objects
 come back as plain JSON-safe dicts, and every SDK error comes back as
-``PaymentsError`` whose message never contains the secret key.
+``PaymentsError``, classified in ``services.payments.errors``, whose message
+never contains the secret key.
 
 ``CheckoutSession`` is the payments port's (re-exported here), so this class
 satisfies ``services.payments.port.PaymentsGateway``.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from config.catalog import Pack
-from services.payments import port
+from services.payments.errors import PaymentsError, from_stripe
 from services.payments.port import CheckoutSession, PaymentIntent
 
 if TYPE_CHECKING:
@@ -40,12 +41,12 @@ if TYPE_CHECKING:
     )
 
 # The API version the installed SDK (stripe==16.1.0) is generated for: its types
-# and the shapes below match it. Upgrade the SDK and this constant together.
+# and the shapes below match it, and the sandbox's events carry it. Upgrade the
+# SDK and this constant together.
 STRIPE_API_VERSION = "2026-10-28.endive"
 MAX_NETWORK_RETRIES = 2
 STRIPE_TIMEOUT_S = 12  # per attempt; with the retries a call still ends within a minute
 PAGE_SIZE = 100
-REDACTED = "[redacted]"
 
 __all__ = [
     "STRIPE_API_VERSION",
@@ -62,63 +63,6 @@ class SyncedPrice:
     product_id: str
     price_id: str
     action: str  # "created" | "updated" | "unchanged"
-
-
-class PaymentsError(port.PaymentsError):
-    """Stripe failed or refused a request; callers answer 502 or 503.
-
-    A subclass of the payments port's error, so checkout and the API error
-    handler, which catch ``services.payments.port.PaymentsError``, catch it.
-
-    ``transient`` (connection trouble, rate limit, Stripe 5xx) maps to 503 and
-    may be retried; anything else (Stripe rejected the request) maps to 502.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        transient: bool = False,
-        stripe_status: int | None = None,
-        stripe_code: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.transient = transient
-        self.stripe_status = stripe_status
-        self.stripe_code = stripe_code
-        self.request_id = request_id
-        self.code = "payments_unavailable" if transient else "payments_error"
-        self.http_status = 503 if transient else 502
-
-    @property
-    def not_found(self) -> bool:
-        """Stripe has no such object (e.g. a made-up checkout session id)."""
-        return self.stripe_code == "resource_missing"
-
-
-def _is_transient(exc: StripeError, stripe_module: types.ModuleType) -> bool:
-    if isinstance(exc, stripe_module.APIConnectionError | stripe_module.RateLimitError):
-        return True
-    return exc.http_status is not None and exc.http_status >= 500
-
-
-def _payments_error(
-    operation: str, exc: StripeError, secret_key: str, stripe_module: types.ModuleType
-) -> PaymentsError:
-    detail = exc.user_message or "no message"
-    status = f" (HTTP {exc.http_status})" if exc.http_status else ""
-    message = f"Stripe {operation} failed: {type(exc).__name__}{status}: {detail}"
-    if secret_key:
-        message = message.replace(secret_key, REDACTED)
-    return PaymentsError(
-        message,
-        transient=_is_transient(exc, stripe_module),
-        stripe_status=exc.http_status,
-        stripe_code=exc.code,
-        request_id=exc.request_id,
-    )
 
 
 def _plain(obj: StripeObject) -> dict[str, Any]:
@@ -139,7 +83,6 @@ class StripeService:
     def __init__(
         self, stripe_module: types.ModuleType, secret_key: str, api_base: str | None = None
     ) -> None:
-        self._stripe = stripe_module
         self._secret_key = secret_key
         self._stripe_error: type[StripeError] = stripe_module.StripeError
         self._missing: type[InvalidRequestError] = stripe_module.InvalidRequestError
@@ -157,7 +100,7 @@ class StripeService:
         try:
             yield
         except self._stripe_error as exc:
-            raise _payments_error(operation, exc, self._secret_key, self._stripe) from exc
+            raise from_stripe(operation, exc, self._secret_key) from exc
 
     # -- customers and checkout ------------------------------------------------
 
@@ -203,7 +146,7 @@ class StripeService:
             session = self._client.v1.checkout.sessions.create(
                 params, {"idempotency_key": f"checkout-{purchase_id}"}
             )
-        if not session.url:
+        if not session.url:  # a provider failure: no retry makes the URL appear
             raise PaymentsError(f"Stripe checkout session {session.id} came back without a URL")
         return CheckoutSession(
             id=session.id, url=session.url, payment_intent=_id_of(session.payment_intent)
