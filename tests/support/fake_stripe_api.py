@@ -307,6 +307,9 @@ class FakeStripeApi(LocalHttpServer):
                 f"Object exists: {object_id}",
                 "resource_already_exists",
             )
+        refusal = self._refuse_refund(params) if collection == "refunds" else None
+        if refusal is not None:
+            return refusal
         obj = fixture(name, id=object_id, created=int(time.time()), livemode=False, metadata={})
         self._apply(obj, params)
         shape = getattr(self, "_shape_" + name.replace(".", "_"), None)
@@ -371,10 +374,46 @@ class FakeStripeApi(LocalHttpServer):
         obj.update(active=True, default_price=params.get("default_price"))
         obj["description"] = params.get("description") or None
 
+    def _refuse_refund(self, params: dict[str, Any]) -> Response | None:
+        """Stripe's answers to a refund of an unknown payment, or of more than is left."""
+        intent_id = params.get("payment_intent", "")
+        intent = self.objects["payment_intents"].get(intent_id)
+        if intent is None:
+            return stripe_error(
+                400,
+                "invalid_request_error",
+                f"No such payment_intent: '{intent_id}'",
+                "resource_missing",
+            )
+        left = self._unrefunded(intent)
+        if left <= 0:
+            return stripe_error(
+                400,
+                "invalid_request_error",
+                f"Charge {intent['latest_charge']} has already been refunded.",
+                "charge_already_refunded",
+            )
+        if int(params.get("amount", left)) > left:
+            return stripe_error(
+                400,
+                "invalid_request_error",
+                f"Refund amount ({params['amount']}) is greater than unrefunded amount on"
+                f" charge ({left}).",
+                "amount_too_large",
+            )
+        return None
+
+    def _unrefunded(self, intent: dict[str, Any]) -> int:
+        return int(intent["amount"]) - sum(
+            int(r["amount"])
+            for r in self.objects["refunds"].values()
+            if r.get("payment_intent") == intent["id"] and r.get("status") == "succeeded"
+        )
+
     def _shape_refund(self, obj: dict[str, Any], params: dict[str, Any]) -> None:
         intent = self.objects["payment_intents"].get(params.get("payment_intent", ""))
         if intent is not None and "amount" not in params:
-            obj["amount"] = intent["amount"]
+            obj["amount"] = self._unrefunded(intent)  # the refund is not stored yet
         obj.update(status="succeeded", charge=None if intent is None else intent["latest_charge"])
 
     def _expanded(self, collection: str, obj: dict[str, Any], expand: list[str]) -> dict[str, Any]:
