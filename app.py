@@ -30,9 +30,12 @@ csrf = CSRFProtect()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app; ``config`` overrides environment variables by name (tests use it)."""
-    overrides = {k: str(v) for k, v in (config or {}).items()}
-    env = {**os.environ, **overrides}
+    """Build the app from the environment, or from ``config`` alone (tests use it).
+
+    A given ``config`` replaces the environment's settings entirely, so a test sees
+    what it wrote and not the developer's shell (a STORE_URL or STRIPE_SECRET_KEY
+    exported there cannot leak into it)."""
+    env = dict(os.environ) if config is None else {k: str(v) for k, v in config.items()}
     configure_logging(log_format(env), log_context)
     settings = load_settings(env)
     app = Flask(__name__)
