@@ -8,6 +8,15 @@ Then every account (balance, debt, status, and its entries as (type, amount)), e
 purchase's state, and `tokens reconcile` must agree. A 5xx is retried, as Stripe and
 clients do; any other non-2xx answer fails the test.
 
+On Firestore, app A runs as ``STORM_FIRESTORE_PROCESSES`` (default 2) gunicorn
+servers on one emulator, as Cloud Run runs several instances on one database: each
+has its own worker, Firestore client and in-process locks, so only the store's
+transactions can keep the ledger right. Checkouts, spends and tips go to the servers
+in turn, consecutive copies of one event go to different servers, and half of the
+events sent more than once send all their copies at the same moment (one thread each,
+released together), each copy to another server. On SQLite app A is one server
+(``STORM_SQLITE_PROCESSES``, default 1). The oracle is always one server.
+
 It runs on SQLite with ``STORM_DELIVERIES`` deliveries (default 10,000) and on the
 Firestore emulator with ``STORM_FIRESTORE_DELIVERIES`` (default 1,000: each delivery
 there waits on the emulator's round trips); `make soak` runs larger ones.
@@ -16,6 +25,7 @@ there waits on the emulator's round trips); `make soak` runs larger ones.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -45,6 +55,12 @@ DELIVERIES = {
     "sqlite": int(os.environ.get("STORM_DELIVERIES", "10000")),
     "firestore": int(os.environ.get("STORM_FIRESTORE_DELIVERIES", "1000")),
 }
+PROCESSES = {  # app A's server processes, all on one database
+    "sqlite": int(os.environ.get("STORM_SQLITE_PROCESSES", "1")),
+    "firestore": int(os.environ.get("STORM_FIRESTORE_PROCESSES", "2")),
+}
+BURST_SHARE = 0.5  # of the events sent more than once: all copies at the same moment
+BURST_WAIT_S = 60.0
 # The emulator makes concurrent checkouts of different buyers, whose transactions
 # query the purchases collection, wait out each other's locks: start them one by one.
 CHECKOUT_THREADS = {"sqlite": 8, "firestore": 1}
@@ -141,10 +157,11 @@ class World:
         ]
 
     def checkouts(self, purchases: list[Purchase], threads: int) -> list[dict[str, Any]]:
-        def start(p: Purchase) -> dict[str, Any]:
+        def start(n: int, p: Purchase) -> dict[str, Any]:
             client = self.clients[p.buyer_email]
             answer = client.post(
                 "/api/tokens/create-checkout-session",
+                via=self.server.url_for(n),
                 json={"package": p.package},
                 headers={"Idempotency-Key": p.key},
             )
@@ -153,7 +170,7 @@ class World:
             return {**body, "user_id": client.user_id, "email": p.buyer_email}
 
         with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(start, purchases))
+            return list(pool.map(start, range(len(purchases)), purchases))
 
 
 LedgerRequest = tuple[int, str, dict[str, Any]]  # (spender index, path, body)
@@ -194,11 +211,27 @@ def until_2xx(call: Callable[[], requests.Response], tally: Tally, what: str) ->
         tally.refused.append(f"{what}: no 2xx after {MAX_ATTEMPTS} attempts")
 
 
+def burst(calls: list[Callable[[], requests.Response]], tally: Tally, what: str) -> None:
+    """Every copy of one event at the same moment: a thread each, released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def one(call: Callable[[], requests.Response]) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a late thread sends anyway
+            barrier.wait(timeout=BURST_WAIT_S)
+        until_2xx(call, tally, what)
+
+    threads = [threading.Thread(target=one, args=(call,), daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def ledger_call(
-    world: World, who: int, path: str, body: dict[str, Any], key: str
+    world: World, who: int, path: str, body: dict[str, Any], key: str, via: str | None = None
 ) -> Callable[[], requests.Response]:
     client = world.spenders[who]
-    return lambda: client.post(path, json=body, headers={"Idempotency-Key": key})
+    return lambda: client.post(path, via=via, json=body, headers={"Idempotency-Key": key})
 
 
 def snapshot(world: World, started: list[dict[str, Any]]) -> dict[str, Any]:
@@ -242,17 +275,17 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-def app_on(kind: str) -> AppServer:
+def app_on(kind: str, processes: int = 1) -> AppServer:
     """The app on its own database; the sandbox must not send events: the test is Stripe."""
     env = dict(APP_ENV)
     if kind == "firestore":
         env["STORE_URL"] = f"firestore://demo-storm-{uuid.uuid4().hex[:12]}"
-    return AppServer(env).start()
+    return AppServer(env, processes=processes).start()
 
 
 @pytest.fixture
 def storm_app(store_kind: str) -> Iterator[AppServer]:
-    server = app_on(store_kind)
+    server = app_on(store_kind, PROCESSES[store_kind])
     yield server
     server.stop()
 
@@ -289,24 +322,35 @@ def test_a_storm_ends_where_the_same_events_in_order_end(
     ]
     requests_made = ledger_requests(rng)
 
-    # The storm: each event 1-5 times, all shuffled with the spends and tips, 32 senders.
+    # The storm: each event 1-5 times, all shuffled with the spends and tips, 32 senders,
+    # spread over app A's server processes; some events' copies all at once.
     storm_world, oracle_world = worlds["storm"], worlds["oracle"]
-    work: list[tuple[Callable[[], requests.Response], str]] = [
-        (partial(send, storm_app.url, e), str(e["id"]))
-        for n, e in enumerate(unique)
-        for _ in range(copies[n])
-    ]
-    deliveries = len(work)
+    tally = Tally()
+    work: list[Callable[[], None]] = []
+    deliveries = 0
+    for n, e in enumerate(unique):
+        calls: list[Callable[[], requests.Response]] = [
+            partial(send, storm_app.url_for(n + c), e) for c in range(copies[n])
+        ]
+        deliveries += len(calls)
+        if len(calls) > 1 and rng.random() < BURST_SHARE:
+            work.append(partial(burst, calls, tally, str(e["id"])))
+        else:
+            work += [partial(until_2xx, call, tally, str(e["id"])) for call in calls]
     work += [
-        (ledger_call(storm_world, who, path, body, f"storm-op-{n}"), f"op {n}")
+        partial(
+            until_2xx,
+            ledger_call(storm_world, who, path, body, f"storm-op-{n}", via=storm_app.url_for(n)),
+            tally,
+            f"op {n}",
+        )
         for n, (who, path, body) in enumerate(requests_made)
     ]
     rng.shuffle(work)
-    tally = Tally()
     with ThreadPoolExecutor(SENDERS) as pool:
-        list(pool.map(lambda item: until_2xx(item[0], tally, item[1]), work))
+        list(pool.map(lambda item: item(), work))
     assert tally.refused == []
-    assert tally.deliveries == len(work)
+    assert tally.deliveries == deliveries + len(requests_made)
 
     # The oracle: each event once, in order, then each spend and tip once.
     oracle_tally = Tally()
@@ -336,6 +380,7 @@ def test_a_storm_ends_where_the_same_events_in_order_end(
         reconciled = tokens_cli(app.env, "reconcile", "--no-provider")
         assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     print(
-        f"storm on {store_kind}: {deliveries} deliveries of {len(unique)} events,"
-        f" {len(requests_made)} spends and tips, {tally.retried} answered after a retry"
+        f"storm on {store_kind} ({len(storm_app.urls)} server processes): {deliveries}"
+        f" deliveries of {len(unique)} events, {len(requests_made)} spends and tips,"
+        f" {tally.retried} answered after a retry"
     )

@@ -17,7 +17,11 @@ WAIT_S = 20.0
 
 
 class Buyer:
-    """A browser-like client: session cookie plus the CSRF token the app issued."""
+    """A browser-like client: session cookie plus the CSRF token the app issued.
+
+    The cookie goes to every port of 127.0.0.1 (cookies are not per port), so one
+    buyer can talk to each server process of one app.
+    """
 
     def __init__(self, base_url: str, email: str, username: str | None = None) -> None:
         self.base_url = base_url
@@ -28,12 +32,14 @@ class Buyer:
         self.user_id: str = body["user"]["id"]
         self.csrf: str = body["csrf_token"]
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
+    def post(self, path: str, *, via: str | None = None, **kwargs: Any) -> requests.Response:
+        """POST to ``via`` (another server process of the same app), else to ``base_url``."""
         headers = {"X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
-        return self.http.post(f"{self.base_url}{path}", headers=headers, timeout=30, **kwargs)
+        url = f"{via or self.base_url}{path}"
+        return self.http.post(url, headers=headers, timeout=30, **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.get(f"{self.base_url}{path}", timeout=30, **kwargs)
+    def get(self, path: str, *, via: str | None = None, **kwargs: Any) -> requests.Response:
+        return self.http.get(f"{via or self.base_url}{path}", timeout=30, **kwargs)
 
     def checkout(self, package: str = "popular") -> dict[str, Any]:
         response = self.post("/api/tokens/create-checkout-session", json={"package": package})

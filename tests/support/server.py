@@ -1,4 +1,11 @@
-"""Run the app under gunicorn, as production does, on a free local port."""
+"""Run the app under gunicorn, as production does, on free local ports.
+
+``AppServer(env, processes=N)`` starts N separate gunicorn servers (one worker each,
+each its own process with its own store) on one database, as Cloud Run runs N
+instances: ``urls`` lists them and ``url_for(n)`` spreads requests over them. They
+share the environment, the sandbox's database and ``APP_BASE_URL`` (the first one's).
+``root`` serves another checkout of the project (the webhook bench's baseline).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -16,12 +24,25 @@ from tests.support.firestore_emulator import free_port
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
 
 
 class AppServer:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self,
+        env: dict[str, str],
+        processes: int = 1,
+        threads: int = 4,
+        root: Path = ROOT,
+    ) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
+        self.ports = [free_port() for _ in range(processes)]
+        self.port = self.ports[0]
+        self.urls = [f"http://127.0.0.1:{port}" for port in self.ports]
+        self.url = self.urls[0]
+        self.threads = threads
+        self.root = root
         self.workdir = tempfile.TemporaryDirectory(prefix="app-")
         defaults = {
             "PORT": str(self.port),
@@ -31,53 +52,99 @@ class AppServer:
         }
         self.env = {**os.environ, **defaults, **env}
         self.env.pop("TOKEN_STORE_NO_MODULE_APP", None)
-        self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log")  # noqa: SIM115
-        self.process: subprocess.Popen[bytes] | None = None
+        # Live as long as the server; closed (and removed) in stop().
+        self.logs: list[IO[bytes]] = [
+            tempfile.NamedTemporaryFile(prefix=f"gunicorn-{n}-", suffix=".log")  # noqa: SIM115
+            for n in range(processes)
+        ]
+        self.log = self.logs[0]
+        self.running: list[subprocess.Popen[bytes] | None] = [None] * processes
 
-    def launch(self) -> subprocess.Popen[bytes]:
-        command = [
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The first server's gunicorn master."""
+        return self.running[0]
+
+    def url_for(self, n: int) -> str:
+        """The n-th request's server, round-robin."""
+        return self.urls[n % len(self.urls)]
+
+    def command(self, port: int) -> list[str]:
+        return [
             str(GUNICORN),
             "--bind",
-            f"127.0.0.1:{self.port}",
+            f"127.0.0.1:{port}",
             "--workers",
             "1",
             "--threads",
-            "4",
+            str(self.threads),
             "app:app",
         ]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
+
+    def launch_one(self, n: int) -> subprocess.Popen[bytes]:
+        port = self.ports[n]
+        process = subprocess.Popen(
+            self.command(port),
+            cwd=self.root,
+            env={**self.env, "PORT": str(port)},
+            stdout=self.logs[n],
+            stderr=subprocess.STDOUT,
         )
-        return self.process
+        self.running[n] = process
+        return process
 
     def start(self) -> AppServer:
-        process = self.launch()
+        for n in range(len(self.ports)):
+            self.launch_one(n)
         deadline = time.monotonic() + START_TIMEOUT_S
+        for n, url in enumerate(self.urls):
+            if not self._answers(n, url, deadline):
+                self.stop()
+                raise RuntimeError(
+                    f"gunicorn at {url} did not answer within {START_TIMEOUT_S}s:\n{self.output()}"
+                )
+        return self
+
+    def _answers(self, n: int, url: str, deadline: float) -> bool:
+        process = self.running[n]
+        assert process is not None
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{self.output()}")
+                output = self.output()
+                self.stop()
+                raise RuntimeError(f"gunicorn at {url} exited with {process.returncode}:\n{output}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
-                    return self
+                if requests.get(f"{url}/healthz", timeout=1).ok:
+                    return True
             except requests.RequestException:  # not listening yet, or too busy to answer
                 pass
             time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not answer within {START_TIMEOUT_S}s:\n{self.output()}")
+        return False
 
     def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        if len(self.logs) == 1:
+            return Path(self.log.name).read_text(errors="replace")
+        return "\n".join(
+            f"--- {url} ---\n" + Path(log.name).read_text(errors="replace")
+            for url, log in zip(self.urls, self.logs, strict=True)
+        )
+
+    def halt_one(self, n: int) -> None:
+        process = self.running[n]
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.running[n] = None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-        self.log.close()
+        for n in range(len(self.running)):
+            self.halt_one(n)
+        for log in self.logs:
+            log.close()
         self.workdir.cleanup()
 
 
