@@ -38,7 +38,6 @@ class Settings:
     webhook_secrets: tuple[str, ...] = (DEV_WEBHOOK_SECRET,)
     firebase_project_id: str | None = None
     app_base_url: str = DEFAULT_BASE_URL
-    port: int = 8080
     catalog_file: str | None = None
     sandbox_db_path: str = "instance/sandbox.db"
     stripe_api_base: str | None = None  # another Stripe-compatible API, for tests
@@ -180,7 +179,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_secrets=secrets or (DEV_WEBHOOK_SECRET,),
         firebase_project_id=project_id,
         app_base_url=base_url.rstrip("/"),
-        port=port,
         catalog_file=catalog_file,
         sandbox_db_path=env.get("SANDBOX_DB_PATH") or "instance/sandbox.db",
         stripe_api_base=env.get("STRIPE_API_BASE") or None,

@@ -174,9 +174,6 @@ class AuthService:
             for candidate in {name, name.lower()}
         )
 
-    def from_bearer(self, token: str) -> User:
-        return self.verify_bearer(token).user
-
     def verify_bearer(self, token: str) -> BearerIdentity:
         """The token's user, whether it carries the admin claim, and its verified email."""
         if self.verifier is None:

@@ -23,7 +23,7 @@ def test_defaults_are_the_development_sandbox() -> None:
     assert settings.payments_mode == "sandbox"
     assert settings.store_url == "sqlite:///instance/tokens.db"
     assert settings.webhook_secrets == (DEV_WEBHOOK_SECRET,)
-    assert (settings.app_base_url, settings.port) == ("http://127.0.0.1:8080", 8080)
+    assert settings.app_base_url == "http://127.0.0.1:8080"
 
 
 def test_a_complete_production_environment_is_accepted() -> None:
