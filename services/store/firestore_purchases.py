@@ -1,9 +1,14 @@
 """Firestore collections for users, purchases, Stripe events and security alerts.
 
-``users/{id}`` also serves as the lock for a user's purchase limits: starting
-a purchase reads and rewrites it in the same transaction that counts the
-user's recent purchases, so two concurrent checkouts cannot both take the
-last free slot. ``usernames/{lowercase}`` makes usernames unique.
+``purchase_limits/{buyer_id}`` holds a buyer's starts of the last day (purchase
+id and time; ``services/payments/start_rules.py``). Starting a purchase reads it
+and the purchase by id in one batched read, and writes both in one commit: two
+concurrent checkouts of one buyer conflict on that document, so they cannot both
+take the last free slot, while checkouts of different buyers share no document
+and no query range, so they never wait on each other. The buyer's purchases
+are read by id only when the record says a limit may be reached; a missing
+record (purchases from before it) is built once from a query run outside the
+transaction. ``usernames/{lowercase}`` makes usernames unique.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from services.errors import PurchaseNotFound, StorageUnavailable, UsernameTaken
 from services.ledger.model import Account, JournalTransaction, Operation, format_time
 from services.ledger.rules import UnitOfWork, execute
-from services.payments.limits import DAY, check_limits
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
+from services.payments.start_rules import StartRecord, start
 
 T = TypeVar("T")
 USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
@@ -32,6 +37,7 @@ USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
     "security_alerts",
 )
 SETTINGS = "app_settings"
+LIMITS = "purchase_limits"
 # A TTL policy on ``expire_at`` (a Timestamp) deletes processed-event records once
 # Stripe can no longer resend the event: it retries for up to 30 days (README).
 EVENT_RETENTION = timedelta(days=35)
@@ -79,6 +85,49 @@ def create_if_absent(store: _Calls, ref: Any, data: dict[str, Any]) -> bool:
 def _get(transaction: Any, ref: Any) -> dict[str, Any] | None:
     snap = next(iter(transaction.get_all([ref])), None)
     return None if snap is None else snap.to_dict()
+
+
+class _FirestoreStart:
+    """``start_rules.start``'s unit of work: the purchase and the buyer's record in one read."""
+
+    def __init__(
+        self, store: _FirestoreBase, transaction: firestore.Transaction, purchase: Purchase
+    ) -> None:
+        self.store, self.transaction, self.buyer_id = store, transaction, purchase.buyer_id
+        self.ref = _doc(store, PURCHASES, purchase.id)
+        self.record_ref = _doc(store, LIMITS, purchase.buyer_id)
+        found = {
+            snap.reference.path: snap.to_dict()
+            for snap in transaction.get_all([self.ref, self.record_ref])
+        }
+        self._stored, self._record = found.get(self.ref.path), found.get(self.record_ref.path)
+
+    def stored(self) -> Purchase | None:
+        return None if self._stored is None else Purchase.from_dict(self._stored)
+
+    def record(self) -> StartRecord | None:
+        return None if self._record is None else StartRecord.from_dict(self._record)
+
+    def recent(self, since: datetime) -> list[Purchase]:
+        # Not in the transaction: a range read there would make other buyers' starts
+        # wait. Runs once per buyer; a racing first start conflicts on the record.
+        query = (
+            self.store.db.collection(PURCHASES)
+            .where(filter=FieldFilter("buyer_id", "==", self.buyer_id))
+            .where(filter=FieldFilter("created_at", ">=", format_time(since)))
+        )
+        return [Purchase.from_dict(snap.to_dict() or {}) for snap in self.store._fetch(query)]
+
+    def purchases(self, ids: list[str]) -> list[Purchase]:
+        refs = [_doc(self.store, PURCHASES, purchase_id) for purchase_id in ids]
+        snaps = self.transaction.get_all(refs) if refs else []
+        found = (snap.to_dict() for snap in snaps)
+        return [Purchase.from_dict(data) for data in found if data is not None]
+
+    def insert(self, purchase: Purchase, record: StartRecord | None) -> None:
+        self.transaction.create(self.ref, purchase.to_dict())
+        if record is not None:
+            self.transaction.set(self.record_ref, record.to_dict())
 
 
 class FirestorePurchases:
@@ -141,27 +190,8 @@ class FirestorePurchases:
     def start_purchase(
         self: _FirestoreBase, purchase: Purchase, limits: PurchaseLimits | None, now: datetime
     ) -> Purchase:
-        ref = _doc(self, PURCHASES, purchase.id)
-        buyer_ref = _doc(self, USERS, purchase.buyer_id)
-        recent_query = (
-            self.db.collection(PURCHASES)
-            .where(filter=FieldFilter("buyer_id", "==", purchase.buyer_id))
-            .where(filter=FieldFilter("created_at", ">=", format_time(now - DAY)))
-        )
-
         def body(transaction: firestore.Transaction) -> Purchase:
-            existing = _get(transaction, ref)
-            if existing is not None:
-                return Purchase.from_dict(existing)
-            if limits is not None:
-                _get(transaction, buyer_ref)  # taken as the per-buyer lock, rewritten below
-                recent = [
-                    Purchase.from_dict(s.to_dict() or {}) for s in transaction.get(recent_query)
-                ]
-                check_limits(recent, limits, now)
-                transaction.set(buyer_ref, {"last_purchase_at": purchase.created_at}, merge=True)
-            transaction.create(ref, purchase.to_dict())
-            return purchase
+            return start(_FirestoreStart(self, transaction, purchase), purchase, limits, now)
 
         with self._local_locks((purchase.buyer_id,)):
             return self._in_transaction(body)

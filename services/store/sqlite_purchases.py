@@ -1,4 +1,9 @@
-"""SQLite tables for users, purchases, Stripe events and security alerts."""
+"""SQLite tables for users, purchases, Stripe events and security alerts.
+
+``purchase_limits`` keeps each buyer's starts of the last day, read and rewritten
+by ``start_purchase`` as Firestore's ``purchase_limits/{buyer_id}`` is, through
+the same ``start_rules.start``: one meaning of the limits on both stores.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 from services.errors import PurchaseNotFound, UsernameTaken
 from services.ledger.model import JournalTransaction, Operation, format_time
 from services.ledger.rules import UnitOfWork, execute
-from services.payments.limits import DAY, check_limits
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
+from services.payments.start_rules import StartRecord, start
 
 T = TypeVar("T")
 
@@ -50,6 +55,7 @@ CREATE TABLE IF NOT EXISTS security_alerts (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS alerts_by_time ON security_alerts (created_at);
 CREATE TABLE IF NOT EXISTS app_settings (name TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS purchase_limits (buyer_id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
 """
 
 
@@ -111,6 +117,41 @@ def _load_user(conn: sqlite3.Connection, user_id: str) -> User | None:
     return None if row is None else User.from_dict(json.loads(row[0]))
 
 
+class _SqliteStart:
+    """``start_rules.start``'s unit of work, inside the store's write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, purchase: Purchase) -> None:
+        self.conn, self.purchase_id, self.buyer_id = conn, purchase.id, purchase.buyer_id
+
+    def stored(self) -> Purchase | None:
+        return _load_purchase(self.conn, "id", self.purchase_id)
+
+    def record(self) -> StartRecord | None:
+        row = self.conn.execute(
+            "SELECT body FROM purchase_limits WHERE buyer_id = ?", (self.buyer_id,)
+        ).fetchone()
+        return None if row is None else StartRecord.from_dict(json.loads(row[0]))
+
+    def recent(self, since: datetime) -> list[Purchase]:
+        rows = self.conn.execute(
+            "SELECT body FROM purchases WHERE buyer_id = ? AND created_at >= ?",
+            (self.buyer_id, format_time(since)),
+        )
+        return [Purchase.from_dict(json.loads(row[0])) for row in rows]
+
+    def purchases(self, ids: list[str]) -> list[Purchase]:
+        found = (_load_purchase(self.conn, "id", purchase_id) for purchase_id in ids)
+        return [p for p in found if p is not None]
+
+    def insert(self, purchase: Purchase, record: StartRecord | None) -> None:
+        self.conn.execute(INSERT_PURCHASE, _purchase_row(purchase))
+        if record is not None:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO purchase_limits VALUES (?, ?)",
+                (self.buyer_id, json.dumps(record.to_dict())),
+            )
+
+
 class SqlitePurchases:
     """Mixed into SqliteStore; every write runs under BEGIN IMMEDIATE."""
 
@@ -168,20 +209,7 @@ class SqlitePurchases:
     def start_purchase(
         self: _SqliteBase, purchase: Purchase, limits: PurchaseLimits | None, now: datetime
     ) -> Purchase:
-        def work(conn: sqlite3.Connection) -> Purchase:
-            existing = _load_purchase(conn, "id", purchase.id)
-            if existing is not None:
-                return existing
-            if limits is not None:
-                rows = conn.execute(
-                    "SELECT body FROM purchases WHERE buyer_id = ? AND created_at >= ?",
-                    (purchase.buyer_id, format_time(now - DAY)),
-                )
-                check_limits((Purchase.from_dict(json.loads(r[0])) for r in rows), limits, now)
-            conn.execute(INSERT_PURCHASE, _purchase_row(purchase))
-            return purchase
-
-        return self._write(work)
+        return self._write(lambda conn: start(_SqliteStart(conn, purchase), purchase, limits, now))
 
     def get_purchase(self: _SqliteBase, purchase_id: str) -> Purchase | None:
         with self._guard():

@@ -20,7 +20,7 @@ import requests
 
 from services.ledger.model import Operation, OpKind, TxnType, format_time
 from services.operations.model import AuditRecord
-from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
+from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
 from services.session_model import SessionRecord
 from services.store import open_store
 from services.store.port import Store
@@ -58,6 +58,7 @@ READERS: dict[str, set[str]] = {
     "event_failure": set(),
     "audit": set(),
     "session": set(),  # server-side sign-in sessions: never a client's
+    "limits": set(),  # a buyer's recent starts, for the purchase limits: server-only
 }
 
 # One seeded document of the owner per collection, the target of update/delete.
@@ -75,6 +76,7 @@ WRITE_TARGETS: dict[str, str] = {
     "event_failures": "event_failure",
     "audit": "audit",
     "sessions": "session",
+    "purchase_limits": "limits",
 }
 OWNERSHIP_FIELDS = ("id", "user_id", "buyer_id")
 
@@ -225,8 +227,9 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
         "gift_received": _purchase("p-gift-received", STRANGER, OWNER),
         "other_purchase": _purchase("p-other", OTHER, OTHER),
     }
-    for purchase in purchases.values():
-        store.start_purchase(purchase, None, NOW)
+    for name, purchase in purchases.items():
+        # The limited start writes the owner's purchase_limits record.
+        store.start_purchase(purchase, PurchaseLimits() if name == "purchase" else None, NOW)
     store.record_event("evt_rules", "checkout.session.completed", "credited", NOW)
     alert = SecurityAlert(
         type="amount_mismatch",
@@ -276,6 +279,7 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
         "event_failure": "event_failures/evt_failed",
         "audit": "audit/audit-rules",
         "session": "sessions/session-rules",
+        "limits": f"purchase_limits/{OWNER}",
     }
 
 
