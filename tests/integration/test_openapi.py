@@ -25,6 +25,7 @@ import services.payments.refunds
 from api.openapi import SPEC_PATH
 from app import create_app
 from services.errors import TokenStoreError
+from services.payments.errors import Kind
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 IMPLICIT_METHODS = frozenset({"HEAD", "OPTIONS"})  # Flask adds these to every GET route
@@ -47,7 +48,7 @@ SANDBOX_BLUEPRINTS = ("sandbox", "dev_auth")
 HANDLER_CODES = frozenset(
     {
         "csrf_failed",  # api/errors.py, Flask-WTF's CSRFError
-        "payments_unavailable",  # api/errors.py, any PaymentsError
+        *(kind.code for kind in Kind),  # api/errors.py, a PaymentsError by its kind
         "request_entity_too_large",  # werkzeug's 413 through api/errors.py
         "not_found",  # werkzeug's 404, and the sandbox's unknown intent
         "not_configured",  # api/health.py

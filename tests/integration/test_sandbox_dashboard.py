@@ -97,3 +97,15 @@ def test_an_unknown_action_is_not_found(sandbox_app: AppServer) -> None:
     buyer = Buyer(sandbox_app.url, "dash-unknown@example.com")
     session = buyer.checkout("starter")["session_id"]
     assert act(buyer, session, "explode") == 404
+
+
+def test_an_unknown_payment_is_not_found_not_an_outage(sandbox_app: AppServer) -> None:
+    buyer = Buyer(sandbox_app.url, "dash-bogus@example.com")
+    for page in (
+        buyer.get("/sandbox/checkout/cs_test_bogus"),
+        buyer.post("/sandbox/checkout/cs_test_bogus", data={"csrf_token": buyer.csrf}),
+    ):
+        assert page.status_code == 404
+        assert "Retry-After" not in page.headers
+        assert "has no such payment" in page.text
+    assert act(buyer, "cs_test_bogus", "expire") == 404
