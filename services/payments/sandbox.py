@@ -3,10 +3,11 @@
 It implements the same gateway as StripeService and raises the same
 PaymentsError kinds Stripe's answers map to. Checkout sessions live in their
 own SQLite file (``sandbox_db``, standing for Stripe's database); paying on the
-local checkout page with one of Stripe's test cards enqueues Stripe-shaped
-events (``sandbox_objects``) in the outbox (``sandbox_outbox``), whose
-delivery thread signs them and POSTs them to the app's own webhook. So
-development runs the production code path from the webhook inwards.
+local checkout page with one of Stripe's test cards (``sandbox_rules``, with
+Stripe's refusals) enqueues Stripe-shaped events (``sandbox_objects``) in the
+outbox (``sandbox_outbox``), whose delivery thread signs them and POSTs them to
+the app's own webhook. So development runs the production code path from the
+webhook inwards.
 
 Like Stripe, it also lists the events it generated and the payments made, and
 refunds a payment through its API (idempotently, on the caller's key). With
@@ -26,33 +27,21 @@ from typing import Any
 from config import Settings
 from config.catalog import Pack
 from services.payments import sandbox_objects as objects
-from services.payments.errors import not_found, refused
+from services.payments.errors import not_found
 from services.payments.port import CheckoutSession, PaymentIntent
 from services.payments.sandbox_db import SandboxDb
 from services.payments.sandbox_outbox import Clock, Outbox
+from services.payments.sandbox_rules import (
+    PaymentDeclined,
+    card_problem,
+    refundable,
+    replayed_refund,
+)
 
-SUCCESS_CARDS = frozenset({"4242424242424242", "5555555555554444", "4000056655665556"})
-DECLINE_CARDS = {
-    "4000000000000002": "Your card was declined.",
-    "4000000000009995": "Your card has insufficient funds.",
-    "4000000000000069": "Your card has expired.",
-}
+__all__ = ["PaymentDeclined", "SandboxPayments", "card_problem"]
+
 # What a session change returns: no event, an event about the session, or (type, object).
 Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
-
-
-class PaymentDeclined(Exception):
-    """A test card that declines; the session (or payment intent) stays open for another try."""
-
-
-def card_problem(card_number: str) -> str | None:
-    """Why a test card is declined, or None when it pays."""
-    digits = "".join(ch for ch in card_number if ch.isdigit())
-    if digits in DECLINE_CARDS:
-        return DECLINE_CARDS[digits]
-    if digits not in SUCCESS_CARDS:
-        return "Use a Stripe test card, for example 4242 4242 4242 4242."
-    return None
 
 
 class SandboxPayments:
@@ -184,10 +173,10 @@ class SandboxPayments:
                 "SELECT request, body FROM refunds WHERE idempotency_key = ?", (idempotency_key,)
             ).fetchone()
             if row is not None:
-                return _replayed_refund(idempotency_key, request, row[0], row[1])
+                return replayed_refund(idempotency_key, request, row[0], row[1])
             session = _row_by_intent(conn, payment_intent)
             refund = objects.refund(
-                session, _refundable(session, amount), metadata, created=self._now()
+                session, refundable(session, amount), metadata, created=self._now()
             )
             self._apply(conn, session["id"], _refund_change(refund["amount"]))
             conn.execute(
@@ -382,32 +371,3 @@ def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, A
         raise not_found(f"No such payment_intent: {payment_intent!r}")
     session: dict[str, Any] = json.loads(row[0])
     return session
-
-
-def _refundable(session: dict[str, Any], amount: int | None) -> int:
-    """The amount to refund now, or the PaymentsError Stripe would refuse it with."""
-    if session["payment_status"] != "paid":
-        raise refused(f"Payment {session['payment_intent']} has not succeeded; no refund")
-    left = int(session["amount_total"]) - int(session.get("amount_refunded", 0))
-    if left <= 0:
-        raise refused(f"Charge {objects.charge_id(session)} has already been refunded.")
-    if amount is None:
-        return left
-    if amount < 1:
-        raise refused(f"Refund amount must be a positive integer, got {amount}.")
-    if amount > left:
-        raise refused(
-            f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})."
-        )
-    return amount
-
-
-def _replayed_refund(key: str, request: str, first_request: str, body: str) -> dict[str, Any]:
-    """The first refund made with ``key``; Stripe refuses the key with other parameters."""
-    if request != first_request:
-        raise refused(
-            f"Keys for idempotent requests can only be used with the same parameters"
-            f" they were first used with: {key!r}"
-        )
-    refund: dict[str, Any] = json.loads(body)
-    return refund
