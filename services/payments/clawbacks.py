@@ -28,6 +28,7 @@ from services.faults import AFTER_RESTORE_COMMIT, fault_point
 from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
 from services.ledger.rules import validate
 from services.payments.model import Purchase, PurchaseState
+from services.payments.purchase_rules import deferred_name
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
@@ -83,10 +84,6 @@ def taken(p: Purchase) -> int:
 
 Learn = Callable[[Purchase], Purchase]
 DEFERRED = "deferred"
-
-
-def deferred_name(payment_intent: str, kind: str) -> str:
-    return f"deferred:{payment_intent}:{kind}"
 
 
 class Clawbacks:

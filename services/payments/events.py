@@ -2,9 +2,10 @@
 
 The event id is recorded after the handler succeeded, so an event whose
 processing died half-way is processed again (every step is idempotent)
-instead of being skipped as seen. A failed attempt is also recorded (best
-effort) for the operator's dashboard, and marked resolved once the event
-goes through.
+instead of being skipped as seen. An ordinary paid event is credited and
+recorded in one store transaction (``Fulfilment.paid_event``). A failed
+attempt is also recorded (best effort) for the operator's dashboard, and
+marked resolved once the event goes through.
 """
 
 from __future__ import annotations
@@ -53,9 +54,7 @@ class EventProcessor:
         if self.store.event_processed(event_id):
             return EventResult(event_id, "duplicate", duplicate=True)
         try:
-            outcome = self._other_mode(event) or self.fulfilment.handle_event(event)
-            fault_point(BEFORE_EVENT_RECORD)
-            self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
+            outcome, recorded = self._handle(event_id, event)
         except Exception as exc:
             log.error(
                 "stripe event %s %s failed: %s",
@@ -66,7 +65,10 @@ class EventProcessor:
             )
             self._record_failure(event_id, str(event["type"]), exc)
             raise
-        self._resolve_failure(event_id)
+        if outcome is None:  # another delivery recorded it meanwhile
+            return EventResult(event_id, "duplicate", duplicate=True)
+        if not recorded:  # a recorded paid event resolved its failure in the same commit
+            self._resolve_failure(event_id)
         log.info(
             "stripe event %s %s: %s",
             event_id,
@@ -75,6 +77,20 @@ class EventProcessor:
             extra={"event_id": event_id, "event_type": event["type"], "outcome": outcome},
         )
         return EventResult(event_id, outcome, duplicate=False)
+
+    def _handle(self, event_id: str, event: Mapping[str, Any]) -> tuple[str | None, bool]:
+        """The outcome (None: a duplicate after all) and whether it is recorded already."""
+        outcome = self._other_mode(event)
+        if outcome is None:
+            paid = self.fulfilment.paid_event(event)
+            if paid.duplicate:
+                return None, True
+            if paid.recorded:
+                return paid.outcome, True
+            outcome = paid.outcome if paid.handled else self.fulfilment.handle_event(event)
+        fault_point(BEFORE_EVENT_RECORD)
+        self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
+        return outcome, False
 
     def _other_mode(self, event: Mapping[str, Any]) -> str | None:
         """A test-mode event on a live deployment (or the reverse) is never applied."""

@@ -34,12 +34,15 @@ from services.payments.model import (
     PurchaseState,
     User,
 )
+from services.payments.purchase_rules import NOT_HANDLED, PaidEvent, PaidLocator, PaidResult
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.fulfilment")
 PAID_STATUSES = ("paid", "no_payment_required")
+SESSION_PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+INTENT_PAID_EVENT = "payment_intent.succeeded"
 UNIDENTIFIED = "unidentified"
 
 
@@ -63,7 +66,23 @@ def _received(intent: Mapping[str, Any]) -> int | None:
 
 
 def credit_key(purchase: Purchase) -> str:
-    return f"purchase:{purchase.id}"
+    return credit_key_of(purchase.id)
+
+
+def credit_key_of(purchase_id: str) -> str:
+    return f"purchase:{purchase_id}"
+
+
+def _hint(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(purchase id, user id) as the event names them: where to look, never what to trust."""
+    metadata = obj.get("metadata")
+    named = metadata if isinstance(metadata, dict) else {}
+    purchase_id = named.get("purchase_id")
+    user_id = named.get("user_id") or obj.get("client_reference_id")
+    try:
+        return validate_user_id(purchase_id), validate_user_id(user_id)
+    except DomainError:
+        return None
 
 
 def approvable(purchase: Purchase) -> bool:
@@ -164,8 +183,30 @@ class Fulfilment:
         instead, and nothing else: the operator decided the payment is good.
         The key is the purchase's either way, so it is credited at most once.
         """
+        op = self._credit_op(purchase, approved_by)
+
+        def build(p: Purchase) -> Operation | None:
+            # Decided on the purchase as stored, inside the same transaction.
+            if approved_by is not None:
+                return op if approvable(p) else None
+            return None if p.state in FINAL_STATES else op
+
+        try:
+            self.store.ensure_user(User(id=purchase.user_id, created_at=self._now()), self.clock())
+            txn, paid = self.store.apply_for_purchase(
+                purchase.id, op.user_ids, build, self._mark_paid(payment_intent), self.clock()
+            )
+        except DomainError as exc:
+            if approved_by is not None:
+                raise  # the operator sees why, and the purchase stays in review
+            return self._review(purchase, f"credit refused: {exc.message}")
+        self._credited(paid, txn)
+        self._follow_up(paid, txn)
+        return paid
+
+    def _credit_op(self, purchase: Purchase, approved_by: str | None = None) -> Operation:
         refs = {"purchase_id": purchase.id, "pack_id": purchase.pack_id}
-        op = validate(
+        return validate(
             Operation(
                 OpKind.CREDIT,
                 credit_key(purchase),
@@ -178,12 +219,9 @@ class Fulfilment:
             )
         )
 
-        def build(p: Purchase) -> Operation | None:
-            # Decided on the purchase as stored, inside the same transaction.
-            if approved_by is not None:
-                return op if approvable(p) else None
-            return None if p.state in FINAL_STATES else op
-
+    def _mark_paid(
+        self, payment_intent: str | None
+    ) -> Callable[[Purchase, JournalTransaction | None], Purchase | None]:
         def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
             if txn is None:
                 return None
@@ -194,31 +232,115 @@ class Fulfilment:
                 payment_intent_id=p.payment_intent_id or payment_intent,
             )
 
-        try:
-            self.store.ensure_user(User(id=purchase.user_id, created_at=self._now()), self.clock())
-            txn, paid = self.store.apply_for_purchase(
-                purchase.id, op.user_ids, build, mark, self.clock()
-            )
-        except DomainError as exc:
-            if approved_by is not None:
-                raise  # the operator sees why, and the purchase stays in review
-            return self._review(purchase, f"credit refused: {exc.message}")
+        return mark
+
+    def _credited(self, paid: Purchase, txn: JournalTransaction | None) -> None:
         fault_point(AFTER_CREDIT_COMMIT)
         if txn is not None:
             log.info(
                 "purchase %s credited %d tokens",
-                purchase.id,
-                purchase.tokens,
-                extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
+                paid.id,
+                paid.tokens,
+                extra={"purchase_id": paid.id, "user_id": paid.user_id},
             )
+
+    def _follow_up(self, paid: Purchase, txn: JournalTransaction | None) -> None:
+        """Repay debt from the credit, and apply refunds or disputes that came first."""
         # Also when an earlier attempt committed the credit and died before repaying:
         # the retry finds the purchase paid. Keyed on the credit, so it repays once.
         credited = txn.id if txn is not None else paid.credit_txn_id
         if credited is not None:
-            self.ledger.settle_debt(purchase.user_id, credited)
+            self.ledger.settle_debt(paid.user_id, credited)
         if paid.payment_intent_id:
             self.clawbacks.apply_deferred(paid.payment_intent_id)
-        return paid
+
+    # -- a paid event in one store transaction ---------------------------------------
+
+    def paid_event(self, event: Mapping[str, Any]) -> PaidResult:
+        """Credit and record a paid event in one store transaction when it is ordinary.
+
+        NOT_HANDLED (nothing written) sends the event down the general path:
+        not a paid event, no purchase, a mismatch, a refused credit.
+        """
+        request = self._paid_request(event)
+        if request is None:
+            return NOT_HANDLED
+        try:
+            result = self.store.paid_event(request, self.clock())
+        except DomainError:
+            return NOT_HANDLED  # the general path puts it in review and says why
+        if result.purchase is None:
+            return result
+        self._credited(result.purchase, result.txn)
+        if not result.recorded:
+            self._follow_up(result.purchase, result.txn)
+        return result
+
+    def _paid_request(self, event: Mapping[str, Any]) -> PaidEvent | None:
+        event_type = str(event["type"])
+        obj: Mapping[str, Any] = event["data"]["object"]
+        if event_type in SESSION_PAID_EVENTS:
+            return self._paid_session(event, obj)
+        if event_type == INTENT_PAID_EVENT:
+            return self._paid_intent(event, obj)
+        return None
+
+    def _paid_session(
+        self, event: Mapping[str, Any], session: Mapping[str, Any]
+    ) -> PaidEvent | None:
+        session_id = field(session, "id")
+        if not session_id or field(session, "payment_status") not in PAID_STATUSES:
+            return None
+        intent = field(session, "payment_intent")
+        where = _hint(session) or self._located(self.store.find_purchase(session_id=session_id))
+        if where is None:
+            return None
+        return PaidEvent(
+            locator=self._locator(event, where, intent),
+            event_type=str(event["type"]),
+            belongs=lambda p: p.session_id == session_id,
+            problem=lambda p: self._mismatch(p, session),
+            credit=self._credit_op,
+            mark=self._mark_paid(intent),
+        )
+
+    def _paid_intent(self, event: Mapping[str, Any], intent: Mapping[str, Any]) -> PaidEvent | None:
+        intent_id = field(intent, "id")
+        if not intent_id or field(intent, "status") != "succeeded":
+            return None
+        where = _hint(intent) or self._located(
+            self.store.find_purchase(payment_intent_id=intent_id)
+        )
+        if where is None:
+            return None
+        received, currency = _received(intent), field(intent, "currency")
+        return PaidEvent(
+            locator=self._locator(event, where, intent_id),
+            event_type=str(event["type"]),
+            belongs=lambda p: p.payment_intent_id == intent_id and p.source == "payment_intent",
+            problem=lambda p: self._amount_problem(p, received, currency),
+            credit=self._credit_op,
+            mark=self._mark_paid(intent_id),
+        )
+
+    @staticmethod
+    def _located(purchase: Purchase | None) -> tuple[str, str] | None:
+        return None if purchase is None else (purchase.id, purchase.user_id)
+
+    @staticmethod
+    def _locator(
+        event: Mapping[str, Any], where: tuple[str, str], intent: str | None
+    ) -> PaidLocator:
+        purchase_id, user_id = where
+        return PaidLocator(
+            event_id=str(event["id"]),
+            purchase_id=purchase_id,
+            user_id=user_id,
+            payment_intent=intent,
+            credit=Operation(
+                OpKind.CREDIT, credit_key_of(purchase_id), user_id, 1, TxnType.PURCHASE
+            ),
+        )
 
     # -- checks ----------------------------------------------------------------
 

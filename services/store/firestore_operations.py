@@ -19,6 +19,7 @@ from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
 from services.store.firestore_purchases import (
     ALERTS,
+    FAILURES,
     PURCHASES,
     USERS,
     _doc,
@@ -27,7 +28,7 @@ from services.store.firestore_purchases import (
     create_if_absent,
 )
 
-FAILURES, AUDIT = "event_failures", "audit"
+AUDIT = "audit"
 # A TTL policy on ``expire_at`` (a Timestamp) deletes failure records this long
 # after their last attempt; Stripe stops retrying an event after 30 days.
 FAILURE_RETENTION = timedelta(days=35)

@@ -13,7 +13,7 @@ transaction. ``usernames/{lowercase}`` makes usernames unique.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -23,8 +23,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.errors import PurchaseNotFound, StorageUnavailable, UsernameTaken
-from services.ledger.model import Account, JournalTransaction, Operation, format_time
-from services.ledger.rules import UnitOfWork, execute
+from services.ledger.model import Account, JournalTransaction, Operation, format_time, parse_time
+from services.ledger.rules import UnitOfWork
+from services.payments import purchase_rules as rules
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
 from services.payments.start_rules import StartRecord, start
 
@@ -37,6 +38,7 @@ USERS, USERNAMES, PURCHASES, EVENTS, ALERTS = (
     "security_alerts",
 )
 SETTINGS = "app_settings"
+FAILURES = "event_failures"
 LIMITS = "purchase_limits"
 # A TTL policy on ``expire_at`` (a Timestamp) deletes processed-event records once
 # Stripe can no longer resend the event: it retries for up to 30 days (README).
@@ -60,7 +62,11 @@ class _FirestoreBase(Protocol):
 
     def account_ref(self, user_id: str) -> Any: ...
 
-    def _unit_of_work(self, transaction: firestore.Transaction) -> UnitOfWork: ...
+    def _unit_of_work(
+        self, transaction: firestore.Transaction, prefetched: Mapping[str, Any] | None = None
+    ) -> UnitOfWork: ...
+
+    def ledger_refs(self, txn_id: str, user_ids: tuple[str, ...]) -> list[Any]: ...
 
 
 def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
@@ -85,6 +91,85 @@ def create_if_absent(store: _Calls, ref: Any, data: dict[str, Any]) -> bool:
 def _get(transaction: Any, ref: Any) -> dict[str, Any] | None:
     snap = next(iter(transaction.get_all([ref])), None)
     return None if snap is None else snap.to_dict()
+
+
+def _event_data(record: rules.EventRecord) -> dict[str, Any]:
+    now = parse_time(record.processed_at)
+    return {
+        "type": record.type,
+        "outcome": record.outcome,
+        "processed_at": record.processed_at,
+        "expire_at": now + EVENT_RETENTION,  # a datetime is stored as a Timestamp
+    }
+
+
+class _PurchaseWork:
+    """The purchase rules' reads and writes inside one Firestore transaction."""
+
+    def __init__(self, store: _FirestoreBase, transaction: firestore.Transaction) -> None:
+        self.store = store
+        self.transaction = transaction
+        self.prefetched: dict[str, Any] = {}  # snapshots by path, for the ledger
+
+    def purchase(self, purchase_id: str) -> Purchase | None:
+        data = _get(self.transaction, _doc(self.store, PURCHASES, purchase_id))
+        return None if data is None else Purchase.from_dict(data)
+
+    def save_purchase(self, purchase: Purchase) -> None:
+        self.transaction.set(_doc(self.store, PURCHASES, purchase.id), purchase.to_dict())
+
+    def ledger(self) -> UnitOfWork:
+        return self.store._unit_of_work(self.transaction, self.prefetched)
+
+    def add_event_once(self, record: rules.EventRecord) -> None:
+        # Read in this transaction (read_paid): a concurrent create aborts one of the two.
+        ref = _doc(self.store, EVENTS, record.event_id)
+        self.transaction.create(ref, _event_data(record))
+
+    def resolve_failure(self, event_id: str, now: datetime) -> None:
+        update = {"resolved": True, "resolved_at": format_time(now)}
+        self.transaction.update(_doc(self.store, FAILURES, event_id), update)
+
+    def read_paid(self, locator: rules.PaidLocator) -> rules.PaidRead:
+        """One batched read: the paid event's own documents and the credit's."""
+        named = {
+            "event": _doc(self.store, EVENTS, locator.event_id),
+            "failure": _doc(self.store, FAILURES, locator.event_id),
+            "purchase": _doc(self.store, PURCHASES, locator.purchase_id),
+            "user": _doc(self.store, USERS, locator.user_id),
+            "account": self.store.account_ref(locator.user_id),
+        }
+        if locator.payment_intent:
+            for kind in rules.DEFERRED_KINDS:
+                name = rules.deferred_name(locator.payment_intent, kind)
+                named[kind] = _doc(self.store, SETTINGS, name)
+        ledger = self.store.ledger_refs(locator.credit.transaction_id, locator.credit.user_ids)
+        refs = {ref.path: ref for ref in [*named.values(), *ledger]}
+        snaps = self.transaction.get_all(list(refs.values()))
+        self.prefetched = {snap.reference.path: snap for snap in snaps}
+        data = {key: self._data(ref) for key, ref in named.items()}
+        return _paid_read(data)
+
+    def _data(self, ref: Any) -> dict[str, Any] | None:
+        snap = self.prefetched.get(ref.path)
+        return None if snap is None else snap.to_dict()
+
+
+def _paid_read(data: Mapping[str, dict[str, Any] | None]) -> rules.PaidRead:
+    event, failure, purchase, account = (
+        data["event"],
+        data["failure"],
+        data["purchase"],
+        data["account"],
+    )
+    return rules.PaidRead(
+        event_outcome=None if event is None else str(event.get("outcome", "")),
+        failure_open=failure is not None and not failure.get("resolved"),
+        purchase=None if purchase is None else Purchase.from_dict(purchase),
+        user_exists=data["user"] is not None,
+        account=None if account is None else Account.from_dict(account),
+        deferred={k: v for k in rules.DEFERRED_KINDS if (v := data.get(k))},
+    )
 
 
 class _FirestoreStart:
@@ -128,6 +213,18 @@ class _FirestoreStart:
         self.transaction.create(self.ref, purchase.to_dict())
         if record is not None:
             self.transaction.set(self.record_ref, record.to_dict())
+
+
+class _EventCreate:
+    """An event record written on its own: one create, no transaction."""
+
+    def __init__(self, store: _FirestoreBase) -> None:
+        self.store = store
+
+    def add_event_once(self, record: rules.EventRecord) -> None:
+        # create, not set: two deliveries that both finish keep the first outcome.
+        ref = _doc(self.store, EVENTS, record.event_id)
+        create_if_absent(self.store, ref, _event_data(record))
 
 
 class FirestorePurchases:
@@ -218,18 +315,9 @@ class FirestorePurchases:
     def update_purchase(
         self: _FirestoreBase, purchase_id: str, change: Callable[[Purchase], Purchase | None]
     ) -> Purchase:
-        ref = _doc(self, PURCHASES, purchase_id)
-
         def body(transaction: firestore.Transaction) -> Purchase:
-            data = _get(transaction, ref)
-            if data is None:
-                raise PurchaseNotFound(f"no purchase {purchase_id}")
-            current = Purchase.from_dict(data)
-            updated = change(current)
-            if updated is None or updated == current:
-                return current
-            transaction.set(ref, updated.to_dict())
-            return updated
+            work = _PurchaseWork(self, transaction)
+            return rules.update_purchase(work, purchase_id, change)
 
         with self._local_locks((purchase_id,)):
             return self._in_transaction(body)
@@ -242,24 +330,22 @@ class FirestorePurchases:
         mark: Callable[[Purchase, JournalTransaction | None], Purchase | None],
         now: datetime,
     ) -> tuple[JournalTransaction | None, Purchase]:
-        ref = _doc(self, PURCHASES, purchase_id)
-
         def body(
             transaction: firestore.Transaction,
         ) -> tuple[JournalTransaction | None, Purchase]:
-            data = _get(transaction, ref)  # read before execute() starts writing
-            if data is None:
-                raise PurchaseNotFound(f"no purchase {purchase_id}")
-            current = Purchase.from_dict(data)
-            op = build(current)
-            txn = None if op is None else execute(self._unit_of_work(transaction), op, now)
-            updated = mark(current, txn)
-            if updated is None or updated == current:
-                return txn, current
-            transaction.set(ref, updated.to_dict())
-            return txn, updated
+            work = _PurchaseWork(self, transaction)
+            return rules.apply_for_purchase(work, purchase_id, build, mark, now)
 
         with self._local_locks((*user_ids, purchase_id)):
+            return self._in_transaction(body)
+
+    def paid_event(self: _FirestoreBase, event: rules.PaidEvent, now: datetime) -> rules.PaidResult:
+        locator = event.locator
+
+        def body(transaction: firestore.Transaction) -> rules.PaidResult:
+            return rules.apply_paid_event(_PurchaseWork(self, transaction), event, now)
+
+        with self._local_locks((locator.user_id, locator.purchase_id)):
             return self._in_transaction(body)
 
     def iter_purchases(self: _FirestoreBase) -> Iterator[Purchase]:
@@ -275,15 +361,8 @@ class FirestorePurchases:
     def record_event(
         self: _FirestoreBase, event_id: str, event_type: str, outcome: str, now: datetime
     ) -> None:
-        data = {
-            "type": event_type,
-            "outcome": outcome,
-            "processed_at": format_time(now),
-            "expire_at": now + EVENT_RETENTION,  # a datetime is stored as a Timestamp
-        }
-        # create, not set: two deliveries that both finish keep the first outcome,
-        # as SQLite's INSERT OR IGNORE does.
-        create_if_absent(self, _doc(self, EVENTS, event_id), data)
+        record = rules.event_record(event_id, event_type, outcome, now)
+        rules.record_event(_EventCreate(self), record)
 
     def add_alert(self: _FirestoreBase, alert: SecurityAlert) -> None:
         self._call(lambda: _doc(self, ALERTS, alert.id).create(alert.to_dict()))

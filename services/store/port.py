@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
 from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
+from services.payments.purchase_rules import PaidEvent, PaidResult
 from services.session_model import SessionRecord
 
 
@@ -107,6 +108,12 @@ class PurchaseStore(Protocol):
         of it never exist one without the other, and a decision is never
         made on a stale read. ``user_ids`` are the accounts the operation
         will touch (for in-process lock ordering)."""
+
+    def paid_event(self, event: PaidEvent, now: datetime) -> PaidResult:
+        """Read, check, credit and record a paid event in ONE atomic transaction.
+
+        See ``purchase_rules.apply_paid_event``; nothing is written when the
+        result is not ``handled``."""
 
     def event_processed(self, event_id: str) -> bool: ...
 

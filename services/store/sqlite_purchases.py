@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from services.errors import PurchaseNotFound, UsernameTaken
-from services.ledger.model import JournalTransaction, Operation, format_time
-from services.ledger.rules import UnitOfWork, execute
+from services.ledger.model import Account, JournalTransaction, Operation, format_time
+from services.ledger.rules import UnitOfWork
+from services.payments import purchase_rules as rules
 from services.payments.model import Purchase, PurchaseLimits, SecurityAlert, User
 from services.payments.start_rules import StartRecord, start
 
@@ -152,6 +153,67 @@ class _SqliteStart:
             )
 
 
+class _PurchaseWork:
+    """The purchase rules' reads and writes inside one BEGIN IMMEDIATE transaction."""
+
+    def __init__(self, store: _SqliteBase, conn: sqlite3.Connection) -> None:
+        self.store = store
+        self.conn = conn
+
+    def purchase(self, purchase_id: str) -> Purchase | None:
+        return _load_purchase(self.conn, "id", purchase_id)
+
+    def save_purchase(self, purchase: Purchase) -> None:
+        _save_purchase(self.conn, purchase)
+
+    def ledger(self) -> UnitOfWork:
+        return self.store._unit_of_work(self.conn)
+
+    def add_event_once(self, record: rules.EventRecord) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO stripe_events VALUES (?, ?, ?, ?)",
+            (record.event_id, record.type, record.outcome, record.processed_at),
+        )
+
+    def resolve_failure(self, event_id: str, now: datetime) -> None:
+        self.conn.execute(
+            "UPDATE event_failures SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
+            (format_time(now), event_id),
+        )
+
+    def read_paid(self, locator: rules.PaidLocator) -> rules.PaidRead:
+        one = self._one
+        event = one("SELECT outcome FROM stripe_events WHERE id = ?", locator.event_id)
+        failure = one(
+            "SELECT 1 FROM event_failures WHERE id = ? AND resolved_at IS NULL", locator.event_id
+        )
+        account = one("SELECT * FROM accounts WHERE user_id = ?", locator.user_id)
+        deferred: dict[str, dict[str, Any]] = {}
+        for kind in rules.DEFERRED_KINDS if locator.payment_intent else ():
+            name = rules.deferred_name(str(locator.payment_intent), kind)
+            row = one("SELECT body FROM app_settings WHERE name = ?", name)
+            if row is not None and (kept := json.loads(row[0])):
+                deferred[kind] = kept
+        return rules.PaidRead(
+            event_outcome=None if event is None else str(event[0]),
+            failure_open=failure is not None,
+            purchase=_load_purchase(self.conn, "id", locator.purchase_id),
+            user_exists=_load_user(self.conn, locator.user_id) is not None,
+            account=None if account is None else _account(account),
+            deferred=deferred,
+        )
+
+    def _one(self, sql: str, arg: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.conn.execute(sql, (arg,)).fetchone()
+        return row
+
+
+def _account(row: sqlite3.Row) -> Account:
+    data = dict(row)
+    data["holds"] = json.loads(data["holds"])
+    return Account.from_dict(data)
+
+
 class SqlitePurchases:
     """Mixed into SqliteStore; every write runs under BEGIN IMMEDIATE."""
 
@@ -235,17 +297,9 @@ class SqlitePurchases:
         if seen is not None and change(seen) in (None, seen):
             return seen
 
-        def work(conn: sqlite3.Connection) -> Purchase:
-            current = _load_purchase(conn, "id", purchase_id)
-            if current is None:
-                raise PurchaseNotFound(f"no purchase {purchase_id}")
-            updated = change(current)
-            if updated is None or updated == current:
-                return current
-            _save_purchase(conn, updated)
-            return updated
-
-        return self._write(work)
+        return self._write(
+            lambda conn: rules.update_purchase(_PurchaseWork(self, conn), purchase_id, change)
+        )
 
     def apply_for_purchase(
         self: _SqliteBase,
@@ -256,18 +310,17 @@ class SqlitePurchases:
         now: datetime,
     ) -> tuple[JournalTransaction | None, Purchase]:
         def work(conn: sqlite3.Connection) -> tuple[JournalTransaction | None, Purchase]:
-            current = _load_purchase(conn, "id", purchase_id)
-            if current is None:
-                raise PurchaseNotFound(f"no purchase {purchase_id}")
-            op = build(current)
-            txn = None if op is None else execute(self._unit_of_work(conn), op, now)
-            updated = mark(current, txn)
-            if updated is None or updated == current:
-                return txn, current
-            _save_purchase(conn, updated)
-            return txn, updated
+            return rules.apply_for_purchase(
+                _PurchaseWork(self, conn), purchase_id, build, mark, now
+            )
 
         return self._write(work)
+
+    def paid_event(self: _SqliteBase, event: rules.PaidEvent, now: datetime) -> rules.PaidResult:
+        """One write transaction: read, check, credit and record."""
+        return self._write(
+            lambda conn: rules.apply_paid_event(_PurchaseWork(self, conn), event, now)
+        )
 
     def iter_purchases(self: _SqliteBase) -> Iterator[Purchase]:
         for rows in self._pages("purchases", "id"):
@@ -288,12 +341,8 @@ class SqlitePurchases:
     def record_event(
         self: _SqliteBase, event_id: str, event_type: str, outcome: str, now: datetime
     ) -> None:
-        self._write(
-            lambda conn: conn.execute(
-                "INSERT OR IGNORE INTO stripe_events VALUES (?, ?, ?, ?)",
-                (event_id, event_type, outcome, format_time(now)),
-            )
-        )
+        record = rules.event_record(event_id, event_type, outcome, now)
+        self._write(lambda conn: rules.record_event(_PurchaseWork(self, conn), record))
 
     def add_alert(self: _SqliteBase, alert: SecurityAlert) -> None:
         self._write(
