@@ -1,0 +1,52 @@
+"""Firestore RPCs of a paid event, counted on the wire by bench.rpc_bench's interceptor.
+
+A count, not a timing: a paid event is one event-record get, then one
+transaction of one batched read and one commit; a redelivered processed event
+is the get alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from bench.rpc_bench import RpcCounter
+from config.catalog import load_catalog
+from services.payments.events import EventProcessor
+from services.payments.fulfilment import Fulfilment
+from services.security import SecurityService
+from services.store.firestore import FirestoreStore
+from services.store.firestore_client import open_client
+from services.tokens import TokenLedger
+from tests.contract.test_paid_event import TOKENS, Shop
+from tests.support.firestore_emulator import FirestoreEmulator
+
+PROJECT = "demo-paid-rpcs"
+PAID_EVENT_RPCS, REDELIVERED_RPCS = 4, 1
+
+
+@pytest.fixture
+def counted(firestore_emulator: FirestoreEmulator) -> Iterator[tuple[Shop, RpcCounter]]:
+    counter = RpcCounter()
+    store = FirestoreStore(PROJECT, client=open_client(PROJECT, counter))
+    ledger = TokenLedger(store)
+    fulfilment = Fulfilment(store, ledger, load_catalog(None), SecurityService(store))
+    yield Shop(store, ledger, EventProcessor(store, fulfilment), uuid.uuid4().hex[:10]), counter
+    store.close()
+
+
+def test_a_paid_event_costs_at_most_4_rpcs_and_a_redelivery_1(
+    counted: tuple[Shop, RpcCounter],
+) -> None:
+    shop, counter = counted
+    buyer = shop.user("buyer")
+    paid = shop.paid(shop.checkout(buyer, "a"))
+    with counter.measuring() as first:
+        assert shop.events.process(paid).outcome == "paid"
+    with counter.measuring() as again:
+        assert shop.events.process(paid).duplicate
+    assert sum(first.values()) <= PAID_EVENT_RPCS, first
+    assert sum(again.values()) == REDELIVERED_RPCS, again
+    assert shop.ledger.balance(buyer).balance == TOKENS
