@@ -25,6 +25,16 @@ def ledger() -> TokenLedger:
     return services().ledger
 
 
+def text_field(body: dict[str, Any], name: str) -> str:
+    """An optional free-text field: anything but a string counts as absent."""
+    value = body.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def idempotency_key() -> str | None:
+    return request.headers.get("Idempotency-Key")
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object; malformed JSON is a 400 with a message, not an empty body."""
     try:

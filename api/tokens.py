@@ -10,9 +10,6 @@ from api import deps
 from api.conditional import conditional
 from api.history import entry_json
 from services.ledger.model import format_time, utc_now
-from services.transfers import client_key
-
-DEFAULT_HOLD_S = 600
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")
 
@@ -76,19 +73,19 @@ def balance() -> Response:
 def create_hold() -> Response:
     user = deps.current_user()
     body = deps.json_body()
-    key = client_key("hold", user.id, request.headers.get("Idempotency-Key"))
-    ttl = body.get("ttl_seconds", DEFAULT_HOLD_S)
-    reason = str(body["reason"]) if isinstance(body.get("reason"), str) else ""
-    amount: Any = body.get("amount")
-    txn = deps.ledger().hold(user.id, amount, key=key, ttl_s=ttl, reason=reason)
-    account = deps.ledger().balance(user.id)
-    amount, until = account.holds.get(txn.id, (body.get("amount"), None))  # None: settled
+    placed = deps.services().reservations.hold(
+        user.id,
+        body.get("amount"),
+        deps.text_field(body, "reason"),
+        body.get("ttl_seconds"),
+        deps.idempotency_key(),
+    )
     return jsonify(
         success=True,
-        hold_id=txn.id,
-        amount=amount,
-        expires_at=until,
-        available=account.available(format_time(utc_now())),
+        hold_id=placed.hold_id,
+        amount=placed.amount,
+        expires_at=placed.expires_at,
+        available=placed.available,
     )
 
 

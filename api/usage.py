@@ -4,30 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from api import deps
-from services.ledger.model import format_time, utc_now
-from services.ledger.usage import validate_session_id
-from services.transfers import client_key
+from services.reservations import Reservations
 from services.usage import UsageMeter, UsageSession
-
-DEFAULT_SESSION_S = 600
 
 bp = Blueprint("usage", __name__, url_prefix="/api/tokens/usage")
 
 
 def meter() -> UsageMeter:
-    return UsageMeter(deps.ledger())
-
-
-def _reason(body: dict[str, Any]) -> str:
-    return str(body["reason"]) if isinstance(body.get("reason"), str) else ""
+    return deps.services().reservations.meter
 
 
 def _session_key(kind: str, session_id: str) -> str:
-    """The client's key, per session: the same key on another session is another charge."""
-    return client_key(kind, validate_session_id(session_id), request.headers.get("Idempotency-Key"))
+    return Reservations.session_key(kind, session_id, deps.idempotency_key())
 
 
 def session_json(session: UsageSession) -> dict[str, Any]:
@@ -45,12 +36,13 @@ def session_json(session: UsageSession) -> dict[str, Any]:
 def start_session() -> Response:
     user = deps.current_user()
     body = deps.json_body()
-    key = client_key("usage", user.id, request.headers.get("Idempotency-Key"))
-    ttl = body.get("ttl_seconds", DEFAULT_SESSION_S)
-    amount: Any = body.get("amount")  # the ledger refuses anything but a whole number
-    txn = meter().start(user.id, amount, key=key, ttl_s=ttl, reason=_reason(body))
-    session = meter().session(user.id, txn.id)
-    available = deps.ledger().balance(user.id).available(format_time(utc_now()))
+    session, available = deps.services().reservations.start_session(
+        user.id,
+        body.get("amount"),
+        deps.text_field(body, "reason"),
+        body.get("ttl_seconds"),
+        deps.idempotency_key(),
+    )
     return jsonify(success=True, **session_json(session), available=available)
 
 
@@ -60,7 +52,9 @@ def charge(session_id: str) -> Response:
     body = deps.json_body()
     key = _session_key("charge", session_id)
     amount: Any = body.get("amount")
-    txn = meter().charge(user.id, session_id, amount, key=key, reason=_reason(body))
+    txn = meter().charge(
+        user.id, session_id, amount, key=key, reason=deps.text_field(body, "reason")
+    )
     entry = txn.user_entry(user.id)
     return jsonify(
         success=True,

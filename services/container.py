@@ -11,12 +11,14 @@ from services.payments.checkout import CheckoutService
 from services.payments.events import EventProcessor
 from services.payments.fulfilment import Fulfilment
 from services.payments.port import PaymentsGateway
+from services.reservations import Reservations
 from services.security import SecurityService
 from services.sessions import SessionService
 from services.store import open_store
 from services.store.port import Store
 from services.tokens import TokenLedger
 from services.transfers import TransferService
+from services.usage import UsageMeter
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Services:
     auth: AuthService
     sessions: SessionService
     transfers: TransferService
+    reservations: Reservations
     admin_actions: AdminActions  # the dashboard, the operator API and the CLI share it
 
 
@@ -39,7 +42,7 @@ def _payments(settings: Settings) -> PaymentsGateway:
     if settings.payments_mode == "stripe":
         import stripe
 
-        from services.stripe_service import StripeService
+        from services.payments.stripe_gateway import StripeService
 
         return StripeService(stripe, str(settings.stripe_secret_key), settings.stripe_api_base)
     from services.payments.sandbox import SandboxPayments
@@ -70,5 +73,6 @@ def build_services(settings: Settings) -> Services:
         auth=AuthService(store, verifier, ledger, settings.signup_bonus),
         sessions=SessionService(store, settings.sessions, verifier),
         transfers=TransferService(ledger, store),
+        reservations=Reservations(ledger, UsageMeter(ledger)),
         admin_actions=AdminActions(store, ledger, fulfilment, payments),
     )
