@@ -39,6 +39,14 @@ sandbox as provider) exits 0, and:
   no debt left beside a positive balance;
 - every event the sandbox recorded is recorded as processed.
 
+On Firestore the app runs as ``CRASH_FIRESTORE_PROCESSES`` (default 2) gunicorn
+servers on one emulator, as Cloud Run runs several instances on one database:
+each has its own worker, Firestore client and in-process locks, so only the
+store's transactions can keep the ledger right. Every client request, delivery
+and retry goes to the next server in turn, so the copies of one event reach
+different processes at once, and the killer kills a worker of either. SQLite
+runs one server.
+
 CRASH_ROUNDS (default 1), CRASH_USERS (default 6) and CRASH_SEED size and vary
 the run; ``make soak`` runs more rounds.
 """
@@ -81,6 +89,7 @@ from tests.support.crash import (
     LedgerRequest,
     RandomKiller,
     RestartableEmulator,
+    Rotation,
     check_requests,
     deliver,
     deliver_all,
@@ -96,7 +105,9 @@ from tests.support.server import tokens_cli
 SEED = int(os.environ.get("CRASH_SEED", "20261101"))
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "1"))
 USERS = int(os.environ.get("CRASH_USERS", "6"))
+FIRESTORE_PROCESSES = int(os.environ.get("CRASH_FIRESTORE_PROCESSES", "2"))
 SENDERS = 4
+SERVER_LOG_CHARS = 30_000
 TOKENS = {pack.id: pack.tokens for pack in load_catalog(None)}
 EVENT_LINE = re.compile(r"^(evt_\S+)\s", re.MULTILINE)
 
@@ -199,8 +210,11 @@ class Outage:
 
 
 def ready(server: CrashServer) -> bool:
+    """Every server process answers /readyz 200."""
     try:
-        return requests.get(f"{server.url}/readyz", timeout=60).status_code == 200
+        return all(
+            requests.get(f"{url}/readyz", timeout=60).status_code == 200 for url in server.urls
+        )
     except requests.RequestException:
         return False
 
@@ -213,6 +227,7 @@ class CrashRun:
         self.store = store
         self.profile = profile
         self.outage = outage
+        self.spread = Rotation(server.urls)  # deliveries, over every server process
         self.rng = random.Random(SEED)
         self.sandbox_db = server.env["SANDBOX_DB_PATH"]
         # Stripe's side of the refunds, on the sandbox's own database.
@@ -286,16 +301,16 @@ class CrashRun:
         senders = 1 if step in self.profile.one_at_a_time else SENDERS
         with self.killer(step) as killer:
             half = len(sends) // 2 if outage is not None else len(sends)
-            results = deliver_all(self.server.url, sends[:half], senders)
+            results = deliver_all(self.spread, sends[:half], senders)
             if outage is not None:
                 rest = sends[half:]
                 results += outage.during(
-                    self.server, lambda: deliver_all(self.server.url, rest, senders)
+                    self.server, lambda: deliver_all(self.spread, rest, senders)
                 )
                 assert len(results) == len(sends), "the deliveries failed; see the error above"
             with requests.Session() as http:
                 while not killer.kills and sent and step in self.profile.killing:
-                    results.append(deliver(self.server.url, extra.choice(sent), http))
+                    results.append(deliver(self.spread, extra.choice(sent), http))
         self.random_kills += killer.kills
         self.deliveries += results
 
@@ -333,9 +348,7 @@ class CrashRun:
                     one(user)
             else:
                 again = threading.Thread(
-                    target=lambda: self.deliveries.extend(
-                        deliver_all(self.server.url, duplicates, 2)
-                    ),
+                    target=lambda: self.deliveries.extend(deliver_all(self.spread, duplicates, 2)),
                     daemon=True,
                 )
                 again.start()
@@ -352,7 +365,7 @@ class CrashRun:
 
     def round(self, number: int) -> None:
         users = [
-            CrashClient(self.server.url, f"crash-{SEED}-{number}-{i}@example.com")
+            CrashClient(self.server.urls, f"crash-{SEED}-{number}-{i}@example.com")
             for i in range(USERS)
         ]
         self.arm(self.faults("deliver"))
@@ -456,9 +469,14 @@ def each(items: Sequence[CrashClient], work: Callable[[CrashClient], None]) -> N
 
 
 def run_rounds(run: CrashRun) -> None:
-    for number in range(ROUNDS):
-        run.round(number)
-    run.finish()
+    try:
+        for number in range(ROUNDS):
+            run.round(number)
+        run.finish()
+    except BaseException:
+        # The servers' logs (tracebacks of any 500) go with the failure's captured stdout.
+        print(run.server.output(tail=SERVER_LOG_CHARS))
+        raise
     run.check()
 
 
@@ -510,7 +528,8 @@ def test_firestore_survives_kills_and_an_emulator_restart(
             "STORE_URL": url,
             "SANDBOX_WEBHOOKS": "off",
             "FIRESTORE_EMULATOR_HOST": dedicated_emulator.host,
-        }
+        },
+        processes=FIRESTORE_PROCESSES,
     ).start()
     store = FirestoreStore(project)
     outage = Outage(dedicated_emulator, project)

@@ -9,6 +9,7 @@ Idempotency-Key. The answer that ends the retries is the one that counts.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -19,11 +20,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -34,7 +36,7 @@ from services.payments.signature import sign
 from services.store.port import Store
 from tests.support.firestore_emulator import EMULATOR, FirestoreEmulator
 from tests.support.limits import LOAD_LIMITS
-from tests.support.server import GUNICORN, ROOT, AppServer
+from tests.support.server import AppServer
 
 ANSWER_DEADLINE_S = 240.0
 REQUEST_TIMEOUT_S = 150.0  # longer than a Firestore transaction waiting out a dead one's lock
@@ -117,84 +119,71 @@ def children_of(pid: int) -> list[int]:
 
 
 class CrashServer(AppServer):
-    """The app under gunicorn, with its worker killable and the whole server restartable.
+    """The app under gunicorn, with its workers killable and the whole server restartable.
 
-    Gunicorn's master starts a new worker when one dies; ``halt`` and
-    ``start`` stop and start the whole server on the same data.
+    With ``processes=N`` these are N gunicorn servers on one database (see AppServer),
+    each with one worker. Gunicorn's master starts a new worker when one dies;
+    ``halt`` and ``start`` stop and start every server on the same data.
     """
 
-    def __init__(self, env: dict[str, str]) -> None:
-        super().__init__({**LOAD_LIMITS, **env})
+    def __init__(self, env: dict[str, str], processes: int = 1) -> None:
+        # Production's 8 threads: requests waiting on a store that is down or locked
+        # must leave threads to answer the others (and /readyz).
+        super().__init__({**LOAD_LIMITS, **env}, processes=processes, threads=8)
         self.fault_dirs: list[Path] = []
         self.worker_kills: list[int] = []
-
-    def launch(self) -> subprocess.Popen[bytes]:
-        """As AppServer, with production's 8 threads: requests waiting on a store that
-        is down or locked must leave threads to answer the others (and /readyz)."""
-        command = [str(GUNICORN), "--bind", f"127.0.0.1:{self.port}", "--workers", "1"]
-        self.process = subprocess.Popen(
-            [*command, "--threads", "8", "app:app"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        return self.process
 
     def start(self) -> CrashServer:
         super().start()
         return self
 
-    def master_pid(self) -> int:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"gunicorn is not running:\n{self.output()[-3000:]}")
-        return self.process.pid
+    def master_pid(self, n: int = 0) -> int:
+        process = self.running[n]
+        if process is None or process.poll() is not None:
+            raise AssertionError(f"gunicorn {n} is not running:\n{self.output()[-3000:]}")
+        return process.pid
 
-    def worker_pid(self, timeout: float = WORKER_WAIT_S) -> int:
-        """The worker's pid, once the master has one running."""
+    def worker_pid(self, n: int = 0, timeout: float = WORKER_WAIT_S) -> int:
+        """The n-th server's worker pid, once its master has one running."""
         deadline = time.monotonic() + timeout
         while True:
-            workers = children_of(self.master_pid())
+            workers = children_of(self.master_pid(n))
             if len(workers) == 1:
                 return workers[0]
             if time.monotonic() > deadline:
-                raise AssertionError(f"gunicorn has workers {workers} after {timeout}s")
+                raise AssertionError(f"gunicorn {n} has workers {workers} after {timeout}s")
             time.sleep(0.05)
 
-    def kill_worker(self) -> int:
-        pid = self.worker_pid()
+    def kill_worker(self, n: int = 0) -> int:
+        pid = self.worker_pid(n)
         os.kill(pid, signal.SIGKILL)
         self.worker_kills.append(pid)
         return pid
 
     def wait_healthy(self, timeout: float = WORKER_WAIT_S) -> None:
+        """Every server answers /healthz."""
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=2).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no healthy worker after {timeout}s:\n{self.output()[-3000:]}"
-                )
-            time.sleep(0.05)
+        for url in self.urls:
+            while True:
+                try:
+                    if requests.get(f"{url}/healthz", timeout=2).ok:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"no healthy worker at {url} after {timeout}s:\n{self.output()[-3000:]}"
+                    )
+                time.sleep(0.05)
 
     def halt(self) -> None:
-        """Stop gunicorn, keeping the data, the log and the port for the next start."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        """Stop every gunicorn, keeping the data, the logs and the ports for the next start."""
+        for n in range(len(self.running)):
+            self.halt_one(n)
 
     def restart(self, faults: str | None) -> Path | None:
-        """A full stop and start; ``faults`` arms TOKEN_STORE_FAULTS with a fresh hit count."""
+        """A full stop and start; ``faults`` arms TOKEN_STORE_FAULTS with a fresh hit count
+        (counted across every process, in one state directory)."""
         self.halt()
         self.env.pop(ENV_SPEC, None)
         self.env.pop(ENV_STATE, None)
@@ -206,6 +195,21 @@ class CrashServer(AppServer):
             self.fault_dirs.append(state)
         self.start()
         return state
+
+
+class Rotation:
+    """Round-robin over a server's URLs, shared by threads: consecutive requests (and
+    the retries of one request) go to different processes, as a load balancer spreads
+    them over instances."""
+
+    def __init__(self, urls: str | Sequence[str]) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            return self.urls[next(self._counter) % len(self.urls)]
 
 
 def fired(state: Path) -> set[str]:
@@ -248,7 +252,9 @@ class RandomKiller:
                 self.server.wait_healthy()
                 if self._stop.wait(self.rng.uniform(*self.every_s)):
                     return
-                self.kills.append(self.server.kill_worker())
+                processes = len(self.server.urls)
+                which = self.rng.randrange(processes) if processes > 1 else 0
+                self.kills.append(self.server.kill_worker(which))
         except BaseException as exc:
             self.errors.append(exc)
 
@@ -288,13 +294,17 @@ class Delivery:
     answer: Answer
 
 
-def deliver(base_url: str, event: Mapping[str, Any], http: requests.Session) -> Delivery:
-    """One delivery of ``event``, signed afresh at every try as Stripe does."""
+def deliver(
+    where: str | Sequence[str] | Rotation, event: Mapping[str, Any], http: requests.Session
+) -> Delivery:
+    """One delivery of ``event``, signed afresh at every try as Stripe does; each try
+    goes to the next of ``where``'s servers."""
     payload = json.dumps(event).encode()
+    rotation = where if isinstance(where, Rotation) else Rotation(where)
 
     def post() -> requests.Response:
         return http.post(
-            f"{base_url}/api/stripe/webhook",
+            f"{rotation()}/api/stripe/webhook",
             data=payload,
             headers={
                 "Stripe-Signature": sign(payload, DEV_WEBHOOK_SECRET),
@@ -308,13 +318,15 @@ def deliver(base_url: str, event: Mapping[str, Any], http: requests.Session) -> 
 
 
 def deliver_all(
-    base_url: str,
+    where: str | Sequence[str] | Rotation,
     events: Iterable[Mapping[str, Any]],
     senders: int,
     done: list[Delivery] | None = None,
 ) -> list[Delivery]:
-    """Deliver ``events`` (in the given order) from ``senders`` threads, one Session each;
-    each delivery is appended to ``done`` as soon as it is answered."""
+    """Deliver ``events`` (in the given order) from ``senders`` threads, one Session each,
+    spread over ``where``'s servers; each delivery is appended to ``done`` as soon as it
+    is answered."""
+    rotation = where if isinstance(where, Rotation) else Rotation(where)
     queue = list(events)
     queue.reverse()
     lock = threading.Lock()
@@ -329,7 +341,7 @@ def deliver_all(
                         return
                     item = queue.pop()
                 try:
-                    result = deliver(base_url, item, http)
+                    result = deliver(rotation, item, http)
                 except BaseException as exc:
                     with lock:
                         errors.append(exc)
@@ -388,15 +400,19 @@ class LedgerRequest:
 class CrashClient:
     """A signed-in user (session cookie and CSRF token) whose calls are retried.
 
-    One thread at a time uses a client: requests.Session is not thread-safe.
+    One thread at a time uses a client: requests.Session is not thread-safe. Its
+    requests go round-robin to ``urls``' servers (the session cookie is valid on each:
+    cookies are not per port, and the session lives in the shared store).
     """
 
-    def __init__(self, base_url: str, email: str) -> None:
-        self.base_url = base_url
+    def __init__(self, urls: str | Sequence[str], email: str) -> None:
+        self.next_url = Rotation(urls)
         self.http = requests.Session()
         answer = until_answered(
             lambda: self.http.post(
-                f"{base_url}/auth/dev-login", json={"email": email}, timeout=REQUEST_TIMEOUT_S
+                f"{self.next_url()}/auth/dev-login",
+                json={"email": email},
+                timeout=REQUEST_TIMEOUT_S,
             ),
             f"dev-login of {email}",
         )
@@ -407,7 +423,7 @@ class CrashClient:
     def _post(self, path: str, **kwargs: Any) -> requests.Response:
         headers = {"X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
         return self.http.post(
-            f"{self.base_url}{path}", headers=headers, timeout=REQUEST_TIMEOUT_S, **kwargs
+            f"{self.next_url()}{path}", headers=headers, timeout=REQUEST_TIMEOUT_S, **kwargs
         )
 
     def checkout(self, package: str, key: str) -> dict[str, Any]:
@@ -426,9 +442,11 @@ class CrashClient:
     def pay(self, checkout_url: str) -> None:
         """Pay on the sandbox's checkout form, without following the redirect to the
         success page: the webhook, not the page, is what these tests exercise."""
+        parts = urlsplit(checkout_url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
         answer = until_answered(
             lambda: self._post(
-                checkout_url.removeprefix(self.base_url),
+                path,
                 data={"csrf_token": self.csrf, "card_number": CARD_PAYS},
                 allow_redirects=False,
             ),
@@ -460,7 +478,7 @@ class CrashClient:
 
     def account(self) -> dict[str, Any]:
         answer = until_answered(
-            lambda: self.http.get(f"{self.base_url}/api/tokens/balance", timeout=30),
+            lambda: self.http.get(f"{self.next_url()}/api/tokens/balance", timeout=30),
             f"balance of {self.user_id}",
         )
         assert answer.status == 200, answer.body

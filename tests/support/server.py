@@ -121,12 +121,13 @@ class AppServer:
             time.sleep(0.1)
         return False
 
-    def output(self) -> str:
-        if len(self.logs) == 1:
-            return Path(self.log.name).read_text(errors="replace")
+    def output(self, tail: int | None = None) -> str:
+        """What the servers wrote (the last ``tail`` characters of each), one after another."""
+        texts = [Path(log.name).read_text(errors="replace")[-(tail or 0) :] for log in self.logs]
+        if len(texts) == 1:
+            return texts[0]
         return "\n".join(
-            f"--- {url} ---\n" + Path(log.name).read_text(errors="replace")
-            for url, log in zip(self.urls, self.logs, strict=True)
+            f"--- {url} ---\n{text}" for url, text in zip(self.urls, texts, strict=True)
         )
 
     def halt_one(self, n: int) -> None:
