@@ -1,11 +1,12 @@
 """Throughput and latency of signed Stripe webhooks against the app under gunicorn.
 
 Run: ``PYTHONPATH=. .venv/bin/python -m bench.webhook_bench [--store sqlite|firestore|all]
-[--events N] [--concurrency 16] [--write docs/benchmarks.md]``.
+[--events N] [--concurrency 16] [--baseline [REV]] [--write docs/benchmarks.md]``.
 
 A benchmark, not a test: it prints tables and asserts no timings; it exits with 1 when a
 buyer's balance is not exactly what their purchases paid for. Per store, on one gunicorn
-server (tests/support/server.py: 1 worker, 4 threads):
+server (tests/support/server.py: 1 worker; 4 threads on SQLite, 8 on the Firestore
+emulator, production's default), each on a fresh database (the emulator started anew):
 
 * set-up, untimed: buyers sign in and start N checkouts of the popular pack through the
   API (at most 5 per buyer, the hourly purchase limit), and N distinct paid
@@ -13,6 +14,15 @@ server (tests/support/server.py: 1 worker, 4 threads):
 * events: the N events, signed just before, sent at the given concurrency;
 * healthz: N ``/healthz`` requests at the same concurrency, the baseline cost of a request;
 * every buyer's balance is then read through the API and must be 110 per purchase.
+
+``--baseline REV`` (REV defaults to 28aa8a2, the commit before the Firestore work)
+also serves commit REV, checked out with ``git worktree add --detach`` in a temporary
+directory (with ``../shared`` beside it, as in this checkout) and removed afterwards,
+under the same virtualenv, and runs the same workload against it in the same run: one
+row per store for this checkout and one for the baseline, and a line saying whether
+this checkout reaches 3x the baseline's events/s on the emulator with a p99 under
+250 ms. The bench client, its events and its checks are this checkout's; the baseline
+only serves.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +47,7 @@ from bench.report import context_line, emulator, percentile, write_section
 from config.settings import DEV_WEBHOOK_SECRET
 from services.payments.signature import sign
 from tests.support.purchases import Buyer, event, session_object
-from tests.support.server import AppServer
+from tests.support.server import ROOT, AppServer
 
 START, END = "<!-- webhook_bench:start -->", "<!-- webhook_bench:end -->"
 PACK, PACK_TOKENS = "popular", 110
@@ -44,6 +55,9 @@ PER_BUYER = 5  # checkouts one user may start per hour
 DEFAULT_EVENTS = {"sqlite": 1000, "firestore": 200}
 STORE_URLS = {"firestore": "firestore://demo-bench"}  # SQLite: AppServer's temp file
 TARGET_RATIO, TARGET_P99_MS = 0.5, 250.0
+SERVER_THREADS = {"sqlite": 4, "firestore": 8}  # one gunicorn worker each
+BASELINE_REV = "28aa8a2"
+TARGET_SPEEDUP = 3.0  # this checkout's events/s on the emulator over the baseline's
 # Concurrent checkouts of different buyers collide on the Firestore emulator (each one
 # queries the buyer's recent purchases inside its transaction): set them up one at a time.
 SETUP_CONCURRENCY = {"firestore": 1}
@@ -89,6 +103,19 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class Code:
+    """What the server runs: this checkout, or a baseline commit in a worktree."""
+
+    label: str  # "this work" or "baseline"
+    rev: str  # the short commit id
+    root: Path  # the checkout gunicorn serves from
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} ({self.rev})"
+
+
+@dataclass(frozen=True)
 class Result:
     store: str
     events: int
@@ -96,6 +123,8 @@ class Result:
     webhook: Timing
     healthz: Timing
     balances_exact: bool
+    code: str = "this work"
+    threads: int = 4
 
     @property
     def ratio(self) -> float:
@@ -254,9 +283,17 @@ def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -
 
 
 @contextmanager
-def app_server(store: str) -> Iterator[AppServer]:
+def app_server(store: str, code: Code) -> Iterator[AppServer]:
     env = {"STORE_URL": STORE_URLS[store]} if store in STORE_URLS else {}
-    server = AppServer(env).start()
+    if code.root != ROOT:
+        # gunicorn puts its working directory first on sys.path; PYTHONPATH must not
+        # bring this checkout's modules back in front of the baseline's.
+        env["PYTHONPATH"] = str(code.root)
+    server = AppServer(env, threads=SERVER_THREADS[store], root=code.root)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        raise SystemExit(f"{code.name} could not be served on {store}: {exc}") from exc
     try:
         yield server
     finally:
@@ -267,10 +304,12 @@ def pid_of(process: subprocess.Popen[bytes] | None) -> int:
     return process.pid if process is not None else 0
 
 
-def bench_store(store: str, events: int, concurrency: int, store_pid: int = 0) -> Result:
-    with app_server(store) as server:
+def bench_store(
+    store: str, events: int, concurrency: int, code: Code, store_pid: int = 0
+) -> Result:
+    with app_server(store, code) as server:
         pids = (pid_of(server.process), store_pid)
-        print(f"{store}: setting up {events} purchases ...", flush=True)
+        print(f"{store}, {code.name}: setting up {events} purchases ...", flush=True)
         began = time.perf_counter()
         setup = SETUP_CONCURRENCY.get(store, concurrency)
         buyers, orders = start_purchases(server.url, store, events, setup)
@@ -281,24 +320,65 @@ def bench_store(store: str, events: int, concurrency: int, store_pid: int = 0) -
         exact = balances_exact(buyers, orders, concurrency)
         for buyer in buyers:
             buyer.http.close()
-    result = Result(store, events, concurrency, webhook, healthz, exact)
+    threads = SERVER_THREADS[store]
+    result = Result(store, events, concurrency, webhook, healthz, exact, code.name, threads)
     print(table([result]) + "\n", flush=True)
     return result
 
 
-def run_store(store: str, events: int | None, concurrency: int) -> Result:
+def run_store(store: str, events: int | None, concurrency: int, code: Code) -> Result:
     count = events or DEFAULT_EVENTS[store]
     if store != "firestore":
-        return bench_store(store, count, concurrency)
+        return bench_store(store, count, concurrency, code)
     print("starting the Firestore emulator ...", flush=True)
     with emulator() as emu:
-        return bench_store("firestore", count, concurrency, pid_of(emu.process))
+        return bench_store("firestore", count, concurrency, code, pid_of(emu.process))
+
+
+# -- the baseline: another commit, served from a temporary worktree ---------------------
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=300
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def this_code() -> Code:
+    try:
+        rev = git("rev-parse", "--short", "HEAD")
+    except SystemExit:
+        rev = "uncommitted"
+    return Code("this work", rev, ROOT)
+
+
+@contextmanager
+def baseline_checkout(rev: str) -> Iterator[Code]:
+    """Commit ``rev`` in a detached worktree, removed afterwards; ``../shared`` (the
+    shared fixtures, found next to the project's root) is linked beside it."""
+    short = git("rev-parse", "--short", f"{rev}^{{commit}}")
+    with tempfile.TemporaryDirectory(prefix="webhook-bench-baseline-") as parent:
+        tree = Path(parent) / "main"
+        shared = ROOT.parent / "shared"
+        if shared.exists():
+            (Path(parent) / "shared").symlink_to(shared, target_is_directory=True)
+        git("worktree", "add", "--detach", str(tree), short)
+        try:
+            yield Code("baseline", short, tree)
+        finally:
+            git("worktree", "remove", "--force", str(tree))
+            git("worktree", "prune")
 
 
 # -- output ------------------------------------------------------------------------
 
 COLUMNS = (
     "store",
+    "code",
+    "server",
     "events",
     "concurrency",
     "events/s",
@@ -319,7 +399,8 @@ def ms(value: float | None) -> str:
 
 
 def format_row(r: Result) -> str:
-    cells = [r.store, str(r.events), str(r.concurrency), f"{r.webhook.per_s:.1f}"]
+    cells = [r.store, r.code, f"1 worker x {r.threads} threads", str(r.events)]
+    cells += [str(r.concurrency), f"{r.webhook.per_s:.1f}"]
     cells += [f"{r.webhook.p(0.5):.1f}", f"{r.webhook.p(0.99):.1f}", str(r.webhook.errors)]
     cells += [f"{r.healthz.per_s:.1f}", f"{r.healthz.p(0.5):.1f}", f"{r.ratio:.2f}"]
     cells += [ms(r.webhook.cpu_ms), ms(r.healthz.cpu_ms), "yes" if r.balances_exact else "no"]
@@ -335,9 +416,40 @@ def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def baselines(results: list[Result]) -> list[Result]:
+    return [r for r in results if r.code.startswith("baseline")]
+
+
+def own(results: list[Result]) -> list[Result]:
+    return [r for r in results if not r.code.startswith("baseline")]
+
+
+def baseline_lines(results: list[Result]) -> list[str]:
+    """Per store with a baseline row: the speed-up; on Firestore, the issue's target."""
+    lines = []
+    for base in baselines(results):
+        for r in (r for r in own(results) if r.store == base.store):
+            speedup = r.webhook.per_s / base.webhook.per_s if base.webhook.per_s else 0.0
+            exact = r.balances_exact and base.balances_exact
+            line = (
+                f"- {r.store}: {r.webhook.per_s:.1f} events/s against the {base.code}'s"
+                f" {base.webhook.per_s:.1f} at 1 worker x {r.threads} threads: {speedup:.2f}x;"
+                f" p99 {r.webhook.p(0.99):.1f} ms against {base.webhook.p(0.99):.1f} ms;"
+                f" balances exact in both: {'yes' if exact else 'no'}"
+            )
+            if r.store == "firestore":
+                met = speedup >= TARGET_SPEEDUP and r.p99_met and exact
+                line += (
+                    f". Target (≥ {TARGET_SPEEDUP:.0f}x the baseline's events/s, p99 <"
+                    f" {TARGET_P99_MS:.0f} ms, balances exact): {verdict(met)}"
+                )
+            lines.append(line)
+    return lines
+
+
 def target_lines(results: list[Result]) -> list[str]:
     lines = []
-    for r in results:
+    for r in own(results):
         note = "" if r.store == "sqlite" else " (the targets are for SQLite; for reference)"
         lines.append(
             f"- {r.store}: ratio {r.ratio:.2f} (target ≥ {TARGET_RATIO}): {verdict(r.ratio_met)};"
@@ -404,7 +516,9 @@ def client_sentence(results: list[Result]) -> str:
 
 
 def interpretation(results: list[Result]) -> list[str]:
-    texts = [sqlite_sentence(r) if r.store == "sqlite" else firestore_sentence(r) for r in results]
+    texts = [
+        sqlite_sentence(r) if r.store == "sqlite" else firestore_sentence(r) for r in own(results)
+    ]
     return [*texts, client_sentence(results)]
 
 
@@ -417,6 +531,13 @@ def section(context: str, results: list[Result]) -> str:
     parts = ["## Webhook throughput (`bench/webhook_bench.py`)", context, table(results), notes]
     parts.append("Targets on SQLite: events/s ÷ healthz req/s ≥ 0.5 and p99 < 250 ms.")
     parts.append("\n".join(target_lines(results)))
+    if baselines(results):
+        parts.append(
+            f"Against the baseline, served from a git worktree in the same run; target on the"
+            f" Firestore emulator: ≥ {TARGET_SPEEDUP:.0f}x the baseline's events/s with p99 <"
+            f" {TARGET_P99_MS:.0f} ms."
+        )
+        parts.append("\n".join(baseline_lines(results)))
     parts.append(" ".join(interpretation(results)))
     return f"{START}\n" + "\n\n".join(parts) + f"\n{END}"
 
@@ -426,6 +547,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", choices=("sqlite", "firestore", "all"), default="all")
     parser.add_argument("--events", type=int, help="events per store (1000 SQLite, 200 FS)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--baseline",
+        nargs="?",
+        const=BASELINE_REV,
+        metavar="REV",
+        help=f"also serve commit REV (default {BASELINE_REV}) from a git worktree and compare",
+    )
     parser.add_argument("--write", type=Path, help="replace the webhook_bench section here")
     return parser.parse_args(argv)
 
@@ -435,8 +563,15 @@ def main(argv: list[str] | None = None) -> int:
     context = context_line()
     print(context, flush=True)
     stores = ("sqlite", "firestore") if args.store == "all" else (args.store,)
-    results = [run_store(store, args.events, args.concurrency) for store in stores]
+    code = this_code()
+    results = [run_store(store, args.events, args.concurrency, code) for store in stores]
+    if args.baseline:
+        with baseline_checkout(args.baseline) as base:
+            results += [run_store(store, args.events, args.concurrency, base) for store in stores]
+    results.sort(key=lambda r: (stores.index(r.store), r.code.startswith("baseline")))
     print("\n" + table(results) + "\n\n" + "\n".join(target_lines(results)))
+    if baselines(results):
+        print("\n" + "\n".join(baseline_lines(results)))
     print("\n" + "\n".join(interpretation(results)))
     if args.write:
         write_section(args.write, section(context, results), START, END)
