@@ -9,6 +9,9 @@ every purchase, then (optionally) the provider's payment intents of the last
 2. ``account_balances``: every account's balance equals the sum of its entries
    (and the ``balance_after`` of its entry with the highest ``seq``); its debt
    equals that entry's ``debt_after``; its ``seq`` equals its number of entries.
+   Entries of blind credits (Firestore: credits that did not read the balance)
+   store no ``seq`` or ``balance_after``; with them, what they added after the
+   last stored ``balance_after`` must lie between none and all of them.
 3. ``non_negative``: no account, and no entry's ``balance_after`` or
    ``debt_after``, is below zero.
 4. ``conservation``: user balances plus the system accounts' totals make zero;
@@ -138,7 +141,7 @@ class ReconcileReport:
 class _UserTotals:
     """What the journal says about one user account."""
 
-    __slots__ = ("balance_after", "count", "debt_after", "max_seq", "total")
+    __slots__ = ("balance_after", "blind", "blind_total", "count", "debt_after", "max_seq", "total")
 
     def __init__(self) -> None:
         self.total = 0
@@ -146,11 +149,17 @@ class _UserTotals:
         self.max_seq = 0
         self.balance_after = 0
         self.debt_after = 0
+        self.blind = 0  # entries of blind credits, which store no seq
+        self.blind_total = 0
 
     def add(self, entry: Entry) -> None:
         self.total += entry.amount
         self.count += 1
-        seq = entry.seq or 0
+        if entry.seq is None:
+            self.blind += 1
+            self.blind_total += entry.amount
+            return
+        seq = entry.seq
         if seq >= self.max_seq:
             self.max_seq = seq
             self.balance_after = entry.balance_after or 0
@@ -308,16 +317,26 @@ class _Reconciler:
                 f" last balance_after {totals.balance_after}"
             )
             self.differ(Check.BALANCES, "balance_mismatch", user, detail)
-        if totals.total != totals.balance_after:
+        if not self.balance_after_fits(totals):
             detail = f"entries sum to {totals.total}, last balance_after {totals.balance_after}"
             self.differ(Check.BALANCES, "balance_after_mismatch", user, detail)
         if account.debt != totals.debt_after:
             detail = f"debt {account.debt}, last entry's debt_after {totals.debt_after}"
             self.differ(Check.BALANCES, "debt_mismatch", user, detail)
-        if not account.seq == totals.max_seq == totals.count:
+        seqs_fit = totals.count - totals.blind <= totals.max_seq <= totals.count
+        if not (account.seq == totals.count and seqs_fit):
             detail = f"seq {account.seq}; entries: {totals.count}; highest seq {totals.max_seq}"
             self.differ(Check.BALANCES, "seq_mismatch", user, detail)
         self.check_non_negative(account)
+
+    @staticmethod
+    def balance_after_fits(totals: _UserTotals) -> bool:
+        """The last stored balance_after plus the blind credits made after it (some,
+        all or none of them: they store no position) make the entries' sum."""
+        if not totals.blind:
+            return totals.total == totals.balance_after
+        added_later = totals.total - totals.balance_after
+        return 0 <= added_later <= totals.blind_total
 
     def check_non_negative(self, account: Account) -> None:
         self.report.count(Check.NON_NEGATIVE).checked += 1

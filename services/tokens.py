@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from services.errors import (
 from services.ledger.model import (
     Account,
     Entry,
+    HistoryPosition,
     JournalTransaction,
     Operation,
     OpKind,
@@ -48,21 +50,37 @@ class HistoryPage:
     next_cursor: str | None
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+_ENTRY_ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
-def decode_cursor(cursor: str) -> int:
+def encode_cursor(position: HistoryPosition) -> str:
+    """``p<seq>.<balance>.<entry id>``; older cursors were ``s<seq>``, still read."""
+    text = f"s{position.seq}"
+    if position.balance is not None and position.entry_id is not None:
+        text = f"p{position.seq}.{position.balance}.{position.entry_id}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _parse_cursor(text: str) -> HistoryPosition:
+    if text.startswith("s"):
+        return HistoryPosition(int(text[1:]))
+    if not text.startswith("p"):
+        raise ValueError(text)
+    seq, balance, entry_id = text[1:].split(".")
+    if not _ENTRY_ID.match(entry_id) or int(balance) < 0:
+        raise ValueError(text)
+    return HistoryPosition(int(seq), int(balance), entry_id)
+
+
+def decode_cursor(cursor: str) -> HistoryPosition:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("s"):
-            raise ValueError(text)
-        seq = int(text[1:])
+        position = _parse_cursor(text)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidCursor("the cursor is not one this service issued") from exc
-    if seq < 1:
+    if position.seq < 1:
         raise InvalidCursor("the cursor is not one this service issued")
-    return seq
+    return position
 
 
 class TokenLedger:
@@ -295,8 +313,11 @@ class TokenLedger:
         # One extra row tells whether another page exists.
         rows = self.store.list_entries(user_id, limit + 1, before, txn_type)
         page = rows[:limit]
-        more = len(rows) > limit and page[-1].seq is not None
-        return HistoryPage(page, encode_cursor(int(page[-1].seq or 0)) if more else None)
+        last = page[-1] if page else None
+        if len(rows) <= limit or last is None or last.seq is None:
+            return HistoryPage(page, None)
+        start = None if last.balance_after is None else last.balance_after - last.amount
+        return HistoryPage(page, encode_cursor(HistoryPosition(last.seq, start, last.id)))
 
     def transaction(self, txn_id: str) -> JournalTransaction:
         txn = self.store.get_transaction(txn_id)

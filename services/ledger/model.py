@@ -257,6 +257,20 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class HistoryPosition:
+    """Where a history page ended: the next page holds the entries older than one entry.
+
+    ``seq`` is that entry's position in the user's history. ``balance`` (the balance
+    before it) and ``entry_id`` let a store that derives balances walk on from
+    there; a position with ``seq`` alone comes from an older cursor.
+    """
+
+    seq: int
+    balance: int | None = None
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True)
 class JournalTransaction:
     id: str
     key: str

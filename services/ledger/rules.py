@@ -4,12 +4,18 @@
 operation and the current accounts into one balanced journal transaction and
 the accounts after it. ``execute`` is the read-check-write sequence each
 adapter runs inside one store transaction.
+
+A store may credit some accounts blind (``blind_credits``): it adds to their
+balance without reading it, so that many writers can credit one account at
+once. Such an account's entry then leaves ``seq`` and ``balance_after`` unset,
+for the store to derive when it reads the entry back.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -123,9 +129,10 @@ def _check_ceiling(account: Account, amount: int) -> None:
 class _Builder:
     """Collects the entries of one transaction and the accounts they change."""
 
-    def __init__(self, op: Operation, created_at: str) -> None:
+    def __init__(self, op: Operation, created_at: str, blind: frozenset[str]) -> None:
         self.op = op
         self.created_at = created_at
+        self.blind = blind
         self.entries: list[Entry] = []
         self.accounts: dict[str, Account] = {}
         self.facts: dict[str, str] = {}  # what the plan found, added to the refs
@@ -151,12 +158,13 @@ class _Builder:
         )
         other = [u for u in self.op.user_ids if u != account.user_id]
         self.accounts[account.user_id] = after
+        known = account.user_id not in self.blind  # a blind balance is only partly known
         self._add(
             user_account(account.user_id),
             amount,
             user_id=account.user_id,
-            seq=after.seq,
-            balance_after=after.balance,
+            seq=after.seq if known else None,
+            balance_after=after.balance if known else None,
             debt_after=after.debt,
             counterparty_id=other[0] if other else None,
         )
@@ -194,11 +202,32 @@ class _Builder:
         return txn, list(self.accounts.values())
 
 
+def blind_credits(op: Operation) -> frozenset[str]:
+    """The accounts ``op`` only adds to, whose balance a store need not read.
+
+    A credit's recipient (and a gift's payer, whose entry moves nothing) and a
+    transfer's recipient: no rule refuses them for their balance, except the
+    ceiling, which a blind credit checks against the part of the balance read.
+    """
+    if op.kind is OpKind.CREDIT:
+        return frozenset(op.user_ids)
+    if op.kind is OpKind.TRANSFER and op.counterparty_id is not None:
+        return frozenset({op.counterparty_id})
+    return frozenset()
+
+
 def plan(
-    op: Operation, accounts: Mapping[str, Account], now: datetime
+    op: Operation,
+    accounts: Mapping[str, Account],
+    now: datetime,
+    blind: frozenset[str] = frozenset(),
 ) -> tuple[JournalTransaction, list[Account]]:
-    """The journal transaction ``op`` makes, or the DomainError that forbids it."""
-    builder = _Builder(op, format_time(now))
+    """The journal transaction ``op`` makes, or the DomainError that forbids it.
+
+    ``blind`` names accounts whose balance and seq are only the part the store
+    read; their entries leave ``seq`` and ``balance_after`` for the store to derive.
+    """
+    builder = _Builder(op, format_time(now), blind)
     account = _require(accounts, op.user_id)
     amount = op.amount
     if op.kind in (OpKind.HOLD, OpKind.CAPTURE, OpKind.RELEASE):
@@ -287,13 +316,23 @@ def replay(existing: JournalTransaction, op: Operation) -> JournalTransaction:
     return existing
 
 
+@dataclass(frozen=True)
+class LedgerRead:
+    """What a unit of work read for one operation."""
+
+    existing: JournalTransaction | None  # stored under the operation's key, if any
+    accounts: dict[str, Account]  # the operation's accounts that exist
+    blind: frozenset[str] = frozenset()  # of those, the ones read without their balance
+
+
 class UnitOfWork(Protocol):
     """What an adapter offers inside one atomic store transaction."""
 
-    def read(
-        self, txn_id: str, user_ids: tuple[str, ...]
-    ) -> tuple[JournalTransaction | None, dict[str, Account]]:
-        """The transaction stored under ``txn_id`` (if any) and the accounts that exist."""
+    def read(self, op: Operation) -> LedgerRead:
+        """The transaction stored under ``op``'s key (if any) and its accounts that exist.
+
+        An adapter may read any of ``blind_credits(op)`` without its balance.
+        """
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None: ...
 
@@ -304,9 +343,9 @@ def execute(uow: UnitOfWork, op: Operation, now: datetime) -> JournalTransaction
     One read fetches the idempotency record and the accounts together, which
     saves a round trip on Firestore.
     """
-    existing, accounts = uow.read(op.transaction_id, op.user_ids)
-    if existing is not None:
-        return replay(existing, op)
-    txn, changed = plan(op, accounts, now)
+    found = uow.read(op)
+    if found.existing is not None:
+        return replay(found.existing, op)
+    txn, changed = plan(op, found.accounts, now, found.blind)
     uow.write(txn, changed)
     return txn

@@ -1,11 +1,44 @@
-"""Firestore adapter: one transaction per ledger operation.
+"""Firestore adapter: one transaction per ledger operation, credits that never collide.
 
-Collections: ``accounts/{user_id}`` (balance, debt, seq), ``journal/{txn_id}``
-(the whole journal transaction; its id derives from the idempotency key, so
-it is also the idempotency record) and ``entries/{txn_id}-{n}`` (one document
-per entry, queried for histories and system totals). System accounts have no
+Collections: ``accounts/{user_id}`` (debt, holds, and a part of the balance),
+``accounts/{user_id}/shards/{0..SHARDS-1}`` (the rest of the balance, spread
+so that many writers can credit one account at once), ``journal/{txn_id}``
+(the whole journal transaction; its id derives from the idempotency key, so it
+is also the idempotency record) and ``entries/{txn_id}-{n}`` (one document per
+entry, queried for histories and system totals). System accounts have no
 document: their totals are summed from ``entries``, so no single document is
 written by every purchase.
+
+Balances. An account's balance is its main document's ``balance`` plus every
+shard's, and its ``seq`` (entry count) likewise with the shards' ``count``.
+A credit (a purchase, a grant, a tip's recipient: ``rules.blind_credits``)
+reads the idempotency record and the main document, and adds to one random
+shard with ``Increment``, without reading it: credits to one account take no
+lock on anything another credit writes, and only share a read of the main
+document. Everything else (spend, send, hold, clawback, repay) reads the main
+document and every shard in its transaction, so it sees the exact balance;
+a debit takes from the main document's part first, then from shards as far
+as needed; it rewrites the main document. A credit to an account in debt
+behaves as before: it reads the debt (the shared read of the main document)
+and leaves it. The balance ceiling of a blind credit is checked against the
+part it read (the main document's), so it is a bound on each credit rather
+than on the sum of concurrent ones; it exists to keep sums far from int64.
+
+Histories. A credit cannot know the balance after it without reading every
+shard, so its entry stores no ``seq`` or ``balance_after``. Entries are
+ordered instead by epochs of the main document: each write of the main
+document (the entry of a non-blind operation) opens epoch e, its entry has
+``pos`` 2e; credits made while the main document is at epoch e (they read it,
+so they serialize between its writes) have ``pos`` 2e+1, ordered among
+themselves by the server's time ``at`` and then id. A history page is a
+consistent read of the account (read-only transaction) and its newest entries
+in that order, each entry's ``balance_after`` and ``seq`` derived by walking
+back from the current balance; the cursor carries where it stopped (seq,
+balance, entry id), so later pages need no fresh snapshot: older entries never
+change place. A returned or looked-up transaction derives its blind entries'
+figures from the balance its epoch opened with (kept on the entry) plus the
+credits of that epoch up to it: one aggregation query. Entries written before
+shards existed have no ``pos``: backfill ``pos = 2 * seq`` on them.
 """
 
 from __future__ import annotations
@@ -16,6 +49,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -24,17 +58,23 @@ from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from services.errors import AccountNotFound, StorageContention, StorageUnavailable
+from services.errors import (
+    AccountNotFound,
+    InvalidCursor,
+    StorageContention,
+    StorageUnavailable,
+)
 from services.faults import FIRESTORE_BEFORE_COMMIT, fault_point
 from services.ledger.model import (
     Account,
     Entry,
+    HistoryPosition,
     JournalTransaction,
     Operation,
     SystemAccount,
     format_time,
 )
-from services.ledger.rules import execute
+from services.ledger.rules import LedgerRead, blind_credits, execute
 from services.store.firestore_alerts import FirestoreAlerts
 from services.store.firestore_client import open_client
 from services.store.firestore_deadline import BudgetSpent, OutageMemory, budget, remaining_s
@@ -44,6 +84,10 @@ from services.store.firestore_sessions import FirestoreSessions
 
 T = TypeVar("T")
 ACCOUNTS, JOURNAL, ENTRIES = "accounts", "journal", "entries"
+SHARDS_COLLECTION = "shards"
+# Credits spread over this many shard documents per account; a debit reads them all.
+SHARDS = 8
+HISTORY_CHUNK = 100
 PAGE_SIZE = 300
 # Outer attempts on top of the client's own commit retries; with jittered
 # backoff they spread out writers that keep colliding on one account.
@@ -63,6 +107,15 @@ _TRANSIENT = (
 )
 
 
+# Fields of an entry document that order histories; the Entry itself does not carry them.
+_ORDER_FIELDS = ("pos", "at", "epoch_balance", "epoch_seq")
+
+
+def _entry(snap: Any) -> Entry:
+    data = {k: v for k, v in (snap.to_dict() or {}).items() if k not in _ORDER_FIELDS}
+    return Entry.from_dict(data)
+
+
 def _driver_error(exc: BaseException) -> BaseException:
     """The error behind ``exc``: a transaction whose begin failed raises the library's
     ValueError (nothing to roll back), with the driver's error as its context."""
@@ -78,12 +131,57 @@ def _is_contention(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted)
 
 
+def _shard_balances(snaps: list[Any]) -> dict[int, tuple[int, int]]:
+    """Shard number -> (balance, entry count), for the shards that exist."""
+    found: dict[int, tuple[int, int]] = {}
+    for snap in snaps:
+        data = snap.to_dict()
+        if data is not None:
+            found[int(snap.id)] = (int(data.get("balance", 0)), int(data.get("count", 0)))
+    return found
+
+
+class _Stored:
+    """One account as a unit of work read it: the main document and, unless the
+    account is credited blind, its shards."""
+
+    def __init__(self, main: Mapping[str, Any], shards: dict[int, tuple[int, int]]) -> None:
+        self.base_balance = int(main["balance"])
+        self.base_seq = int(main["seq"])  # the epoch: entries written with the main document
+        # The whole balance and seq right after the last such entry (a document from
+        # before shards has none, and no shard written since: its own are those).
+        self.epoch_balance = int(main.get("epoch_balance", self.base_balance))
+        self.epoch_seq = int(main.get("epoch_seq", self.base_seq))
+        self.shards = shards
+        whole = Account.from_dict(main)
+        self.account = replace(
+            whole,
+            balance=self.base_balance + sum(b for b, _ in shards.values()),
+            seq=self.base_seq + sum(n for _, n in shards.values()),
+        )
+
+    def take(self, amount: int) -> tuple[int, dict[int, int]]:
+        """Where a debit of ``amount`` comes from: the main document's part first,
+        then shards as far as needed. Returns its new part and the shards changed."""
+        from_base = min(self.base_balance, amount)
+        need, changed = amount - from_base, {}
+        for number, (balance, _) in sorted(self.shards.items()):
+            if need == 0:
+                break
+            taken = min(balance, need)
+            if taken:
+                changed[number], need = balance - taken, need - taken
+        if need:
+            raise AssertionError("a debit larger than the balance it read")
+        return self.base_balance - from_base, changed
+
+
 class _FirestoreUnitOfWork:
     """The ledger's reads and writes inside one Firestore transaction.
 
     ``prefetched`` holds snapshots (by document path) that the caller already read
     in this transaction, so a caller that batches its own reads with the ledger's
-    (see ``FirestoreStore.ledger_read_refs``) pays one round trip for all of them.
+    (see ``FirestoreStore.ledger_refs``) pays one round trip for all of them.
     """
 
     def __init__(
@@ -95,44 +193,86 @@ class _FirestoreUnitOfWork:
         self.store = store
         self.transaction = transaction
         self.prefetched = prefetched or {}
+        self.read_state: dict[str, _Stored] = {}
+        self.blind: frozenset[str] = frozenset()
 
     def _get_all(self, refs: list[Any]) -> list[Any]:
         missing = [ref for ref in refs if ref.path not in self.prefetched]
         fetched = list(self.transaction.get_all(missing, timeout=CALL_TIMEOUT_S)) if missing else []
         return [self.prefetched[r.path] for r in refs if r.path in self.prefetched] + fetched
 
-    def read(
-        self, txn_id: str, user_ids: tuple[str, ...]
-    ) -> tuple[JournalTransaction | None, dict[str, Account]]:
-        refs = self.store.ledger_refs(txn_id, user_ids)
-        existing: JournalTransaction | None = None
+    def read(self, op: Operation) -> LedgerRead:
+        self.blind = blind_credits(op)
+        snaps = {snap.reference.path: snap for snap in self._get_all(self.store.ledger_refs(op))}
+        journal = snaps[self.store.journal_ref(op.transaction_id).path].to_dict()
+        existing = None if journal is None else JournalTransaction.from_dict(journal)
         accounts: dict[str, Account] = {}
-        for snap in self._get_all(refs):
-            data = snap.to_dict()
-            if data is None:
+        for user_id in op.user_ids:
+            main = snaps[self.store.account_ref(user_id).path].to_dict()
+            if main is None:
                 continue
-            if snap.reference.parent.id == JOURNAL:
-                existing = JournalTransaction.from_dict(data)
-            else:
-                account = Account.from_dict(data)
-                accounts[account.user_id] = account
-        return existing, accounts
+            shards = [] if user_id in self.blind else self.store.shard_refs(user_id)
+            stored = _Stored(main, _shard_balances([snaps[ref.path] for ref in shards]))
+            self.read_state[user_id] = stored
+            accounts[user_id] = stored.account
+        return LedgerRead(existing, accounts, self.blind)
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.transaction.create(self.store.journal_ref(txn.id), txn.to_dict())
         for entry in txn.entries:
-            self.transaction.create(self.store.entry_ref(entry.id), entry.to_dict())
+            order = {} if entry.user_id is None else self._order(entry.user_id)
+            self.transaction.create(self.store.entry_ref(entry.id), {**entry.to_dict(), **order})
         for account in accounts:
-            self.transaction.update(
-                self.store.account_ref(account.user_id),
-                {
-                    "balance": account.balance,
-                    "debt": account.debt,
-                    "seq": account.seq,
-                    "holds": account.to_dict()["holds"],
-                },
-            )
+            if account.user_id in self.blind:
+                self._credit_blind(account)
+            else:
+                self._rewrite(account)
         fault_point(FIRESTORE_BEFORE_COMMIT)  # a kill here must leave nothing behind
+
+    def _order(self, user_id: str) -> dict[str, Any]:
+        """Where a user entry sorts in its history: ``pos`` 2e for the entry that opens
+        epoch e (written with the main document), 2e+1 for blind credits made in it;
+        credits of one epoch by the server's time and id. A blind entry also keeps
+        the balance and seq its epoch opened with, to derive its own from."""
+        stored = self.read_state[user_id]
+        if user_id not in self.blind:
+            return {"pos": 2 * (stored.base_seq + 1), "at": firestore.SERVER_TIMESTAMP}
+        return {
+            "pos": 2 * stored.base_seq + 1,
+            "at": firestore.SERVER_TIMESTAMP,
+            "epoch_balance": stored.epoch_balance,
+            "epoch_seq": stored.epoch_seq,
+        }
+
+    def _credit_blind(self, account: Account) -> None:
+        """Add to one random shard without reading it: credits do not collide."""
+        before = self.read_state[account.user_id].account
+        shard = self.store.shard_refs(account.user_id)[random.randrange(SHARDS)]
+        change = {
+            "user_id": account.user_id,  # for the security rules and the shards' owner
+            "balance": firestore.Increment(account.balance - before.balance),
+            "count": firestore.Increment(account.seq - before.seq),
+        }
+        self.transaction.set(shard, change, merge=True)
+
+    def _rewrite(self, account: Account) -> None:
+        stored = self.read_state[account.user_id]
+        change = account.balance - stored.account.balance
+        base, shards = (stored.base_balance + change, {}) if change >= 0 else stored.take(-change)
+        self.transaction.update(
+            self.store.account_ref(account.user_id),
+            {
+                "balance": base,
+                "debt": account.debt,
+                "seq": stored.base_seq + account.seq - stored.account.seq,
+                "holds": account.to_dict()["holds"],
+                "epoch_balance": account.balance,
+                "epoch_seq": account.seq,
+            },
+        )
+        refs = self.store.shard_refs(account.user_id)
+        for number, balance in shards.items():
+            self.transaction.update(refs[number], {"balance": balance})
 
 
 class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, FirestoreSessions):
@@ -226,9 +366,20 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         create_if_absent(self, self.account_ref(user_id), fresh.to_dict())
         return self.get_account(user_id)
 
-    def ledger_refs(self, txn_id: str, user_ids: tuple[str, ...]) -> list[Any]:
-        """Every document the ledger's unit of work reads for one operation."""
-        return [self.journal_ref(txn_id)] + [self.account_ref(u) for u in user_ids]
+    def shard_refs(self, user_id: str) -> list[Any]:
+        shards = self.account_ref(user_id).collection(SHARDS_COLLECTION)
+        return [shards.document(str(number)) for number in range(SHARDS)]
+
+    def ledger_refs(self, op: Operation) -> list[Any]:
+        """Every document the ledger's unit of work reads for ``op``: its idempotency
+        record, each account's main document and, except for accounts credited
+        blind, that account's shards. A plain credit reads no shard."""
+        blind = blind_credits(op)
+        refs = [self.journal_ref(op.transaction_id)]
+        for user_id in op.user_ids:
+            refs.append(self.account_ref(user_id))
+            refs.extend([] if user_id in blind else self.shard_refs(user_id))
+        return refs
 
     def _unit_of_work(
         self, transaction: firestore.Transaction, prefetched: Mapping[str, Any] | None = None
@@ -236,45 +387,156 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return _FirestoreUnitOfWork(self, transaction, prefetched)
 
     def apply(self, op: Operation, now: datetime) -> JournalTransaction:
-        with self._local_locks(op.user_ids):
-            return self._in_transaction(
-                lambda transaction: execute(self._unit_of_work(transaction), op, now)
-            )
+        # Blind credits never collide, so only the accounts read whole queue here,
+        # and requests with one key (which would collide on its idempotency record).
+        blind = blind_credits(op)
+        names = (op.transaction_id, *(u for u in op.user_ids if u not in blind))
+        with self._local_locks(names):
+            txn = self._in_transaction(lambda t: execute(self._unit_of_work(t), op, now))
+        return self.resolved(txn)
+
+    def resolved(self, txn: JournalTransaction) -> JournalTransaction:
+        """``txn`` with the seq and balance_after of its blind entries derived, as its
+        account's history shows them."""
+        blind = [e for e in txn.entries if e.user_id is not None and e.seq is None]
+        if not blind:
+            return txn
+        refs = [self.entry_ref(e.id) for e in blind]
+        snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
+        stored = {snap.id: snap for snap in snaps if snap.exists}
+        entries = list(txn.entries)
+        for entry in blind:
+            if entry.id in stored:
+                balance, seq = self._position(stored[entry.id])
+                entries[entry.index] = replace(entry, seq=seq, balance_after=balance)
+        return replace(txn, entries=tuple(entries))
+
+    def _position(self, snap: Any) -> tuple[int, int]:
+        """A blind entry's balance and seq after it: its epoch's opening ones plus the
+        credits of that epoch up to and including it, in history order."""
+        data = snap.to_dict() or {}
+        same_epoch = (
+            self.db.collection(ENTRIES)
+            .where(filter=FieldFilter("user_id", "==", data["user_id"]))
+            .where(filter=FieldFilter("pos", "==", data["pos"]))
+        )
+        earlier = same_epoch.where(filter=FieldFilter("at", "<", data["at"]))
+        total, count = self._sum_and_count(earlier)
+        # Credits of the same millisecond: few, ordered by id.
+        same_time = self._fetch(same_epoch.where(filter=FieldFilter("at", "==", data["at"])))
+        ties = [int((t.to_dict() or {})["amount"]) for t in same_time if t.id <= snap.id]
+        balance = int(data["epoch_balance"]) + total + sum(ties)
+        return balance, int(data["epoch_seq"]) + count + len(ties)
+
+    def _sum_and_count(self, query: Any) -> tuple[int, int]:
+        aggregation = query.count(alias="count").sum("amount", alias="total")
+        results = self._call(lambda: aggregation.get(timeout=CALL_TIMEOUT_S))
+        values = {r.alias: r.value for r in results[0]} if results else {}
+        return int(values.get("total") or 0), int(values.get("count") or 0)
 
     def get_account(self, user_id: str) -> Account:
-        snap = self._call(lambda: self.account_ref(user_id).get(timeout=CALL_TIMEOUT_S))
-        data = snap.to_dict()
-        if data is None:
+        account = self.get_accounts([user_id]).get(user_id)
+        if account is None:
             raise AccountNotFound(f"no token account for user {user_id}")
-        return Account.from_dict(data)
+        return account
 
     def get_accounts(self, user_ids: list[str]) -> dict[str, Account]:
-        refs = [self.account_ref(u) for u in user_ids]
-
         def read(transaction: firestore.Transaction) -> dict[str, Account]:
-            snaps = transaction.get_all(refs, timeout=CALL_TIMEOUT_S)
-            accounts = [Account.from_dict(s.to_dict() or {}) for s in snaps if s.exists]
-            return {a.user_id: a for a in accounts}
+            refs = [self.account_ref(u) for u in user_ids]
+            refs += [ref for u in user_ids for ref in self.shard_refs(u)]
+            snaps = list(transaction.get_all(refs, timeout=CALL_TIMEOUT_S))
+            return self._accounts(snaps)
 
-        # A read-only transaction reads every account at the same moment.
+        # A read-only transaction reads every account and shard at the same moment.
         return self._in_transaction(read, read_only=True)
 
+    @staticmethod
+    def _accounts(snaps: list[Any]) -> dict[str, Account]:
+        """Accounts from their main documents and shards, read together."""
+        mains = {s.id: s for s in snaps if s.reference.parent.id == ACCOUNTS and s.exists}
+        shards: dict[str, list[Any]] = {user_id: [] for user_id in mains}
+        for snap in snaps:
+            if snap.reference.parent.id == SHARDS_COLLECTION:
+                shards.setdefault(snap.reference.parent.parent.id, []).append(snap)
+        return {
+            user_id: _Stored(main.to_dict() or {}, _shard_balances(shards[user_id])).account
+            for user_id, main in mains.items()
+        }
+
     def list_entries(
-        self, user_id: str, limit: int, before_seq: int | None, txn_type: str | None
+        self, user_id: str, limit: int, before: int | HistoryPosition | None, txn_type: str | None
     ) -> list[Entry]:
-        query = self.db.collection(ENTRIES).where(filter=FieldFilter("user_id", "==", user_id))
-        if txn_type is not None:
-            query = query.where(filter=FieldFilter("type", "==", txn_type))
-        if before_seq is not None:
-            query = query.where(filter=FieldFilter("seq", "<", before_seq))
-        query = query.order_by("seq", direction=firestore.Query.DESCENDING).limit(limit)
-        snaps = self._fetch(query)
-        return [Entry.from_dict(snap.to_dict() or {}) for snap in snaps]
+        position = HistoryPosition(before) if isinstance(before, int) else before
+        found: list[Entry] = []
+        for entry in self._walk(user_id, position):
+            if position is not None and int(entry.seq or 0) >= position.seq:
+                continue  # a cursor with a seq alone: walked to from the newest entry
+            if txn_type is None or entry.type == txn_type:
+                found.append(entry)
+                if len(found) == limit:
+                    break
+        return found
+
+    def _history_chunk(
+        self, user_id: str, after: Any = None, transaction: firestore.Transaction | None = None
+    ) -> list[Any]:
+        """The next HISTORY_CHUNK entry documents of the user, newest first, after the
+        snapshot ``after`` (from the newest when None), in ``transaction`` if given."""
+        query = (
+            self.db.collection(ENTRIES)
+            .where(filter=FieldFilter("user_id", "==", user_id))
+            .order_by("pos", direction=firestore.Query.DESCENDING)
+            .order_by("at", direction=firestore.Query.DESCENDING)
+            .order_by("__name__", direction=firestore.Query.DESCENDING)
+            .limit(HISTORY_CHUNK)
+        )
+        if after is not None:
+            query = query.start_after(after)
+        if transaction is not None:
+            return list(transaction.get(query, timeout=CALL_TIMEOUT_S))
+        return self._fetch(query)
+
+    def _newest(self, user_id: str) -> tuple[int, int, list[Any]]:
+        """The account's balance and entry count, and its newest entries, at one moment."""
+
+        def read(transaction: firestore.Transaction) -> tuple[int, int, list[Any]]:
+            refs = [self.account_ref(user_id), *self.shard_refs(user_id)]
+            account = self._accounts(list(transaction.get_all(refs, timeout=CALL_TIMEOUT_S)))
+            snaps = self._history_chunk(user_id, transaction=transaction)
+            if user_id not in account:
+                return 0, 0, []
+            return account[user_id].balance, account[user_id].seq, snaps
+
+        return self._in_transaction(read, read_only=True)
+
+    def _walk(self, user_id: str, position: HistoryPosition | None) -> Iterator[Entry]:
+        """The user's entries, newest first, each with the balance and seq after it:
+        derived from a consistent read of the account walking back through its
+        entries in history order (see ``_FirestoreUnitOfWork._order``)."""
+        if position is None or position.entry_id is None or position.balance is None:
+            balance, seq, snaps = self._newest(user_id)
+        else:
+            ref = self.entry_ref(position.entry_id)
+            start = self._call(lambda: ref.get(timeout=CALL_TIMEOUT_S))
+            if not start.exists or (start.to_dict() or {}).get("user_id") != user_id:
+                raise InvalidCursor("the cursor is not one this service issued")
+            balance, seq = position.balance, position.seq - 1
+            snaps = self._history_chunk(user_id, start)
+        while True:
+            for snap in snaps:
+                entry = _entry(snap)
+                yield replace(entry, seq=seq, balance_after=balance)
+                balance, seq = balance - entry.amount, seq - 1
+            if len(snaps) < HISTORY_CHUNK:
+                return
+            snaps = self._history_chunk(user_id, snaps[-1])
 
     def get_transaction(self, txn_id: str) -> JournalTransaction | None:
         snap = self._call(lambda: self.journal_ref(txn_id).get(timeout=CALL_TIMEOUT_S))
         data = snap.to_dict()
-        return None if data is None else JournalTransaction.from_dict(data)
+        if data is None:
+            return None
+        return self.resolved(JournalTransaction.from_dict(data))
 
     def system_balance(self, account: SystemAccount) -> int:
         query: Any = (
@@ -301,7 +563,22 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return (JournalTransaction.from_dict(data) for data in self._pages(JOURNAL))
 
     def iter_accounts(self) -> Iterator[Account]:
-        return (Account.from_dict(data) for data in self._pages(ACCOUNTS))
+        page: list[str] = []
+        for data in self._pages(ACCOUNTS):
+            page.append(str(data["user_id"]))
+            if len(page) == PAGE_SIZE:
+                yield from self._with_shards(page)
+                page = []
+        yield from self._with_shards(page)
+
+    def _with_shards(self, user_ids: list[str]) -> Iterator[Account]:
+        if not user_ids:
+            return
+        refs = [self.account_ref(u) for u in user_ids]
+        refs += [ref for u in user_ids for ref in self.shard_refs(u)]
+        snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
+        accounts = self._accounts(snaps)
+        yield from (accounts[u] for u in user_ids if u in accounts)
 
     def close(self) -> None:
         self.db.close()  # type: ignore[no-untyped-call]

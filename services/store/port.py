@@ -10,7 +10,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
-from services.ledger.model import Account, Entry, JournalTransaction, Operation, SystemAccount
+from services.ledger.model import (
+    Account,
+    Entry,
+    HistoryPosition,
+    JournalTransaction,
+    Operation,
+    SystemAccount,
+)
 from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState, SecurityAlert, User
 from services.payments.purchase_rules import PaidEvent, PaidResult
@@ -34,9 +41,10 @@ class LedgerStore(Protocol):
         """A consistent snapshot of several accounts; missing ones are left out."""
 
     def list_entries(
-        self, user_id: str, limit: int, before_seq: int | None, txn_type: str | None
+        self, user_id: str, limit: int, before: int | HistoryPosition | None, txn_type: str | None
     ) -> list[Entry]:
-        """The user's entries, newest first, with seq below ``before_seq``."""
+        """The user's entries, newest first, older than ``before`` (a seq or a position),
+        each with its ``seq`` and ``balance_after``."""
 
     def get_transaction(self, txn_id: str) -> JournalTransaction | None:
         """One journal transaction, or None."""

@@ -22,12 +22,13 @@ from services.faults import SQLITE_BEFORE_COMMIT, fault_point
 from services.ledger.model import (
     Account,
     Entry,
+    HistoryPosition,
     JournalTransaction,
     Operation,
     SystemAccount,
     format_time,
 )
-from services.ledger.rules import execute
+from services.ledger.rules import LedgerRead, execute
 from services.store.sqlite_alerts import SqliteAlerts
 from services.store.sqlite_operations import (
     OPERATIONS_SCHEMA,
@@ -141,10 +142,10 @@ class SqliteUnitOfWork:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def read(
-        self, txn_id: str, user_ids: tuple[str, ...]
-    ) -> tuple[JournalTransaction | None, dict[str, Account]]:
-        return _load_transaction(self.conn, txn_id), _load_accounts(self.conn, list(user_ids))
+    def read(self, op: Operation) -> LedgerRead:
+        # One writer at a time: every account is read whole, none blind.
+        existing = _load_transaction(self.conn, op.transaction_id)
+        return LedgerRead(existing, _load_accounts(self.conn, list(op.user_ids)))
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.conn.execute(
@@ -317,8 +318,9 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
             return _load_accounts(self._conn(), user_ids)
 
     def list_entries(
-        self, user_id: str, limit: int, before_seq: int | None, txn_type: str | None
+        self, user_id: str, limit: int, before: int | HistoryPosition | None, txn_type: str | None
     ) -> list[Entry]:
+        before_seq = before.seq if isinstance(before, HistoryPosition) else before
         sql = f"SELECT {ENTRY_COLUMNS} FROM entries WHERE user_id = ?"
         args: list[object] = [user_id]
         if txn_type is not None:

@@ -21,7 +21,16 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from services.ledger.model import Operation, OpKind, SystemAccount, TxnType, format_time
+from services.ledger.model import (
+    HistoryPosition,
+    JournalTransaction,
+    Operation,
+    OpKind,
+    SystemAccount,
+    TxnType,
+    format_time,
+    transaction_id_for,
+)
 from services.operations.model import AuditRecord
 from services.payments.model import (
     Purchase,
@@ -96,12 +105,28 @@ def _seqs(entries: list[Any]) -> list[int]:
     return [entry.seq for entry in entries]
 
 
+def _after_seq(store: Store, seq: int) -> HistoryPosition:
+    """The position a history cursor names: past the entry at ``seq``."""
+    (entry,) = [e for e in store.list_entries(OWNER, 10, None, None) if e.seq == seq]
+    return HistoryPosition(seq, int(entry.balance_after or 0) - entry.amount, entry.id)
+
+
 AROUND_NOW = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
 
 # In this order: the purchase-limits exercise adds p3 before the purchase queries.
 EXERCISES = [
     Exercise("history", lambda s: _seqs(s.list_entries(OWNER, 10, None, None)), [5, 4, 3, 2, 1]),
     Exercise("history-page-2", lambda s: _seqs(s.list_entries(OWNER, 2, 4, None)), [3, 2]),
+    Exercise(
+        "history-page-2-by-position",
+        lambda s: _seqs(s.list_entries(OWNER, 2, _after_seq(s, 4), None)),
+        [3, 2],
+    ),
+    Exercise(  # the tip's recipient was credited blind: its balance_after is derived
+        "blind-credit-balance",
+        lambda s: _balance_after(s.get_transaction(transaction_id_for("tip")), OTHER),
+        10,
+    ),
     Exercise(
         "history-by-type",
         lambda s: _seqs(s.list_entries(OWNER, 10, None, "purchase")),
@@ -164,6 +189,10 @@ EXERCISES = [
     ),
     Exercise("reconcile-purchases", lambda s: _ids(s.iter_purchases()), ["p1", "p2", "p3"]),
 ]
+
+
+def _balance_after(txn: JournalTransaction | None, user_id: str) -> int | None:
+    return None if txn is None else txn.user_entry(user_id).balance_after
 
 
 def _ids(items: Iterable[Any]) -> list[str]:

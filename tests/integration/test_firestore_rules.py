@@ -40,6 +40,8 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 READERS: dict[str, set[str]] = {
     "account": {"owner"},
     "other_account": {"other"},
+    "shard": {"owner"},  # a part of the owner's balance, written by a credit
+    "other_shard": {"other"},
     "entry": {"owner"},  # the owner's side of a credit
     "system_entry": set(),  # the issuance side of the same credit: no user_id
     "sent_entry": {"owner"},  # the owner's side of a transfer to OTHER
@@ -64,6 +66,7 @@ READERS: dict[str, set[str]] = {
 # One seeded document of the owner per collection, the target of update/delete.
 WRITE_TARGETS: dict[str, str] = {
     "accounts": "account",
+    "shards": "shard",
     "journal": "journal",
     "entries": "entry",
     "purchases": "purchase",
@@ -79,6 +82,7 @@ WRITE_TARGETS: dict[str, str] = {
     "purchase_limits": "limits",
 }
 OWNERSHIP_FIELDS = ("id", "user_id", "buyer_id")
+SUBCOLLECTIONS = {"shards"}  # under accounts/{uid}
 
 Query = dict[str, Any]
 
@@ -140,13 +144,22 @@ LIST_CASES = [
         lambda me, _: _select("entries", equals_filter("user_id", me)),
         {"owner": {"entry", "sent_entry"}, "other": {"received_entry"}},
     ),
-    ListCase(  # the history page's query shape: type filter, newest first
+    ListCase(  # the history page's query shape: newest first
         "entries-history",
         lambda me, _: _select(
             "entries",
             equals_filter("user_id", me),
-            equals_filter("type", "transfer"),
-            orderBy=[{"field": {"fieldPath": "seq"}, "direction": "DESCENDING"}],
+            orderBy=[
+                {"field": {"fieldPath": "pos"}, "direction": "DESCENDING"},
+                {"field": {"fieldPath": "at"}, "direction": "DESCENDING"},
+            ],
+        ),
+        {"owner": {"entry", "sent_entry"}, "other": {"received_entry"}},
+    ),
+    ListCase(
+        "entries-by-type",
+        lambda me, _: _select(
+            "entries", equals_filter("user_id", me), equals_filter("type", "transfer")
         ),
         {"owner": {"sent_entry"}, "other": {"received_entry"}},
     ),
@@ -257,6 +270,10 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
         )
     )
 
+    def shard_of(user_id: str) -> str:
+        (shard,) = [ref for ref in store.shard_refs(user_id) if ref.get().exists]  # type: ignore[attr-defined]
+        return str(shard.path)
+
     def entry_of(txn_entries: Any, user_id: str | None) -> str:
         (entry,) = [e for e in txn_entries if e.user_id == user_id]
         return f"entries/{entry.id}"
@@ -264,6 +281,8 @@ def _seed_through_adapter(store: Store) -> dict[str, str]:
     return {
         "account": f"accounts/{OWNER}",
         "other_account": f"accounts/{OTHER}",
+        "shard": shard_of(OWNER),
+        "other_shard": shard_of(OTHER),
         "entry": entry_of(credit.entries, OWNER),
         "system_entry": entry_of(credit.entries, None),
         "sent_entry": entry_of(transfer.entries, OWNER),
@@ -318,8 +337,8 @@ def test_cases_cover_every_collection_the_adapter_uses(seeded: Seeded) -> None:
     assert set(WRITE_TARGETS) == in_code
     # What the adapter wrote while seeding (and _health: ping() only reads it, so the fixture
     # writes it).
-    assert seeded.admin.collection_ids() == in_code
-    assert {path.split("/")[0] for path in seeded.paths.values()} == in_code
+    assert seeded.admin.collection_ids() == in_code - SUBCOLLECTIONS
+    assert {path.split("/")[-2] for path in seeded.paths.values()} == in_code
     assert set(seeded.paths) == set(READERS)
 
 
@@ -370,10 +389,11 @@ def test_write_denied(seeded: Seeded, actor: str, operation: str, collection: st
     assert before is not None
     uid = OTHER if actor == "other" else OWNER
     client = seeded.client(actor)
-    created = f"{collection}/new-{actor}"
+    parent = path.rsplit("/", 1)[0]
+    created = f"{parent}/new-{actor}"
     try:
         if operation == "create":
-            response = client.create(collection, created.split("/")[1], _tampered(before, uid))
+            response = client.create(parent, f"new-{actor}", _tampered(before, uid))
         elif operation == "update":
             response = client.update(path, _tampered(before, uid))
         else:

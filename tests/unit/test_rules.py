@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.errors import AccountNotFound, InvalidCursor
-from services.ledger.model import Account, Operation, OpKind, TxnType, format_time, parse_time
+from services.ledger.model import (
+    Account,
+    HistoryPosition,
+    Operation,
+    OpKind,
+    TxnType,
+    format_time,
+    parse_time,
+)
 from services.ledger.rules import plan, validate
 from services.tokens import decode_cursor, encode_cursor
 
@@ -49,9 +57,11 @@ def test_times_round_trip_as_fixed_width_utc_text() -> None:
     assert parse_time(text) == NOW
 
 
-@given(st.integers(1, 2**62))
-def test_cursors_round_trip(seq: int) -> None:
-    assert decode_cursor(encode_cursor(seq)) == seq
+@given(st.integers(1, 2**62), st.integers(0, 2**62), st.sampled_from(["txn_ab12-0", "e_x-3"]))
+def test_cursors_round_trip(seq: int, balance: int, entry_id: str) -> None:
+    position = HistoryPosition(seq, balance, entry_id)
+    assert decode_cursor(encode_cursor(position)) == position
+    assert decode_cursor(encode_cursor(HistoryPosition(seq))) == HistoryPosition(seq)
 
 
 @pytest.mark.parametrize("cursor", ["", "!!", "czA", "cy0x", "eDU"])
