@@ -11,7 +11,7 @@ import uuid
 from flask import Blueprint, Response, jsonify, request
 
 from api import deps
-from services.errors import NotAnOperator, PurchaseNotFound
+from services.errors import NotAnOperator
 from services.ledger.rules import validate_amount
 from services.operations.access import is_admin
 from services.operations.actions import ActionRequest, AdminActions
@@ -79,7 +79,4 @@ def refund() -> Response:
 @bp.get("/purchases/<purchase_id>")
 def purchase(purchase_id: str) -> Response:
     operator()
-    found = deps.services().store.get_purchase(purchase_id)
-    if found is None:
-        raise PurchaseNotFound(f"no purchase {purchase_id}")
-    return jsonify(success=True, purchase=found.to_dict())
+    return jsonify(success=True, purchase=deps.services().views.purchase(purchase_id).to_dict())

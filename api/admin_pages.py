@@ -21,8 +21,7 @@ from api.admin_chart import revenue_chart
 from api.history import entry_json
 from api.page_context import money
 from api.redirects import safe_next, to_signin
-from api.tokens import usernames
-from services.errors import AccountNotFound, DomainError, NotSignedIn, TokenStoreError
+from services.errors import DomainError, NotSignedIn, TokenStoreError
 from services.ledger.model import utc_now
 from services.operations.actions import ActionRequest, ActionResult
 from services.operations.overview import find_user, overview, user_view
@@ -78,7 +77,7 @@ def users() -> str | tuple[str, int]:
         page = render_template("admin/user.html", query=query, view=None, history=[])
         return page, 404
     view = user_view(services.store, services.ledger, found)
-    names = usernames({e.counterparty_id for e in view.history if e.counterparty_id})
+    names = deps.services().views.counterparty_names(view.history)
     history = [entry_json(e, names, services.settings.catalog) for e in view.history]
     return render_template(
         "admin/user.html", query=query, view=view, history=history, new_key=new_key
@@ -131,10 +130,7 @@ def _minor_units(text: str) -> int | None:
 
 
 def _user(user_id: str) -> User:
-    found = deps.services().store.get_user(user_id)
-    if found is None:
-        raise AccountNotFound(f"no user {user_id}")
-    return found
+    return deps.services().views.user(user_id)
 
 
 @bp.post("/purchases/<purchase_id>/approve")

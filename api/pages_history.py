@@ -12,7 +12,6 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from api import deps
 from api.history import describe
 from api.redirects import signin_required
-from api.tokens import usernames
 from services.errors import AccountNotFound, DomainError, SelfTransfer, TokenStoreError
 from services.ledger.model import Entry, TxnType
 
@@ -114,7 +113,7 @@ def render_history(tip: TipForm | None = None, tip_error: str | None = None) -> 
     txn_type = _filter_type()
     cursor = request.args.get("cursor") or None
     page = deps.ledger().history(user.id, limit=PAGE_SIZE, cursor=cursor, txn_type=txn_type)
-    names = usernames({e.counterparty_id for e in page.entries if e.counterparty_id})
+    names = deps.services().views.counterparty_names(page.entries)
     catalog = deps.settings().catalog
     return render_template(
         "history.html",

@@ -8,8 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api import deps
 from api.conditional import conditional
-from services.errors import PurchaseNotFound
-from services.payments.model import Purchase, User
+from services.payments.model import Purchase
 
 bp = Blueprint("purchases", __name__, url_prefix="/api/tokens")
 
@@ -47,16 +46,9 @@ def create_payment_intent() -> Response:
 def purchase_status(purchase_id: str) -> Response:
     """What the success page polls until the credit lands."""
     user = deps.current_user()
-    purchase = own_purchase(user, deps.services().store.get_purchase(purchase_id))
+    purchase = deps.services().views.own_purchase(user, purchase_id)
     balance = deps.ledger().balance(user.id).balance
     return conditional(jsonify(success=True, purchase=purchase_json(purchase), balance=balance))
-
-
-def own_purchase(user: User, purchase: Purchase | None) -> Purchase:
-    """The purchase when ``user`` paid for it or receives it; else not found (never forbidden)."""
-    if purchase is None or user.id not in (purchase.buyer_id, purchase.user_id):
-        raise PurchaseNotFound("no purchase of yours has that reference")
-    return purchase
 
 
 def purchase_json(purchase: Purchase) -> dict[str, Any]:

@@ -121,16 +121,10 @@ def transactions() -> Response:
         cursor=request.args.get("cursor") or None,
         txn_type=request.args.get("type") or None,
     )
-    names = usernames({e.counterparty_id for e in page.entries if e.counterparty_id})
+    names = deps.services().views.counterparty_names(page.entries)
     catalog = deps.settings().catalog
     return jsonify(
         success=True,
         transactions=[entry_json(e, names, catalog) for e in page.entries],
         next_cursor=page.next_cursor,
     )
-
-
-def usernames(user_ids: set[str]) -> dict[str, str]:
-    store = deps.services().store
-    users = (store.get_user(user_id) for user_id in sorted(user_ids))
-    return {u.id: u.username for u in users if u is not None and u.username}

@@ -19,6 +19,7 @@ from services.store.port import Store
 from services.tokens import TokenLedger
 from services.transfers import TransferService
 from services.usage import UsageMeter
+from services.views import Views
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Services:
     sessions: SessionService
     transfers: TransferService
     reservations: Reservations
+    views: Views
     admin_actions: AdminActions  # the dashboard, the operator API and the CLI share it
 
 
@@ -74,5 +76,6 @@ def build_services(settings: Settings) -> Services:
         sessions=SessionService(store, settings.sessions, verifier),
         transfers=TransferService(ledger, store),
         reservations=Reservations(ledger, UsageMeter(ledger)),
+        views=Views(store, payments, fulfilment),
         admin_actions=AdminActions(store, ledger, fulfilment, payments),
     )
