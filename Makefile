@@ -73,6 +73,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.reconcile_bench --write docs/benchmarks.md
 	$(BIN)/python -m bench.load_bench --store all --write docs/benchmarks.md
 	$(BIN)/python -m bench.rpc_bench --write docs/benchmarks.md
+	$(BIN)/python -m bench.checkout_bench --store all --baseline --write docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
