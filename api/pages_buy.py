@@ -16,10 +16,10 @@ from api.redirects import signin_required
 from config.catalog import Catalog, Pack
 from services.errors import PurchaseLimitReached, TokenStoreError, UnknownPackage
 from services.payments.port import PaymentsError
+from services.transfers import MAX_CLIENT_KEY
 
 log = logging.getLogger("token_store.pages")
 bp = Blueprint("buy", __name__)
-MAX_FORM_KEY = 200
 BEST_VALUE = "Best value"
 PAYMENTS_DOWN = "Payments are temporarily unavailable. Please try again in a minute."
 
@@ -104,7 +104,7 @@ def render_buy_page(error: str | None = None, status: int = 200) -> tuple[str, i
 
 def _form_key() -> str | None:
     key = request.form.get("idempotency_key", "").strip()
-    return key if 0 < len(key) <= MAX_FORM_KEY else None
+    return key if 0 < len(key) <= MAX_CLIENT_KEY else None
 
 
 @bp.get("/buy-tokens")

@@ -12,7 +12,7 @@ from services.store.port import PurchaseStore
 from services.tokens import TokenLedger
 from services.users import find_user
 
-MAX_CLIENT_KEY = 200
+MAX_CLIENT_KEY = 200  # every key a client or a form sends: API headers and forms alike
 
 
 def client_key(kind: str, user_id: str, key: str | None) -> str:

@@ -26,8 +26,8 @@ from services.payments.port import PaymentsGateway
 from services.payments.refunds import RefundService
 from services.store.port import Store
 from services.tokens import TokenLedger
+from services.transfers import MAX_CLIENT_KEY
 
-MAX_KEY_LENGTH = 200
 MAX_BULK_ALERTS = 200  # one dashboard page lists 50; room for a longer list later
 # (message shown to the admin, details kept in the audit record)
 Outcome = tuple[str, dict[str, Any]]
@@ -51,7 +51,7 @@ class ActionRequest:
 
     def checked(self, reason_required: bool = False) -> ActionRequest:
         key, reason = self.key.strip(), self.reason.strip()
-        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+        if not key or len(key) > MAX_CLIENT_KEY or not key.isprintable():
             raise DomainError("the form has no valid idempotency key; reload the page")
         if reason_required and not reason:
             raise DomainError("a reason is required: the user sees it in their history")
