@@ -121,6 +121,13 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
         buyer = work.user()
         return lambda: services.checkout.start(buyer, PACK, f"{work.tag}-c{uuid.uuid4().hex}")
 
+    def returning_checkout() -> Callable[[], object]:
+        # A buyer with a checkout before: their limit record and customer id exist.
+        first = work.user()
+        services.checkout.start(first, PACK, f"{work.tag}-c{uuid.uuid4().hex}")
+        buyer = services.store.get_user(first.id) or first
+        return lambda: services.checkout.start(buyer, PACK, f"{work.tag}-c{uuid.uuid4().hex}")
+
     def paid_event() -> Callable[[], object]:
         paid = work.checkout(work.user())
         return lambda: services.events.process(paid)
@@ -154,6 +161,7 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
         "transfer (tip)": transfer,
         "hold": hold,
         "checkout creation": checkout,
+        "checkout creation, returning buyer": returning_checkout,
         "balance read": balance,
     }
 
