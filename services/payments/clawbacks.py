@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from services.errors import InvalidPayload
 from services.faults import AFTER_RESTORE_COMMIT, fault_point
 from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
 from services.ledger.rules import validate
+from services.payments import payload
 from services.payments.model import Purchase, PurchaseState
 from services.payments.purchase_rules import deferred_name
 from services.security import SecurityService
@@ -37,25 +37,6 @@ log = logging.getLogger("token_store.clawbacks")
 ACTIVE_DISPUTE = ("open", "lost")
 # The outcome on the log line of a clawback that left the account in debt.
 CLAWBACK_INTO_DEBT = "clawback_into_debt"
-# Stripe's amounts have at most twelve digits. A larger one is no Stripe amount, and
-# past 2**63 no store keeps it: Firestore refuses it, so the event would fail for ever.
-MAX_STRIPE_AMOUNT = 10**12 - 1
-
-
-def _int(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} must be a whole amount")
-    if not 0 <= value <= MAX_STRIPE_AMOUNT:
-        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} is not a Stripe amount")
-    return value
-
-
-def _str(obj: Mapping[str, Any], name: str) -> str:
-    value = obj.get(name)
-    if not isinstance(value, str) or not value:
-        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} is missing")
-    return value
 
 
 def share(purchase: Purchase, amount: int) -> int:
@@ -102,7 +83,7 @@ class Clawbacks:
     # -- the three events -------------------------------------------------------
 
     def refunded(self, charge: Mapping[str, Any]) -> str:
-        refunded = _int(charge, "amount_refunded")
+        refunded = payload.amount(charge, "amount_refunded")
 
         def learn(p: Purchase) -> Purchase:
             if refunded <= p.refunded_amount:
@@ -112,7 +93,7 @@ class Clawbacks:
         return self._settle(charge, learn, "refund", "refund", charge_id=charge.get("id"))
 
     def dispute_opened(self, dispute: Mapping[str, Any]) -> str:
-        dispute_id, amount = _str(dispute, "id"), _int(dispute, "amount")
+        dispute_id, amount = payload.text(dispute, "id"), payload.amount(dispute, "amount")
 
         def learn(p: Purchase) -> Purchase:
             if p.dispute_id is not None:  # seen already, or closed before this arrived
@@ -124,10 +105,10 @@ class Clawbacks:
         return self._settle(dispute, learn, "dispute", "dispute_opened", dispute_id=dispute_id)
 
     def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
-        dispute_id = _str(dispute, "id")
+        dispute_id = payload.text(dispute, "id")
         # Only needed when the closed event overtook the created one.
-        amount = _int(dispute, "amount") if "amount" in dispute else 0
-        status = "won" if _str(dispute, "status") == "won" else "lost"
+        amount = payload.amount(dispute, "amount") if "amount" in dispute else 0
+        status = "won" if payload.text(dispute, "status") == "won" else "lost"
 
         def learn(p: Purchase) -> Purchase:
             if p.dispute_status in ("won", "lost"):
@@ -158,7 +139,7 @@ class Clawbacks:
         intent = obj.get("payment_intent")
         if not isinstance(intent, str) or not intent:
             return False
-        amount = _int(obj, "amount_refunded") if kind == "refund" else None
+        amount = payload.amount(obj, "amount_refunded") if kind == "refund" else None
 
         def keep(kept: dict[str, Any] | None) -> dict[str, Any] | None:
             # Read and written in one store transaction: two deliveries racing
