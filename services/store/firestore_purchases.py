@@ -66,7 +66,7 @@ class _FirestoreBase(Protocol):
         self, transaction: firestore.Transaction, prefetched: Mapping[str, Any] | None = None
     ) -> UnitOfWork: ...
 
-    def ledger_refs(self, txn_id: str, user_ids: tuple[str, ...]) -> list[Any]: ...
+    def ledger_refs(self, op: Operation) -> list[Any]: ...
 
 
 def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
@@ -143,7 +143,7 @@ class _PurchaseWork:
             for kind in rules.DEFERRED_KINDS:
                 name = rules.deferred_name(locator.payment_intent, kind)
                 named[kind] = _doc(self.store, SETTINGS, name)
-        ledger = self.store.ledger_refs(locator.credit.transaction_id, locator.credit.user_ids)
+        ledger = self.store.ledger_refs(locator.credit)
         refs = {ref.path: ref for ref in [*named.values(), *ledger]}
         snaps = self.transaction.get_all(list(refs.values()))
         self.prefetched = {snap.reference.path: snap for snap in snaps}
