@@ -22,6 +22,7 @@ log = logging.getLogger("token_store.pages")
 bp = Blueprint("buy", __name__)
 BEST_VALUE = "Best value"
 PAYMENTS_DOWN = "Payments are temporarily unavailable. Please try again in a minute."
+PAYMENTS_FAILED = "The payment provider could not start this payment. Please contact support."
 
 
 @dataclass(frozen=True)
@@ -129,5 +130,7 @@ def checkout_form() -> Response | tuple[str, int]:
         return render_buy_page(error=exc.message, status=exc.http_status)
     except PaymentsError as exc:
         log.warning("checkout form: payment provider error: %s", exc)
-        return render_buy_page(error=PAYMENTS_DOWN, status=503)
+        return render_buy_page(
+            error=PAYMENTS_DOWN if exc.transient else PAYMENTS_FAILED, status=exc.http_status
+        )
     return cast(Response, redirect(session.url, code=303))

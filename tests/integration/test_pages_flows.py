@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from services.payments.port import PaymentsError
+from services.payments.errors import Kind, PaymentsError
 from tests.support.pages_site import Site, Visitor, form_field, text
 
 ROW = re.compile(r'<tr data-testid="history-row" data-type="([a-z_]+)">')
@@ -176,6 +176,32 @@ def test_an_unpaid_payment_shows_confirming(alice: Visitor) -> None:
     assert 'data-testid="confirming" role="status">' in page
     assert 'data-testid="celebration" hidden' in page
     assert "success.js" in page  # the poller
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "message"),
+    [
+        (Kind.TRANSIENT, 503, "Payments are temporarily unavailable."),
+        (Kind.REFUSED, 409, "The payment provider could not start this payment."),
+        (Kind.FAILED, 502, "The payment provider could not start this payment."),
+    ],
+)
+def test_the_buy_form_answers_a_provider_error_with_its_own_status(
+    site: Site,
+    alice: Visitor,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: Kind,
+    status: int,
+    message: str,
+) -> None:
+    def provider_error(**kwargs: object) -> None:
+        raise PaymentsError("provider detail", kind)
+
+    monkeypatch.setattr(site.services.payments, "create_checkout_session", provider_error)
+    answered, _, page = buy(alice, "popular", f"k-{kind.name}")
+    assert answered == status
+    assert f'data-testid="buy-error" role="alert">{message}' in page
+    assert "provider detail" not in page
 
 
 def test_the_success_page_survives_a_payment_provider_outage(
