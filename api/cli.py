@@ -25,7 +25,7 @@ tokens_cli = AppGroup("tokens", help="Token store operations.")
 @tokens_cli.command("sync-stripe")
 def sync_stripe() -> None:
     """Create or update a Stripe product and price for each pack; record the price ids."""
-    from services.stripe_service import StripeService
+    from services.payments.stripe_gateway import StripeService
 
     gateway = services().payments
     if not isinstance(gateway, StripeService):
