@@ -34,7 +34,6 @@ from api.openapi import SPEC_PATH
 from config.catalog import load_catalog
 from config.settings import DEV_WEBHOOK_SECRET
 from services.payments.model import PurchaseState
-from services.payments.signature import sign
 from services.store import open_store
 from services.store.port import Store
 from tests.fuzz import support
@@ -42,6 +41,7 @@ from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.purchases import Buyer, charge_event, dispute_event, send
 from tests.support.server import AppServer
 from tests.support.stripe_fixtures import fixture
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 DEFAULT_EXAMPLES = 1500  # about 20 seconds
 PAID_STATUSES = ("paid", "no_payment_required")
@@ -341,11 +341,9 @@ def note_first_paid(world: World, payload: bytes, answer: dict[str, Any]) -> Non
 
 
 def deliver(world: World, payload: bytes, secret: str = DEV_WEBHOOK_SECRET) -> requests.Response:
+    body, headers = delivery(payload, secret)
     response = requests.post(
-        f"{world.server.url}/api/stripe/webhook",
-        data=payload,
-        headers={"Stripe-Signature": sign(payload, secret)},
-        timeout=30,
+        f"{world.server.url}{WEBHOOK_PATH}", data=body, headers=headers, timeout=30
     )
     WEBHOOK.validate_response(response)
     return response

@@ -7,7 +7,6 @@ while everything else keeps working.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -20,15 +19,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from config.settings import DEV_WEBHOOK_SECRET
 from services.container import Services
 from services.errors import StorageUnavailable
 from services.ledger.model import format_time, utc_now
 from services.payments.model import Purchase, PurchaseState, User
 from services.payments.sandbox import SandboxPayments
-from services.payments.signature import sign
 from tests.support.firebase_auth_emulator import FirebaseAuthEmulator
 from tests.support.purchases import event, session_object
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 OPS_EMAIL = "ops@example.com"
 
@@ -131,13 +129,8 @@ def test_todays_and_this_months_sales_and_the_chart(app: Flask) -> None:
 
 
 def webhook(client: FlaskClient, body: dict[str, Any]) -> Any:
-    payload = json.dumps(body).encode()
-    return client.post(
-        "/api/stripe/webhook",
-        data=payload,
-        headers={"Stripe-Signature": sign(payload, DEV_WEBHOOK_SECRET)},
-        content_type="application/json",
-    )
+    payload, headers = delivery(body)
+    return client.post(WEBHOOK_PATH, data=payload, headers=headers)
 
 
 def failed_rows(client: FlaskClient) -> dict[str, str]:

@@ -12,7 +12,6 @@ credits the pack exactly once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -24,10 +23,9 @@ import pytest
 import requests
 
 from config.catalog import load_catalog
-from config.settings import DEV_WEBHOOK_SECRET
-from services.payments.signature import sign
 from tests.support.crash import CrashClient, CrashServer, RestartableEmulator, deliver, outbox
 from tests.support.purchases import wait_for
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 # The bound for an outage answer; the store gives up after about 10 s.
 ANSWER_BOUND_S = 15.0
@@ -76,10 +74,9 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 def _webhook(site: Site) -> requests.Response:
-    payload = json.dumps(site.event).encode()
-    headers = {"Stripe-Signature": sign(payload, DEV_WEBHOOK_SECRET)}
+    payload, headers = delivery(site.event)
     return requests.post(
-        f"{site.server.url}/api/stripe/webhook",
+        f"{site.server.url}{WEBHOOK_PATH}",
         data=payload,
         headers=headers,
         timeout=2 * ANSWER_BOUND_S,

@@ -17,11 +17,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from config.settings import DEV_WEBHOOK_SECRET
 from services.container import Services
 from services.payments.events import EventProcessor
-from services.payments.signature import sign
 from tests.support.clock import Clock
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 NOW = datetime(2033, 5, 18, 3, 33, 20, tzinfo=UTC)  # 2_000_000_000 s since the epoch
 
@@ -46,14 +45,8 @@ def deliver(client: FlaskClient, event_id: str, signed_at: int) -> tuple[int, di
     body = json.dumps(
         {"id": event_id, "type": "test.ignored", "livemode": False, "data": {"object": {"id": "x"}}}
     )
-    response = client.post(
-        "/api/stripe/webhook",
-        data=body,
-        headers={
-            "Stripe-Signature": sign(body.encode(), DEV_WEBHOOK_SECRET, signed_at),
-            "Content-Type": "application/json",
-        },
-    )
+    payload, headers = delivery(body, timestamp=signed_at)
+    response = client.post(WEBHOOK_PATH, data=payload, headers=headers)
     return response.status_code, response.get_json()
 
 

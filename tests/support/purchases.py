@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 import requests
 
 from config.settings import DEV_WEBHOOK_SECRET
-from services.payments.signature import sign
 from tests.support.stripe_fixtures import fixture
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 WAIT_S = 20.0
 
@@ -101,14 +100,8 @@ def send(
     timestamp: int | None = None,
     signature: str | None = None,
 ) -> requests.Response:
-    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    header = signature if signature is not None else sign(payload, secret, timestamp)
-    return requests.post(
-        f"{base_url}/api/stripe/webhook",
-        data=payload,
-        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
-        timeout=60,
-    )
+    payload, headers = delivery(body, secret, timestamp, signature)
+    return requests.post(f"{base_url}{WEBHOOK_PATH}", data=payload, headers=headers, timeout=60)
 
 
 def buy(base_url: str, buyer: Buyer, package: str = "popular", **overrides: Any) -> dict[str, Any]:
