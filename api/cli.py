@@ -16,7 +16,6 @@ from services.operations.actions import ActionRequest
 from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.model import User
 from services.payments.port import PaymentsError
-from services.payments.sandbox import SandboxPayments
 
 MAX_OPERATOR_LENGTH = 64
 tokens_cli = AppGroup("tokens", help="Token store operations.")
@@ -28,7 +27,7 @@ def sync_stripe() -> None:
     from services.payments.stripe_gateway import StripeService
 
     gateway = services().payments
-    if not isinstance(gateway, StripeService):
+    if not isinstance(gateway, StripeService):  # sync_catalog is Stripe's alone
         raise click.ClickException(
             "payments are in sandbox mode: set STRIPE_SECRET_KEY to sync with Stripe"
         )
@@ -103,8 +102,7 @@ def refund(
     """Refund a purchase through the payment provider; its webhook then claws tokens back."""
     admin = _operator(operator)
     gateway = services().payments
-    if isinstance(gateway, SandboxPayments):
-        gateway.deliver_in_foreground()
+    gateway.deliver_in_foreground()
     try:
         result = services().admin_actions.refund(
             admin, purchase_id, _request(key), amount=amount, force=force
@@ -113,8 +111,7 @@ def refund(
         raise click.ClickException(f"the payment provider refused: {exc}") from exc
     except DomainError as exc:
         raise click.ClickException(exc.message) from exc
-    if isinstance(gateway, SandboxPayments):
-        gateway.deliver_pending()
+    gateway.deliver_pending()
     details = result.audit.details
     click.echo(
         f"purchase {purchase_id}: {details.get('unspent_tokens')} unspent tokens cover a refund"

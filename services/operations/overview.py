@@ -43,8 +43,7 @@ class UserView:
 
 def pending_deliveries(payments: PaymentsGateway) -> int | None:
     """Only the sandbox keeps an outbox we can count; Stripe's retries are on its side."""
-    count = getattr(payments, "pending_deliveries", None)
-    return int(count()) if payments.mode == "sandbox" and callable(count) else None
+    return payments.pending_deliveries()
 
 
 def overview(store: Store, payments: PaymentsGateway, now: datetime) -> Overview:

@@ -82,3 +82,14 @@ class PaymentsGateway(Protocol):
         metadata: dict[str, str],
     ) -> dict[str, Any]:
         """Refund ``amount`` (None: all) of a payment; the webhook then claws back."""
+
+    # -- webhook events the gateway sends itself (the sandbox); Stripe sends its own --
+
+    def pending_deliveries(self) -> int | None:
+        """Events waiting to be delivered; None when the provider delivers them (Stripe)."""
+
+    def deliver_in_foreground(self) -> None:
+        """For short-lived processes (CLI commands): deliver from the caller from now on."""
+
+    def deliver_pending(self) -> None:
+        """Deliver every waiting event now, from the caller."""

@@ -218,6 +218,15 @@ class StripeService:
             for item in first_page().auto_paging_iter():
                 yield _plain(item)
 
+    def pending_deliveries(self) -> int | None:
+        return None  # Stripe delivers its events and retries them itself
+
+    def deliver_in_foreground(self) -> None:
+        """Nothing to do: Stripe sends the events."""
+
+    def deliver_pending(self) -> None:
+        """Nothing to do: Stripe sends the events."""
+
     def create_refund(
         self,
         *,
