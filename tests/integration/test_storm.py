@@ -380,7 +380,7 @@ def test_a_storm_ends_where_the_same_events_in_order_end(
         reconciled = tokens_cli(app.env, "reconcile", "--no-provider")
         assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     print(
-        f"storm on {store_kind} ({len(storm_app.urls)} server processes): {deliveries}"
+        f"storm on {store_kind} ({len(storm_app.urls)} server process(es)): {deliveries}"
         f" deliveries of {len(unique)} events, {len(requests_made)} spends and tips,"
         f" {tally.retried} answered after a retry"
     )
