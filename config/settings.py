@@ -27,6 +27,7 @@ DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 DEV_WEBHOOK_SECRET = "whsec_token_store_development_only"  # noqa: S105
 # The auth domain goes into the Content-Security-Policy, so only a bare host name is allowed.
 HOST_NAME = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
+PAYMENT_LINK_ID = re.compile(r"^plink_[A-Za-z0-9_]{1,200}$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class Settings:
     catalog: Catalog = field(default_factory=lambda: load_catalog(None), compare=False)
     rate_limits: RateLimits = field(default_factory=RateLimits)  # config/limits.py
     sessions: SessionPolicy = field(default_factory=SessionPolicy)  # config/sessions.py
+    # An actionable early fraud warning refunds its payment; off: an alert only.
+    early_fraud_warning_refunds: bool = True
+    payment_links: frozenset[str] = frozenset()  # Payment Link ids whose sessions are adopted
 
     @property
     def payments_mode(self) -> str:
@@ -79,6 +83,14 @@ def _on_off(name: str, raw: str | None, problems: list[str]) -> bool:
     if value not in ("on", "off"):
         problems.append(f"{name} must be on or off, got {raw!r}")
     return value != "off"
+
+
+def _payment_links(raw: str | None, problems: list[str]) -> frozenset[str]:
+    links = frozenset(link.strip() for link in (raw or "").split(",") if link.strip())
+    odd = sorted(link for link in links if not PAYMENT_LINK_ID.match(link))
+    if odd:
+        problems.append(f"PAYMENT_LINKS must list Payment Link ids (plink_...), got {odd!r}")
+    return links
 
 
 def _signup_bonus(raw: str, problems: list[str]) -> int:
@@ -196,6 +208,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catalog=catalog,
         rate_limits=load_rate_limits(env, problems, production=app_env == "production"),
         sessions=load_session_policy(env, problems),
+        early_fraud_warning_refunds=_on_off(
+            "EARLY_FRAUD_WARNING_REFUNDS", env.get("EARLY_FRAUD_WARNING_REFUNDS"), problems
+        ),
+        payment_links=_payment_links(env.get("PAYMENT_LINKS"), problems),
     )
     if settings.is_production:
         problems.extend(_production_problems(settings, env))

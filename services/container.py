@@ -9,7 +9,9 @@ from services.auth import AuthService, FirebaseVerifier
 from services.operations.actions import AdminActions
 from services.payments.checkout import CheckoutService
 from services.payments.events import EventProcessor
+from services.payments.fraud_warnings import FraudWarnings
 from services.payments.fulfilment import Fulfilment
+from services.payments.payment_links import PaymentLinks
 from services.payments.port import PaymentsGateway
 from services.reservations import Reservations
 from services.security import SecurityService
@@ -57,7 +59,16 @@ def build_services(settings: Settings) -> Services:
     ledger = TokenLedger(store)
     security = SecurityService(store)
     payments = _payments(settings)
-    fulfilment = Fulfilment(store, ledger, settings.catalog, security)
+    fulfilment = Fulfilment(
+        store,
+        ledger,
+        settings.catalog,
+        security,
+        payment_links=PaymentLinks(settings.catalog, payments, settings.payment_links),
+        fraud_warnings=FraudWarnings(
+            store, security, payments, settings.early_fraud_warning_refunds
+        ),
+    )
     verifier = (
         FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None
     )

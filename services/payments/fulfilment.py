@@ -27,6 +27,7 @@ from services.ledger.model import (
 )
 from services.ledger.rules import validate, validate_user_id
 from services.payments.clawbacks import Clawbacks
+from services.payments.fraud_warnings import FraudWarnings
 from services.payments.model import (
     FINAL_STATES,
     OPEN_STATES,
@@ -34,6 +35,7 @@ from services.payments.model import (
     PurchaseState,
     User,
 )
+from services.payments.payment_links import PaymentLinks
 from services.payments.purchase_rules import NOT_HANDLED, PaidEvent, PaidLocator, PaidResult
 from services.security import SecurityService
 from services.store.port import Store
@@ -102,10 +104,15 @@ class Fulfilment:
         catalog: Catalog,
         security: SecurityService,
         clock: Callable[[], datetime] = utc_now,
+        payment_links: PaymentLinks | None = None,
+        fraud_warnings: FraudWarnings | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
         self.clawbacks = Clawbacks(store, ledger, security, clock)
+        # Without a gateway: no session is adopted, and fraud warnings are alerts only.
+        self.payment_links = payment_links or PaymentLinks(catalog, None, frozenset())
+        self.fraud_warnings = fraud_warnings or FraudWarnings(store, security, None, False)
         self.catalog = catalog
         self.security = security
         self.clock = clock
@@ -136,6 +143,7 @@ class Fulfilment:
             "charge.refunded": self.clawbacks.refunded,
             "charge.dispute.created": self.clawbacks.dispute_opened,
             "charge.dispute.closed": self.clawbacks.dispute_closed,
+            "radar.early_fraud_warning.created": self.fraud_warnings.created,
         }
 
     @staticmethod
@@ -444,12 +452,36 @@ class Fulfilment:
     # -- sessions the app did not create (Payment Links) -------------------------
 
     def _adopt(self, session: Mapping[str, Any]) -> Purchase | None:
+        """A session from one of our Payment Links (``PaymentLinks``); None: not adopted."""
         session_id = str(session["id"])
+        intent = field(session, "payment_intent")
+        verdict = self.payment_links.verdict(session)
+        if verdict.ignored is not None:
+            self.security.alert(
+                "session_not_adopted",
+                "warning",
+                reason=f"{verdict.ignored}: not credited",
+                session_id=session_id,
+                payment_link=verdict.payment_link,
+                payment_intent=intent,
+            )
+            return None
         reference = field(session, "client_reference_id") or ""
-        user_id = reference or UNIDENTIFIED
-        pack = self._pack_of(session)
+        purchase = self._adopted(session_id, reference or UNIDENTIFIED, verdict.pack, intent)
+        # Already paid for: recorded without limits, never refused.
+        stored = self.store.start_purchase(purchase, None, self.clock())
+        problem = verdict.problem or self._unknown_user(reference)
+        if problem:
+            return self._review(
+                stored, problem, intent, session_id=session_id, payment_link=verdict.payment_link
+            )
+        return stored
+
+    def _adopted(
+        self, session_id: str, user_id: str, pack: Pack | None, intent: str | None
+    ) -> Purchase:
         now = self._now()
-        purchase = Purchase(
+        return Purchase(
             id="pur_" + hashlib.sha256(session_id.encode()).hexdigest()[:24],
             buyer_id=user_id,
             user_id=user_id,
@@ -462,44 +494,13 @@ class Fulfilment:
             updated_at=now,
             source="payment_link",
             session_id=session_id,
-            payment_intent_id=field(session, "payment_intent"),
+            payment_intent_id=intent,
         )
-        # Already paid for: recorded without limits, never refused.
-        stored = self.store.start_purchase(purchase, None, self.clock())
-        problem = self._adoption_problem(reference, pack)
-        if problem:
-            return self._review(
-                stored, problem, field(session, "payment_intent"), session_id=session_id
-            )
-        return stored
 
     @staticmethod
-    def _adoption_problem(user_id: str, pack: Pack | None) -> str | None:
-        if pack is None:
-            return "a session the app did not create, for no known pack"
+    def _unknown_user(user_id: str) -> str | None:
         try:
             validate_user_id(user_id)
         except DomainError:
-            return "a session the app did not create, with no user in client_reference_id"
+            return "a Payment Link session with no user in client_reference_id"
         return None
-
-    def _pack_of(self, session: Mapping[str, Any]) -> Pack | None:
-        """Map the session's price to a pack, from the event alone (no call to Stripe).
-
-        By Stripe price id when the event carries line items, else by the exact
-        amount and currency, when exactly one pack has them.
-        """
-        line_items = field(session, "line_items", dict) or {}
-        data = line_items.get("data")
-        items: list[Any] = data if isinstance(data, list) else []
-        prices = {
-            str(item["price"].get("id"))
-            for item in items
-            if isinstance(item, dict) and isinstance(item.get("price"), dict)
-        }
-        by_price = [p for p in self.catalog if p.stripe_price_id in prices]
-        if len(by_price) == 1:
-            return by_price[0]
-        amount, currency = session.get("amount_total"), str(session.get("currency") or "").lower()
-        by_amount = [p for p in self.catalog if (p.price_cents, p.currency) == (amount, currency)]
-        return by_amount[0] if len(by_amount) == 1 else None

@@ -148,20 +148,15 @@ def test_ignored_events_and_oversized_bodies(running_app: RunningApp) -> None:
     assert huge.status_code == 413
 
 
-def test_a_payment_link_session_for_a_known_pack_is_credited(running_app: RunningApp) -> None:
+def test_a_session_the_app_did_not_create_is_not_credited(running_app: RunningApp) -> None:
+    """Only sessions from the Payment Links in PAYMENT_LINKS are adopted (test_payment_links)."""
     buyer = Buyer(running_app.url, "linked@example.com")
     obj = session_object("cs_test_paymentlink_0001", "ignored", buyer.user_id, metadata={})
-    assert (
-        send(running_app.url, event("checkout.session.completed", obj)).json()["outcome"] == "paid"
-    )
-    assert buyer.balance() == 110
-
-
-def test_a_foreign_session_without_a_user_goes_to_review(running_app: RunningApp) -> None:
-    obj = session_object("cs_test_foreign_0001", "x", "", metadata={}, client_reference_id=None)
     response = send(running_app.url, event("checkout.session.completed", obj))
-    assert (response.status_code, response.json()["outcome"]) == (200, "needs_review")
-    assert any(a.type == "purchase_needs_review" for a in running_app.store.list_alerts())
+    assert (response.status_code, response.json()["outcome"]) == (200, "no_purchase")
+    assert buyer.balance() == 0
+    assert running_app.store.find_purchase(session_id=obj["id"]) is None
+    assert any(a.type == "session_not_adopted" for a in running_app.store.list_alerts())
 
 
 @pytest.mark.parametrize("running_app", ["sqlite"], indirect=True)

@@ -1,0 +1,97 @@
+"""Which checkout sessions the app did not create it takes as purchases: Payment Links.
+
+Only a session in ``mode=payment`` from a Payment Link named in
+``PAYMENT_LINKS`` is adopted; any other (a subscription, another link, a
+session made elsewhere on the account) is not this store's sale and is left
+alone with an alert. An adopted session's pack comes from its one line item's
+Stripe price id, read from the session retrieved from the provider with its
+line items expanded (Stripe's events never carry them); the amount paid is
+then checked against that pack as for any purchase. A session whose items
+name no single pack, or that the provider would not show, is parked in review:
+its buyer paid through our link and an operator decides. A transient provider
+error propagates, so that the webhook answers 5xx and Stripe retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.catalog import Catalog, Pack
+from services.errors import InvalidPayload
+from services.payments import payload
+from services.payments.port import PaymentsError, PaymentsGateway
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``ignored``: not adopted (why). Else adopted, for ``pack`` or, with ``problem``, review."""
+
+    ignored: str | None = None
+    pack: Pack | None = None
+    problem: str | None = None
+    payment_link: str | None = None
+
+
+def link_of(session: Mapping[str, Any]) -> str | None:
+    """The session's Payment Link id (expandable: the id, or the link object)."""
+    value = session.get("payment_link")
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    if value is not None and not isinstance(value, str):
+        raise InvalidPayload("checkout.session.payment_link has the wrong type")
+    return value or None
+
+
+class PaymentLinks:
+    def __init__(
+        self, catalog: Catalog, payments: PaymentsGateway | None, allowed: frozenset[str]
+    ) -> None:
+        self.catalog = catalog
+        self.payments = payments
+        self.allowed = allowed
+
+    def verdict(self, session: Mapping[str, Any]) -> Verdict:
+        """Whether to adopt a session no purchase knows, and as which pack."""
+        link = link_of(session)
+        mode = payload.field(session, "mode")
+        if mode != "payment":
+            return Verdict(ignored=f"a {mode or 'modeless'} session the app did not create")
+        if self.payments is None or link is None or link not in self.allowed:
+            return Verdict(
+                ignored=f"a session from {link or 'no Payment Link'}, not one in PAYMENT_LINKS",
+                payment_link=link,
+            )
+        try:
+            retrieved = self._retrieve(self.payments, payload.text(session, "id"))
+            pack, problem = self._pack_of(retrieved)
+        except PaymentsError as exc:
+            if exc.transient:
+                raise
+            pack, problem = None, f"the provider would not show the session: {exc.message}"
+        return Verdict(pack=pack, problem=problem, payment_link=link)
+
+    @staticmethod
+    def _retrieve(gateway: PaymentsGateway, session_id: str) -> Mapping[str, Any]:
+        retrieved = gateway.retrieve_session(session_id)
+        if retrieved.get("id") != session_id:
+            raise PaymentsError(f"asked for session {session_id}, got {retrieved.get('id')}")
+        return retrieved
+
+    def _pack_of(self, session: Mapping[str, Any]) -> tuple[Pack | None, str | None]:
+        """The pack of the session's one line item, by Stripe price id, quantity 1."""
+        listed = payload.field(session, "line_items", dict) or {}
+        items = listed.get("data")
+        if not isinstance(items, list) or len(items) != 1 or listed.get("has_more"):
+            count = len(items) if isinstance(items, list) else 0
+            return None, f"a Payment Link session with {count} line items, not one pack"
+        item = items[0] if isinstance(items[0], dict) else {}
+        price = item.get("price")
+        price_id = price.get("id") if isinstance(price, dict) else price
+        packs = [p for p in self.catalog if price_id and p.stripe_price_id == price_id]
+        if len(packs) != 1:
+            return None, f"a Payment Link session for price {price_id!r}, which no pack has"
+        if item.get("quantity") != 1:
+            return None, f"a Payment Link session for {item.get('quantity')!r} of one pack"
+        return packs[0], None
