@@ -1,7 +1,8 @@
 """Tips from many senders to one popular recipient, on SQLite and the Firestore emulator.
 
 Run: ``PYTHONPATH=. .venv/bin/python -m bench.tip_bench [--store sqlite|firestore|all]
-[--tips N] [--cross-tips N] [--threads 16] [--write docs/benchmarks.md]``.
+[--tips N] [--cross-tips N] [--threads 16] [--processes 1,2,4] [--senders 32]
+[--hot-tips N] [--write docs/benchmarks.md]``.
 
 A benchmark, not a test: it prints a table and asserts no timings. Every thread is
 its own sender, opened and funded with exactly the tips it will send before the
@@ -13,6 +14,12 @@ clock starts, and every tip is a ``transfer`` to the same recipient. Variants:
 
 Afterwards the recipient must hold exactly the successful tips and each sender its
 funding minus its own successful tips; the script exits 1 when a token is missing.
+
+The hot-recipient table (``bench/hot_recipient.py``) runs the same tips from 1, 2
+and 4 real server processes, each its own store, ``--senders`` senders in all,
+while the recipient spends a token every 20 ms from the first process; every
+token must be accounted for there too (tips minus spends, and the recipient's
+history summing to its balance).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.hot_recipient import HotPlan, HotRun, StoreSpec
+from bench.hot_recipient import run as run_hot
 from bench.report import context_line, emulator, percentile, write_section
 from services.errors import StorageContention
 from services.store.firestore import FirestoreStore
@@ -40,6 +49,8 @@ ONE, TWO = "one store", "two stores"
 SQLITE, FIRESTORE = "sqlite", "firestore-emulator"
 # (one-store tips, two-store tips) when --tips / --cross-tips are not given.
 DEFAULT_TIPS = {"sqlite": (2000, 2000), "firestore": (400, 40)}
+# Tips per sender in the hot-recipient table when --hot-tips is not given.
+DEFAULT_HOT_TIPS = {"sqlite": 40, "firestore": 10}
 
 
 def tip_amount(i: int) -> int:
@@ -205,20 +216,67 @@ def bench_store(
     return rows
 
 
-def run_sqlite(tips: int | None, cross_tips: int | None, threads: int) -> list[Row]:
+@dataclass(frozen=True)
+class HotOptions:
+    processes: tuple[int, ...]
+    senders: int
+    tips_per_sender: int | None
+
+
+@dataclass(frozen=True)
+class HotRow:
+    store: str
+    run: HotRun
+
+    @property
+    def ok(self) -> int:
+        return sum(s.ok for s in self.run.senders)
+
+    @property
+    def errors(self) -> int:
+        return sum(s.contention + s.other.total() for s in self.run.senders)
+
+    @property
+    def per_s(self) -> float:
+        return self.ok / self.run.seconds if self.run.seconds > 0 else 0.0
+
+    def latency(self, fraction: float) -> float:
+        return percentile([ms for s in self.run.senders for ms in s.latencies_ms], fraction)
+
+
+def bench_hot(store: str, spec: StoreSpec, hot: HotOptions, default_tips: int) -> list[HotRow]:
+    rows: list[HotRow] = []
+    for processes in hot.processes:
+        plan = HotPlan(
+            spec, f"hot{processes}", processes, hot.senders, hot.tips_per_sender or default_tips
+        )
+        rows.append(HotRow(store, run_hot(plan)))
+        print(format_hot_row(rows[-1]), flush=True)
+    return rows
+
+
+def run_sqlite(
+    tips: int | None, cross_tips: int | None, threads: int, hot: HotOptions
+) -> tuple[list[Row], list[HotRow]]:
     one, two = DEFAULT_TIPS["sqlite"]
     with tempfile.TemporaryDirectory(prefix="tip-bench-") as tmp:
         path = str(Path(tmp) / "ledger.db")
         counts = (tips or one, cross_tips or tips or two)
-        return bench_store(SQLITE, lambda: SqliteStore(path), counts, threads)
+        rows = bench_store(SQLITE, lambda: SqliteStore(path), counts, threads)
+        spec = StoreSpec("sqlite", str(Path(tmp) / "hot.db"))
+        return rows, bench_hot(SQLITE, spec, hot, DEFAULT_HOT_TIPS["sqlite"])
 
 
-def run_firestore(tips: int | None, cross_tips: int | None, threads: int) -> list[Row]:
+def run_firestore(
+    tips: int | None, cross_tips: int | None, threads: int, hot: HotOptions
+) -> tuple[list[Row], list[HotRow]]:
     one, two = DEFAULT_TIPS["firestore"]
     print("starting the Firestore emulator ...", flush=True)
     with emulator():
         counts = (tips or one, cross_tips or two)
-        return bench_store(FIRESTORE, lambda: FirestoreStore(PROJECT), counts, threads)
+        rows = bench_store(FIRESTORE, lambda: FirestoreStore(PROJECT), counts, threads)
+        spec = StoreSpec("firestore", f"{PROJECT}-hot")
+        return rows, bench_hot(FIRESTORE, spec, hot, DEFAULT_HOT_TIPS["firestore"])
 
 
 COLUMNS = (
@@ -238,6 +296,53 @@ def format_row(row: Row) -> str:
     cells = (row.store, row.variant, str(row.threads), str(row.ok), str(row.contention))
     figures = (f"{row.per_s:.1f}", f"{row.p50_ms:.1f}", f"{row.p99_ms:.1f}")
     return "| " + " | ".join((*cells, str(row.other.total()), *figures)) + " |"
+
+
+HOT_COLUMNS = (
+    "store",
+    "processes",
+    "senders",
+    "tips ok",
+    "errors",
+    "tips/s",
+    "p50 ms",
+    "p99 ms",
+    "spends ok",
+    "spend errors",
+    "exact",
+)
+
+
+def format_hot_row(row: HotRow) -> str:
+    run = row.run
+    cells = (row.store, str(run.plan.processes), str(run.plan.senders), str(row.ok))
+    figures = (f"{row.per_s:.1f}", f"{row.latency(0.5):.1f}", f"{row.latency(0.99):.1f}")
+    spends = (str(run.spend.spent), str(run.spend.errors.total()))
+    exact = "yes" if run.check.ok else "NO"
+    return "| " + " | ".join((*cells, str(row.errors), *figures, *spends, exact)) + " |"
+
+
+def hot_table(rows: list[HotRow]) -> str:
+    lines = ["| " + " | ".join(HOT_COLUMNS) + " |", "|" + "---|" * len(HOT_COLUMNS)]
+    return "\n".join(lines + [format_hot_row(r) for r in rows])
+
+
+def hot_check_line(row: HotRow) -> str:
+    c, run = row.run.check, row.run
+    errors = Counter[str]()
+    for sender in run.senders:
+        errors["StorageContention"] += sender.contention
+        errors.update(sender.other)
+    named = ", ".join(f"{k}: {n}" for k, n in sorted(errors.items()) if n)
+    spend_errors = ", ".join(f"{k}: {n}" for k, n in sorted(run.spend.errors.items()))
+    return (
+        f"- {row.store}, {run.plan.processes} processes: recipient holds {c.recipient_balance} "
+        f"= {c.tipped} tipped - {c.spent} spent; its history sums to {c.entries_total}; "
+        f"senders exact: {'yes' if c.senders_exact else 'no'}; {c.held} of {c.funded} funded "
+        f"tokens held"
+        + (f"; tip errors: {named}" if named else "")
+        + (f"; spend errors: {spend_errors}" if spend_errors else "")
+    )
 
 
 def table(rows: list[Row]) -> str:
@@ -312,7 +417,22 @@ def interpretation(rows: list[Row]) -> str:
     return " ".join(texts)
 
 
-def section(context: str, rows: list[Row]) -> str:
+def hot_section(rows: list[HotRow]) -> list[str]:
+    if not rows:
+        return []
+    notes = (
+        "Hot recipient: each process is a separate OS process with its own store object "
+        "(its own Firestore client, or its own SQLite connections), its senders threads; "
+        "all senders tip one recipient while the first process spends one of the "
+        "recipient's tokens every 20 ms (a refusal for want of tokens is not an error). "
+        "tips/s counts successful tips over wall-clock time; errors are tips that raised."
+    )
+    checks = "\n".join(hot_check_line(r) for r in rows)
+    verdict = "yes" if all(r.run.check.ok for r in rows) else "no"
+    return [hot_table(rows), notes, checks + f"\n\nevery token accounted for: {verdict}."]
+
+
+def section(context: str, rows: list[Row], hot: list[HotRow] | None = None) -> str:
     notes = (
         "Every thread is its own pre-funded sender, reads its balance before the clock starts "
         "(so connections are made untimed), and tips one recipient with `transfer` (1-3 "
@@ -322,7 +442,7 @@ def section(context: str, rows: list[Row]) -> str:
     )
     checks = "\n".join(check_line(r) for r in rows) + "\n\n" + accounted(rows) + "."
     parts = ["## Tips to one recipient (`bench/tip_bench.py`)", context, table(rows), notes]
-    parts += [checks, interpretation(rows)]
+    parts += [checks, interpretation(rows), *hot_section(hot or [])]
     return f"{START}\n" + "\n\n".join(parts) + f"\n{END}"
 
 
@@ -336,6 +456,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cross-tips", type=int, help="tips for two stores (default --tips; 40 on the emulator)"
     )
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument(
+        "--processes", default="1,2,4", help="server processes per hot-recipient run"
+    )
+    parser.add_argument("--senders", type=int, default=32, help="senders in the hot runs")
+    parser.add_argument(
+        "--hot-tips", type=int, help="tips per sender in the hot runs (40 SQLite; 10 emulator)"
+    )
     parser.add_argument("--write", type=Path, help="replace the tip_bench section here")
     return parser.parse_args(argv)
 
@@ -345,19 +472,25 @@ def main(argv: list[str] | None = None) -> int:
     context = context_line()
     print(context)
     print(table([]), flush=True)
+    processes = tuple(int(p) for p in args.processes.split(",") if p)
+    hot_options = HotOptions(processes, args.senders, args.hot_tips)
     rows: list[Row] = []
+    hot: list[HotRow] = []
     if args.store in ("sqlite", "all"):
-        rows += run_sqlite(args.tips, args.cross_tips, args.threads)
+        done, hot_done = run_sqlite(args.tips, args.cross_tips, args.threads, hot_options)
+        rows, hot = rows + done, hot + hot_done
     if args.store in ("firestore", "all"):
-        rows += run_firestore(args.tips, args.cross_tips, args.threads)
+        done, hot_done = run_firestore(args.tips, args.cross_tips, args.threads, hot_options)
+        rows, hot = rows + done, hot + hot_done
     print("\n" + table(rows) + "\n")
     print("\n".join(check_line(r) for r in rows))
     print(accounted(rows))
     print("\n" + interpretation(rows))
+    print("\n" + "\n\n".join(hot_section(hot)))
     if args.write:
-        write_section(args.write, section(context, rows), START, END)
+        write_section(args.write, section(context, rows, hot), START, END)
         print(f"\nwrote {args.write}")
-    return 0 if all(r.check.ok for r in rows) else 1
+    return 0 if all(r.check.ok for r in rows) and all(h.run.check.ok for h in hot) else 1
 
 
 if __name__ == "__main__":

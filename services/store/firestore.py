@@ -56,12 +56,14 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import firestore
+from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.errors import (
     AccountNotFound,
     InvalidCursor,
     StorageContention,
+    StorageError,
     StorageUnavailable,
 )
 from services.faults import FIRESTORE_BEFORE_COMMIT, fault_point
@@ -195,6 +197,8 @@ class _FirestoreUnitOfWork:
         self.prefetched = prefetched or {}
         self.read_state: dict[str, _Stored] = {}
         self.blind: frozenset[str] = frozenset()
+        # Blind entries written: entry id -> (its write's place in the commit, order fields).
+        self.blind_orders: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def _get_all(self, refs: list[Any]) -> list[Any]:
         missing = [ref for ref in refs if ref.path not in self.prefetched]
@@ -219,8 +223,10 @@ class _FirestoreUnitOfWork:
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.transaction.create(self.store.journal_ref(txn.id), txn.to_dict())
-        for entry in txn.entries:
+        for entry in txn.entries:  # writes 1.. of the commit, after the journal's
             order = {} if entry.user_id is None else self._order(entry.user_id)
+            if entry.user_id in self.blind:
+                self.blind_orders[entry.id] = (1 + entry.index, order)
             self.transaction.create(self.store.entry_ref(entry.id), {**entry.to_dict(), **order})
         for account in accounts:
             if account.user_id in self.blind:
@@ -243,6 +249,17 @@ class _FirestoreUnitOfWork:
             "epoch_balance": stored.epoch_balance,
             "epoch_seq": stored.epoch_seq,
         }
+
+    def written_orders(self, transaction: firestore.Transaction) -> dict[str, dict[str, Any]]:
+        """The order fields of the blind entries committed, with ``at`` as the server
+        set it (from the commit's results): no need to read the entries back."""
+        results = getattr(transaction, "write_results", None) or []
+        found: dict[str, dict[str, Any]] = {}
+        for entry_id, (place, order) in self.blind_orders.items():
+            if place < len(results) and results[place].transform_results:
+                at = _helpers.decode_value(results[place].transform_results[0], self.store.db)
+                found[entry_id] = {**order, "at": at}
+        return found
 
     def _credit_blind(self, account: Account) -> None:
         """Add to one random shard without reading it: credits do not collide."""
@@ -392,39 +409,54 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         blind = blind_credits(op)
         names = (op.transaction_id, *(u for u in op.user_ids if u not in blind))
         with self._local_locks(names):
-            txn = self._in_transaction(lambda t: execute(self._unit_of_work(t), op, now))
-        return self.resolved(txn)
+            txn, uow, transaction = self._in_transaction(lambda t: self._execute(t, op, now))
+        try:
+            return self.resolved(txn, uow.written_orders(transaction))
+        except StorageError:
+            # Committed: a failed read of the figures must not report the operation as
+            # failed. Its blind entries then show no balance_after; the history does.
+            return txn
 
-    def resolved(self, txn: JournalTransaction) -> JournalTransaction:
+    def _execute(
+        self, transaction: firestore.Transaction, op: Operation, now: datetime
+    ) -> tuple[JournalTransaction, _FirestoreUnitOfWork, firestore.Transaction]:
+        uow = self._unit_of_work(transaction)
+        return execute(uow, op, now), uow, transaction
+
+    def resolved(
+        self, txn: JournalTransaction, known: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> JournalTransaction:
         """``txn`` with the seq and balance_after of its blind entries derived, as its
-        account's history shows them."""
+        account's history shows them. ``known`` holds entry documents' order fields
+        by entry id (from the commit); the others are read."""
         blind = [e for e in txn.entries if e.user_id is not None and e.seq is None]
         if not blind:
             return txn
-        refs = [self.entry_ref(e.id) for e in blind]
-        snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
-        stored = {snap.id: snap for snap in snaps if snap.exists}
+        orders = dict(known or {})
+        refs = [self.entry_ref(e.id) for e in blind if e.id not in orders]
+        if refs:
+            snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
+            orders.update({snap.id: snap.to_dict() or {} for snap in snaps if snap.exists})
         entries = list(txn.entries)
         for entry in blind:
-            if entry.id in stored:
-                balance, seq = self._position(stored[entry.id])
+            if entry.id in orders:
+                balance, seq = self._position(entry, orders[entry.id])
                 entries[entry.index] = replace(entry, seq=seq, balance_after=balance)
         return replace(txn, entries=tuple(entries))
 
-    def _position(self, snap: Any) -> tuple[int, int]:
+    def _position(self, entry: Entry, data: Mapping[str, Any]) -> tuple[int, int]:
         """A blind entry's balance and seq after it: its epoch's opening ones plus the
         credits of that epoch up to and including it, in history order."""
-        data = snap.to_dict() or {}
         same_epoch = (
             self.db.collection(ENTRIES)
-            .where(filter=FieldFilter("user_id", "==", data["user_id"]))
+            .where(filter=FieldFilter("user_id", "==", entry.user_id))
             .where(filter=FieldFilter("pos", "==", data["pos"]))
         )
         earlier = same_epoch.where(filter=FieldFilter("at", "<", data["at"]))
         total, count = self._sum_and_count(earlier)
         # Credits of the same millisecond: few, ordered by id.
         same_time = self._fetch(same_epoch.where(filter=FieldFilter("at", "==", data["at"])))
-        ties = [int((t.to_dict() or {})["amount"]) for t in same_time if t.id <= snap.id]
+        ties = [int((t.to_dict() or {})["amount"]) for t in same_time if t.id <= entry.id]
         balance = int(data["epoch_balance"]) + total + sum(ties)
         return balance, int(data["epoch_seq"]) + count + len(ties)
 
