@@ -4,7 +4,7 @@ sandbox and from the Stripe gateway (the real stripe SDK over the fake Stripe AP
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,10 +83,10 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
         yield stripe_harness(fake)
 
 
-def checkout(gateway: PaymentsGateway, purchase_id: str) -> Any:
+def checkout(gateway: PaymentsGateway, purchase_id: str, pack: Pack = PACK) -> Any:
     return gateway.create_checkout_session(
         purchase_id=purchase_id,
-        pack=PACK,
+        pack=pack,
         customer_id=None,
         client_reference_id="user-1",
         success_url="https://tokens.example/ok?session_id={CHECKOUT_SESSION_ID}",
@@ -120,6 +120,17 @@ class TestPaymentsGatewayContract:
             first.id,
             999,
             "usd",
+        )
+
+    def test_a_retrieved_session_lists_its_line_items(self, harness: Harness) -> None:
+        """What Payment Link adoption reads: the one item's Stripe price id and quantity."""
+        made = checkout(harness.gateway, "pur_priced", replace(PACK, stripe_price_id="price_pop"))
+        listed = harness.gateway.retrieve_session(made.id)["line_items"]
+        [item] = listed["data"]
+        assert (item["price"]["id"], item["quantity"], listed["has_more"]) == (
+            "price_pop",
+            1,
+            False,
         )
 
     def test_the_same_purchase_gives_the_same_payment_intent(self, harness: Harness) -> None:
