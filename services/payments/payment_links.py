@@ -54,17 +54,19 @@ class PaymentLinks:
 
     def verdict(self, session: Mapping[str, Any]) -> Verdict:
         """Whether to adopt a session no purchase knows, and as which pack."""
+        session_id = payload.text(session, "id")
         link = link_of(session)
         mode = payload.field(session, "mode")
+        # Named in the reason: repeats within the hour count on one alert, each logs its line.
         if mode != "payment":
-            return Verdict(ignored=f"a {mode or 'modeless'} session the app did not create")
+            return Verdict(ignored=f"{session_id}: a {mode or 'modeless'} session, not ours")
         if self.payments is None or link is None or link not in self.allowed:
             return Verdict(
-                ignored=f"a session from {link or 'no Payment Link'}, not one in PAYMENT_LINKS",
+                ignored=f"{session_id}: from {link or 'no Payment Link'}, not one in PAYMENT_LINKS",
                 payment_link=link,
             )
         try:
-            retrieved = self._retrieve(self.payments, payload.text(session, "id"))
+            retrieved = self._retrieve(self.payments, session_id)
             pack, problem = self._pack_of(retrieved)
         except PaymentsError as exc:
             if exc.transient:
