@@ -25,12 +25,20 @@ def purchase_success() -> str:
     else:
         raise PurchaseNotFound("this page needs the payment's reference; see your history")
     services = deps.services()
+    # Back from a failed 3D Secure challenge: nothing was charged and the payment stays
+    # open for another card, so there is nothing to wait for (the flag only words the page).
+    not_authenticated = (
+        bool(payment_intent_id)
+        and request.args.get("redirect_status") == "failed"
+        and purchase.state in OPEN_STATES
+    )
     return render_template(
         "success.html",
         purchase=purchase,
         pack=services.settings.catalog.get(purchase.pack_id),
         account=services.ledger.balance(user.id),
-        confirming=purchase.state in OPEN_STATES,
+        confirming=purchase.state in OPEN_STATES and not not_authenticated,
+        not_authenticated=not_authenticated,
         gift=purchase.user_id != user.id,
     )
 

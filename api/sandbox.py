@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from api import deps
 from services.errors import InvalidPayload
 from services.payments.port import PaymentsError
-from services.payments.sandbox import PaymentDeclined, SandboxPayments
+from services.payments.sandbox import AUTHENTICATION_FAILED, PaymentDeclined, SandboxPayments
 from services.payments.sandbox_dashboard import ACTIONS, valid_actions, view
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -21,7 +21,13 @@ def sandbox() -> SandboxPayments:
 
 @bp.get("/checkout/<session_id>")
 def checkout_page(session_id: str) -> str:
-    return render_template("sandbox/checkout.html", session=sandbox().retrieve_session(session_id))
+    # After a failed 3D Secure challenge the buyer lands here again, to try another card.
+    failed = request.args.get("authentication") == "failed"
+    return render_template(
+        "sandbox/checkout.html",
+        session=sandbox().retrieve_session(session_id),
+        error=AUTHENTICATION_FAILED if failed else None,
+    )
 
 
 @bp.post("/checkout/<session_id>")
@@ -36,7 +42,34 @@ def pay(session_id: str) -> Response | tuple[str, int]:
     except PaymentDeclined as exc:
         page = render_template("sandbox/checkout.html", session=session, error=str(exc))
         return page, 402
+    if session.get("intent_status") == "requires_action":  # the card asks for 3D Secure
+        return cast(Response, redirect(session["next_action"]["redirect_to_url"]["url"], code=303))
     return cast(Response, redirect(session["success_url"], code=303))
+
+
+@bp.get("/3ds/<payment_id>")
+def challenge_page(payment_id: str) -> str | tuple[str, int]:
+    """The card issuer's 3D Secure challenge, as Stripe's test page plays it."""
+    try:
+        payment = sandbox().payment(payment_id)
+    except PaymentsError:
+        return error_page(404, f"the sandbox has no payment {payment_id!r}")
+    token = request.args.get("token", "")
+    waiting = payment.get("intent_status") == "requires_action"
+    return render_template("sandbox/challenge.html", payment=payment, token=token, waiting=waiting)
+
+
+@bp.post("/3ds/<payment_id>")
+def authenticate(payment_id: str) -> Response | tuple[str, int]:
+    gateway = sandbox()
+    completed = request.form.get("outcome") == "complete"
+    try:
+        target = gateway.authenticate(payment_id, request.form.get("token", ""), completed)
+    except PaymentsError:
+        return error_page(404, "no such 3D Secure challenge")
+    if not target:  # a checkout session: back to its page, which says why
+        target = url_for("sandbox.checkout_page", session_id=payment_id, authentication="failed")
+    return cast(Response, redirect(target, code=303))
 
 
 @bp.post("/payment-intents/<payment_intent_id>/confirm")
@@ -55,7 +88,12 @@ def confirm_payment_intent(payment_intent_id: str) -> Response | tuple[Response,
         return jsonify(success=False, error=str(exc), code="card_declined"), 402
     except PaymentsError:
         return not_found
-    return jsonify(success=True, status=intent["status"], payment_intent_id=intent["id"])
+    return jsonify(
+        success=True,
+        status=intent["status"],
+        payment_intent_id=intent["id"],
+        next_action=intent["next_action"],
+    )
 
 
 @bp.get("/dashboard")
@@ -105,6 +143,10 @@ def act(session_id: str, action: str) -> Response | tuple[str, int]:
         gateway.refund(session_id, int(amount) if whole else None)
     elif action == "dispute":
         gateway.dispute(session_id)
+    elif action == "fail_refund":
+        gateway.fail_refund(session_id)
+    elif action in ("win_dispute", "lose_dispute", "close_inquiry"):
+        gateway.close_dispute(session_id, won=action == "win_dispute")
     return cast(Response, redirect(url_for("sandbox.dashboard"), code=303))
 
 

@@ -21,30 +21,36 @@ import hmac
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from config import Settings
 from config.catalog import Pack
+from services.payments import sandbox_after as after
+from services.payments import sandbox_challenge as challenge
 from services.payments import sandbox_objects as objects
-from services.payments.errors import not_found
+from services.payments.errors import not_found, refused
 from services.payments.port import CheckoutSession, PaymentIntent
+from services.payments.sandbox_actions import DashboardActions
 from services.payments.sandbox_db import SandboxDb
-from services.payments.sandbox_outbox import Clock, Outbox
+from services.payments.sandbox_outbox import Clock, Outbox, Pending
 from services.payments.sandbox_rules import (
+    AUTHENTICATION_FAILED,
     PaymentDeclined,
+    after_payment,
     card_problem,
-    refundable,
+    needs_authentication,
     replayed_refund,
 )
 
-__all__ = ["PaymentDeclined", "SandboxPayments", "card_problem"]
+__all__ = ["AUTHENTICATION_FAILED", "PaymentDeclined", "SandboxPayments", "card_problem"]
 
-# What a session change returns: no event, an event about the session, or (type, object).
-Change = Callable[[dict[str, Any]], str | tuple[str, dict[str, Any]] | None]
+Change = after.Change
+RETURN_PATH = "/token-purchase-success"  # where an embedded payment's challenge returns
+CANCELABLE = frozenset({"requires_payment_method", "requires_action"})
 
 
-class SandboxPayments:
+class SandboxPayments(DashboardActions):
     mode = "sandbox"
 
     def __init__(self, settings: Settings, clock: Clock = time.time) -> None:
@@ -175,10 +181,10 @@ class SandboxPayments:
             if row is not None:
                 return replayed_refund(idempotency_key, request, row[0], row[1])
             session = _row_by_intent(conn, payment_intent)
-            refund = objects.refund(
-                session, refundable(session, amount), metadata, created=self._now()
-            )
-            self._apply(conn, session["id"], _refund_change(refund["amount"]))
+            made: list[dict[str, Any]] = []
+            change = after.refund_change(amount, metadata, self._now(), made)
+            self._apply(conn, session["id"], change)
+            refund = made[0]
             conn.execute(
                 "INSERT INTO refunds VALUES (?, ?, ?)",
                 (idempotency_key, request, json.dumps(refund)),
@@ -194,27 +200,62 @@ class SandboxPayments:
         """Pay an embedded payment intent with a test card, as Stripe.js confirms one.
 
         A decline leaves the intent open for another card and sends
-        payment_intent.payment_failed, then raises PaymentDeclined.
+        payment_intent.payment_failed, then raises PaymentDeclined. A card that
+        must authenticate leaves it in ``requires_action``, its ``next_action``
+        naming the challenge page. A canceled intent refuses every card.
         """
         row = self._intent_row(payment_intent_id)
         if not hmac.compare_digest(row["client_secret"], client_secret):
             raise not_found(f"No such payment_intent: {payment_intent_id}")
         problem = card_problem(card_number)
+        if problem is None and needs_authentication(card_number):
+            start = challenge.start_change(self.base_url, self.base_url + RETURN_PATH)
+            return objects.payment_intent(self._change(payment_intent_id, _unless_closed(start)))
 
-        def change(intent: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        def change(intent: dict[str, Any]) -> after.Outcome:
             if intent["payment_status"] == "paid":
                 return None
+            intent.pop("next_action", None)
             if problem is not None:
+                intent["intent_status"] = "requires_payment_method"
                 intent["last_payment_error"] = {"code": "card_declined", "message": problem}
-                return "payment_intent.payment_failed", objects.payment_intent(intent)
+                intent["declines"] = int(intent.get("declines", 0)) + 1
+                return [Pending("payment_intent.payment_failed", objects.payment_intent(intent))]
             intent.update(payment_status="paid", intent_status="succeeded")
             intent.pop("last_payment_error", None)
-            return "payment_intent.succeeded", objects.payment_intent(intent)
+            paid = Pending("payment_intent.succeeded", objects.payment_intent(intent))
+            return [paid, *after.after_payment(intent, after_payment(card_number), self._now())]
 
-        updated = self._change(payment_intent_id, change)
+        updated = self._change(payment_intent_id, _unless_closed(change))
         if problem is not None and updated["payment_status"] != "paid":
             raise PaymentDeclined(problem)
         return objects.payment_intent(updated)
+
+    def cancel_payment_intent(self, payment_intent_id: str, reason: str) -> dict[str, Any]:
+        """Cancel an intent that is not paid; Stripe refuses to cancel a succeeded one."""
+
+        def change(intent: dict[str, Any]) -> after.Outcome:
+            status = objects.payment_intent(intent)["status"]
+            if status not in CANCELABLE:
+                raise refused(
+                    f"You cannot cancel this PaymentIntent because it has a status of {status}."
+                )
+            intent.pop("next_action", None)
+            intent.update(
+                intent_status="canceled", canceled_at=self._now(), cancellation_reason=reason
+            )
+            return [Pending("payment_intent.canceled", objects.payment_intent(intent))]
+
+        self._intent_row(payment_intent_id)
+        return objects.payment_intent(self._change(payment_intent_id, change))
+
+    def authenticate(self, payment_id: str, token: str, completed: bool) -> str:
+        """Complete or fail a 3D Secure challenge; where the buyer goes next ("": back)."""
+        finish = challenge.finish_change(token, completed, self._now())
+        row = self._change(payment_id, finish)
+        if not challenge.token_matches(row, token):
+            raise not_found(f"No such authentication for {payment_id}")
+        return challenge.return_to(row)
 
     def _intent_row(self, payment_intent_id: str) -> dict[str, Any]:
         intent = self._stored(payment_intent_id)
@@ -243,61 +284,32 @@ class SandboxPayments:
         return found
 
     def pay_with_card(self, session_id: str, card_number: str) -> dict[str, Any]:
+        """Pay a checkout session; a card that must authenticate returns it open, in a
+        challenge (its ``next_action`` names the page)."""
         problem = card_problem(card_number)
         if problem is not None:
             raise PaymentDeclined(problem)
-        return self._complete(session_id, paid=True)
+        if needs_authentication(card_number):
+            return self._change(session_id, challenge.start_change(self.base_url, None))
+        return self._complete(session_id, paid=True, behaviour=after_payment(card_number))
 
     def pay_by_bank_debit(self, session_id: str) -> dict[str, Any]:
         """Completed now, paid (or failed) later: Stripe's delayed payment methods."""
         return self._complete(session_id, paid=False)
 
-    def settle_bank_debit(self, session_id: str, succeeded: bool) -> dict[str, Any]:
-        def change(session: dict[str, Any]) -> str | None:
-            if session["status"] != "complete" or session["payment_status"] != "unpaid":
-                return None
-            if session.get("debit_failed"):  # settled already: it failed
-                return None
-            if succeeded:
-                session["payment_status"] = "paid"
-                return "checkout.session.async_payment_succeeded"
-            session["debit_failed"] = True
-            return "checkout.session.async_payment_failed"
-
-        return self._change(session_id, change)
-
-    def expire(self, session_id: str) -> dict[str, Any]:
-        def change(session: dict[str, Any]) -> str | None:
+    def _complete(
+        self, session_id: str, paid: bool, behaviour: str | None = None
+    ) -> dict[str, Any]:
+        def change(session: dict[str, Any]) -> after.Outcome:
             if session["status"] != "open":
                 return None
-            session["status"] = "expired"
-            return "checkout.session.expired"
-
-        return self._change(session_id, change)
-
-    def refund(self, session_id: str, amount: int | None = None) -> dict[str, Any]:
-        """Refund a paid session (all, or ``amount`` more); Stripe sends charge.refunded."""
-        return self._change(session_id, _refund_change(amount))
-
-    def dispute(self, session_id: str) -> dict[str, Any]:
-        """The card holder disputes the whole payment; Stripe sends charge.dispute.created."""
-
-        def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-            if session["payment_status"] != "paid" or session.get("disputed"):
-                return None
-            session["disputed"] = True
-            return "charge.dispute.created", objects.dispute(session)
-
-        return self._change(session_id, change)
-
-    def _complete(self, session_id: str, paid: bool) -> dict[str, Any]:
-        def change(session: dict[str, Any]) -> str | None:
-            if session["status"] != "open":
-                return None
+            for name in ("challenge", "next_action", "intent_status"):
+                session.pop(name, None)  # another card replaced a pending challenge
             session["status"] = "complete"
             session["payment_status"] = "paid" if paid else "unpaid"
             session["payment_intent"] = objects.session_payment_intent_id(session_id)
-            return "checkout.session.completed"
+            completed = Pending("checkout.session.completed", dict(session))
+            return [completed, *after.after_payment(session, behaviour, self._now())]
 
         return self._change(session_id, change)
 
@@ -316,11 +328,12 @@ class SandboxPayments:
         session: dict[str, Any] = json.loads(row[0])
         outcome = change(session)
         if outcome is not None:
-            event_type, obj = outcome if isinstance(outcome, tuple) else (outcome, session)
+            events = [Pending(outcome, session)] if isinstance(outcome, str) else outcome
             conn.execute(
                 "UPDATE sessions SET body = ? WHERE id = ?", (json.dumps(session), session_id)
             )
-            self.outbox.enqueue(conn, event_type, obj)
+            for pending in events:
+                self.outbox.enqueue(conn, pending)
         return session
 
     # -- event delivery, for the pages, the CLI and tests -------------------------
@@ -347,18 +360,15 @@ class SandboxPayments:
         return self.outbox.pending()
 
 
-def _refund_change(amount: int | None) -> Change:
-    """Refund ``amount`` more (None or 0: all) of a paid session, capped at its total."""
+def _unless_closed(change: Change) -> Change:
+    """Stripe refuses to confirm a canceled intent."""
 
-    def change(session: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-        if session["payment_status"] != "paid":
-            return None
-        total = int(session["amount_total"])
-        refunded = min(total, int(session.get("amount_refunded", 0)) + (amount or total))
-        session["amount_refunded"] = refunded
-        return "charge.refunded", objects.charge(session)
+    def guarded(intent: dict[str, Any]) -> after.Outcome:
+        if intent.get("intent_status") == "canceled":
+            raise PaymentDeclined("This payment was canceled; start a new one.")
+        return change(intent)
 
-    return change
+    return guarded
 
 
 def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, Any]:

@@ -118,6 +118,9 @@ def payment_intent(row: dict[str, Any]) -> dict[str, Any]:
         "latest_charge": charge_id(row) if paid else None,
         "livemode": False,
         "metadata": dict(row.get("metadata") or {}),
+        "next_action": None if paid else row.get("next_action"),
+        "canceled_at": row.get("canceled_at"),
+        "cancellation_reason": row.get("cancellation_reason"),
         "payment_method_types": list(row.get("payment_method_types") or ["card"]),
         "status": "succeeded" if paid else row.get("intent_status", default),
     }
@@ -132,6 +135,7 @@ def charge(row: dict[str, Any]) -> dict[str, Any]:
         "amount_captured": row["amount_total"],
         "amount_refunded": refunded,
         "currency": row["currency"],
+        "disputed": bool(row.get("disputed")),
         "payment_intent": row["payment_intent"],
         "paid": True,
         "refunded": refunded >= int(row["amount_total"]),
@@ -140,17 +144,85 @@ def charge(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def dispute(row: dict[str, Any]) -> dict[str, Any]:
-    """The card holder disputes the whole payment."""
+# A dispute's evidence, all unset: the sandbox never submits any.
+EVIDENCE_FIELDS = [
+    "access_activity_log",
+    "billing_address",
+    "cancellation_policy",
+    "cancellation_policy_disclosure",
+    "cancellation_rebuttal",
+    "customer_communication",
+    "customer_email_address",
+    "customer_name",
+    "customer_purchase_ip",
+    "customer_signature",
+    "duplicate_charge_documentation",
+    "duplicate_charge_explanation",
+    "duplicate_charge_id",
+    "product_description",
+    "receipt",
+    "refund_policy",
+    "refund_policy_disclosure",
+    "refund_refusal_explanation",
+    "service_date",
+    "service_documentation",
+    "shipping_address",
+    "shipping_carrier",
+    "shipping_date",
+    "shipping_documentation",
+    "shipping_tracking_number",
+    "uncategorized_file",
+    "uncategorized_text",
+]
+
+
+def dispute(row: dict[str, Any], created: int = 0, inquiry: bool = False) -> dict[str, Any]:
+    """The card holder disputes the whole payment: a chargeback, or an inquiry first."""
     return {
         "id": "dp_sandbox_" + short_id(str(row["id"])),
         "object": "dispute",
         "amount": row["amount_total"],
-        "currency": row["currency"],
+        "balance_transactions": [],
         "charge": charge_id(row),
+        "created": created or row["created"],
+        "currency": row["currency"],
+        "enhanced_eligibility_types": [],
+        "evidence": {**dict.fromkeys(EVIDENCE_FIELDS), "enhanced_evidence": {}},
+        "evidence_details": {
+            "due_by": (created or row["created"]) + 7 * 86400,
+            "enhanced_eligibility": {},
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        # An inquiry withdraws no money, so the charge can still be refunded.
+        "is_charge_refundable": inquiry,
+        "livemode": False,
+        "metadata": {},
         "payment_intent": row["payment_intent"],
-        "status": "needs_response",
-        "reason": "fraudulent",
+        "payment_method_details": {
+            "card": {
+                "brand": "visa",
+                "case_type": "inquiry" if inquiry else "chargeback",
+                "network_reason_code": "10.4",
+            },
+            "type": "card",
+        },
+        "reason": "general" if inquiry else "fraudulent",
+        "status": "warning_needs_response" if inquiry else "needs_response",
+    }
+
+
+def early_fraud_warning(row: dict[str, Any], created: int) -> dict[str, Any]:
+    return {
+        "id": "issfr_sandbox_" + short_id(str(row["id"])),
+        "object": "radar.early_fraud_warning",
+        "actionable": True,
+        "charge": charge_id(row),
+        "created": created,
+        "fraud_type": "made_with_stolen_card",
+        "livemode": False,
+        "payment_intent": row["payment_intent"],
     }
 
 
@@ -165,20 +237,49 @@ def refund(
         "charge": charge_id(row),
         "created": created,
         "currency": row["currency"],
+        "customer": row.get("customer"),
+        "customer_account": None,
+        "destination_details": {"card": {"type": "refund"}, "type": "card"},
         "metadata": dict(metadata),
         "payment_intent": row["payment_intent"],
+        "payment_method": None,
         "reason": None,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
         "status": "succeeded",
+        "transfer_reversal": None,
     }
 
 
-def event(event_type: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
+# What the sandbox keeps on a stored session for itself; Stripe's objects never show it.
+INTERNAL_FIELDS = frozenset(
+    {"line_items", "debit_failed", "disputed", "amount_refunded", "refunds", "dispute"}
+    | {"after_payment", "challenge", "declines"}
+)
+
+
+def public(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object as an event carries it: never line items (Stripe's events have none)."""
+    if obj.get("object") != "checkout.session":
+        return obj
+    return {k: v for k, v in obj.items() if k not in INTERNAL_FIELDS}
+
+
+def event(
+    event_type: str,
+    obj: dict[str, Any],
+    created: int,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"object": public(obj)}
+    if previous is not None:  # Stripe's *.updated events say what changed
+        data["previous_attributes"] = previous
     return {
         "id": "evt_sandbox_" + uuid.uuid4().hex[:24],
         "object": "event",
         "api_version": STRIPE_API_VERSION,
         "created": created,
-        "data": {"object": obj},
+        "data": data,
         "livemode": False,
         "pending_webhooks": 1,
         "request": {"id": None, "idempotency_key": None},

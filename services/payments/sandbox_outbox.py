@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -29,6 +30,16 @@ USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks) token-store-sandbox
 Clock = Callable[[], float]  # seconds since the epoch, like time.time
 
 
+@dataclass(frozen=True)
+class Pending:
+    """An event to enqueue: its type, object, what an update changed, and how much later."""
+
+    type: str
+    obj: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    delay_s: float = 0.0
+
+
 class Outbox:
     def __init__(
         self, db: SandboxDb, webhook_url: str, secret: str, enabled: bool, clock: Clock
@@ -43,13 +54,14 @@ class Outbox:
         self._worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
 
-    def enqueue(self, conn: sqlite3.Connection, event_type: str, obj: dict[str, Any]) -> None:
+    def enqueue(self, conn: sqlite3.Connection, pending: Pending) -> None:
         """Within the caller's transaction, so the event commits with its cause."""
         now = self._clock()
-        event = objects.event(event_type, obj, int(now))
+        event = objects.event(pending.type, pending.obj, int(now), pending.previous)
+        # rowid keeps one change's events in order; a delay sends follow-ups after them.
         conn.execute(
             "INSERT INTO outbox (event_id, payload, due) VALUES (?, ?, ?)",
-            (event["id"], json.dumps(event), now),
+            (event["id"], json.dumps(event), now + pending.delay_s),
         )
 
     def list_events(
@@ -111,7 +123,7 @@ class Outbox:
         with self.db.transaction() as conn:
             row = conn.execute(
                 "SELECT event_id, payload, attempts FROM outbox WHERE delivered IS NULL"
-                " AND due <= ? AND claimed_until <= ? AND attempts < ? ORDER BY due LIMIT 1",
+                " AND due <= ? AND claimed_until <= ? AND attempts < ? ORDER BY due, rowid LIMIT 1",
                 (now, now, MAX_ATTEMPTS),
             ).fetchone()
             if row is not None:

@@ -14,20 +14,53 @@ DECLINE_CARDS = {
     "4000000000009995": "Your card has insufficient funds.",
     "4000000000000069": "Your card has expired.",
 }
+# Stripe's 3D Secure cards: on a one-off, on-session payment each asks for a challenge,
+# and the payment succeeds once it is completed.
+AUTHENTICATION_CARDS = frozenset(
+    {
+        "4000002500003155",  # required unless set up for later off-session use
+        "4000002760003184",  # required on every payment
+        "4000000000003220",  # 3D Secure 2 required
+    }
+)
+# Cards that pay, then play what Stripe's testing docs say happens afterwards.
+AFTER_PAYMENT_CARDS = {
+    "4000000000005126": "refund_fails",  # a refund reads succeeded, then turns failed
+    "4000000000000259": "dispute",  # disputed as fraudulent: needs_response
+    "4000000000001976": "inquiry",  # an inquiry: warning_needs_response
+    "4000000000005423": "early_fraud_warning",  # an actionable early fraud warning
+}
+AUTHENTICATION_FAILED = (
+    "We are unable to authenticate your payment method. Please choose a different"
+    " payment method and try again."
+)
 
 
 class PaymentDeclined(Exception):
     """A test card that declines; the session (or payment intent) stays open for another try."""
 
 
+def digits_of(card_number: str) -> str:
+    return "".join(ch for ch in card_number if ch.isdigit())
+
+
 def card_problem(card_number: str) -> str | None:
-    """Why a test card is declined, or None when it pays."""
-    digits = "".join(ch for ch in card_number if ch.isdigit())
+    """Why a test card is declined, or None when it pays (perhaps after a challenge)."""
+    digits = digits_of(card_number)
     if digits in DECLINE_CARDS:
         return DECLINE_CARDS[digits]
-    if digits not in SUCCESS_CARDS:
+    if digits not in SUCCESS_CARDS | AUTHENTICATION_CARDS | AFTER_PAYMENT_CARDS.keys():
         return "Use a Stripe test card, for example 4242 4242 4242 4242."
     return None
+
+
+def needs_authentication(card_number: str) -> bool:
+    return digits_of(card_number) in AUTHENTICATION_CARDS
+
+
+def after_payment(card_number: str) -> str | None:
+    """What happens after this card paid: refund_fails, dispute, inquiry, early_fraud_warning."""
+    return AFTER_PAYMENT_CARDS.get(digits_of(card_number))
 
 
 def refundable(session: dict[str, Any], amount: int | None) -> int:

@@ -144,6 +144,12 @@
       var url = "/sandbox/payment-intents/" + encodeURIComponent(choice.intent.id) + "/confirm";
       return T.request("POST", url, { card_number: number, client_secret: choice.intent.secret })
         .then(function (result) {
+          var next = result.body && result.body.next_action;
+          if (result.status === 200 && result.body.status === "requires_action" && next) {
+            // 3D Secure: the bank's challenge page, which returns to the success page.
+            window.location.assign(next.redirect_to_url.url);
+            return true;
+          }
           if (result.status === 200 && result.body.success) return succeed(choice.intent.id);
           fail(result);
           cardInput.focus();

@@ -63,7 +63,8 @@
     return true;
   }
 
-  if (OPEN.indexOf(root.dataset.state) !== -1) {
+  // Back from a failed 3D Secure challenge: the payment waits for another card, not for us.
+  if (OPEN.indexOf(root.dataset.state) !== -1 && !("notAuthenticated" in root.dataset)) {
     T.watch("/api/tokens/purchases/" + encodeURIComponent(root.dataset.purchaseId), follow, EVERY_MS);
   }
 })();

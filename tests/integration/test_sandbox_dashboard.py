@@ -15,7 +15,7 @@ from tests.integration.test_sandbox_purchase import pay, pending
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer
 
-ACTION = re.compile(r'action="/sandbox/sessions/(?P<id>[^/"]+)/(?P<action>[a-z]+)"')
+ACTION = re.compile(r'action="/sandbox/sessions/(?P<id>[^/"]+)/(?P<action>[a-z_]+)"')
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,13 @@ def test_a_bank_debit_offers_settle_or_fail_then_refund_and_dispute(
     assert act(buyer, session, "settle") == 303
     assert actions(buyer, session) == {"refund", "dispute"}
     assert act(buyer, session, "dispute") == 303
-    assert actions(buyer, session) == set()  # Stripe refuses to refund a disputed charge
+    # Stripe refuses to refund a disputed charge; the issuer decides the dispute
+    assert actions(buyer, session) == {"win_dispute", "lose_dispute"}
+    assert "dispute needs_response" in row_of(buyer, session)
+    assert act(buyer, session, "win_dispute") == 303
+    assert actions(buyer, session) == set()
+    assert "dispute won" in row_of(buyer, session)
+    assert act(buyer, session, "lose_dispute") == 409
 
 
 def test_a_failed_bank_debit_offers_nothing_and_cannot_be_settled(
@@ -109,3 +115,37 @@ def test_an_unknown_payment_is_not_found_not_an_outage(sandbox_app: AppServer) -
         assert "Retry-After" not in page.headers
         assert "has no such payment" in page.text
     assert act(buyer, "cs_test_bogus", "expire") == 404
+
+
+def card_payment(buyer: Buyer, card: str) -> str:
+    started = buyer.checkout("starter")
+    assert pay(buyer, started["url"], card_number=card)[0] == 303
+    return str(started["session_id"])
+
+
+def test_a_refund_on_the_failing_refund_card_can_be_failed_once(sandbox_app: AppServer) -> None:
+    buyer = Buyer(sandbox_app.url, "dash-refund-fails@example.com")
+    session = card_payment(buyer, "4000 0000 0000 5126")
+    assert actions(buyer, session) == {"refund", "dispute"}
+    assert act(buyer, session, "refund") == 303
+    assert actions(buyer, session) == {"fail_refund", "dispute"}
+    assert act(buyer, session, "fail_refund") == 303
+    assert "refund failed" in row_of(buyer, session)
+    assert actions(buyer, session) == {"refund", "dispute"}  # the money is still ours
+    assert act(buyer, session, "fail_refund") == 409
+
+
+def test_the_dispute_and_inquiry_cards_open_them_after_the_payment(
+    sandbox_app: AppServer,
+) -> None:
+    buyer = Buyer(sandbox_app.url, "dash-disputes@example.com")
+    disputed = card_payment(buyer, "4000 0000 0000 0259")
+    inquiry = card_payment(buyer, "4000 0000 0000 1976")
+    assert actions(buyer, disputed) == {"win_dispute", "lose_dispute"}
+    assert actions(buyer, inquiry) == {"close_inquiry"}
+    assert "dispute warning_needs_response" in row_of(buyer, inquiry)
+    assert act(buyer, disputed, "lose_dispute") == 303
+    assert act(buyer, inquiry, "close_inquiry") == 303
+    assert "dispute lost" in row_of(buyer, disputed)
+    assert "dispute warning_closed" in row_of(buyer, inquiry)
+    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")

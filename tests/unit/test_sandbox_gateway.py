@@ -98,6 +98,9 @@ def test_paid_sessions_are_listed_as_succeeded_payment_intents(gateway: SandboxP
         "latest_charge": payment["latest_charge"],
         "livemode": False,
         "metadata": {"purchase_id": "purchase-1", "user_id": "user-1", "pack_id": "popular"},
+        "next_action": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
         "payment_method_types": ["card"],
         "status": "succeeded",
     }
@@ -130,11 +133,12 @@ def test_events_are_listed_newest_first_filtered_by_type_and_time(
     )
     events = list(gateway.list_events(created_gte=START))
     assert [e["type"] for e in events] == [
+        "refund.created",
         "charge.refunded",
         "checkout.session.expired",
         "checkout.session.completed",
     ]
-    assert [e["created"] for e in events] == [START + 120, START + 60, START]
+    assert [e["created"] for e in events] == [START + 120, START + 120, START + 60, START]
     completed = events[-1]
     assert completed["object"] == "event"
     assert completed["id"].startswith("evt_sandbox_")
@@ -142,6 +146,7 @@ def test_events_are_listed_newest_first_filtered_by_type_and_time(
     assert completed["data"]["object"]["payment_status"] == "paid"
     assert completed["data"]["object"]["payment_intent"] == intent_id
     assert [e["type"] for e in gateway.list_events(created_gte=START + 60)] == [
+        "refund.created",
         "charge.refunded",
         "checkout.session.expired",
     ]
@@ -181,10 +186,17 @@ def test_refunds_are_cumulative_on_the_charge(gateway: SandboxPayments) -> None:
         "charge": first["charge"],
         "created": START,
         "currency": "usd",
+        "customer": "cus_test",
+        "customer_account": None,
+        "destination_details": {"card": {"type": "refund"}, "type": "card"},
         "metadata": {"reason": "goodwill"},
         "payment_intent": intent_id,
+        "payment_method": None,
         "reason": None,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
         "status": "succeeded",
+        "transfer_reversal": None,
     }
     assert first["id"].startswith("re_sandbox_")
     [payment] = gateway.list_payments(created_gte=0)
