@@ -52,6 +52,7 @@ DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.REFUND: _refund,
     TxnType.DISPUTE: lambda e, n, c: f"Disputed payment for {pack_name(e, c)}: tokens held back",
     TxnType.DISPUTE_REVERSAL: lambda e, n, c: f"Dispute won: {pack_name(e, c)} tokens returned",
+    TxnType.REFUND_REVERSAL: lambda e, n, c: f"Refund failed: {pack_name(e, c)} tokens returned",
     TxnType.DEBT_REPAYMENT: lambda e, n, c: f"Debt repaid: {-e.amount} tokens",
     TxnType.GRANT: lambda e, n, c: f"Grant: {e.reason}" if e.reason else "Grant",
     TxnType.SPEND: lambda e, n, c: e.reason or "Spent",

@@ -27,6 +27,7 @@ TYPE_LABELS: dict[TxnType, str] = {
     TxnType.REFUND: "Refunds",
     TxnType.DISPUTE: "Disputes",
     TxnType.DISPUTE_REVERSAL: "Dispute reversals",
+    TxnType.REFUND_REVERSAL: "Failed refunds",
     TxnType.DEBT_REPAYMENT: "Debt repayments",
     TxnType.HOLD: "Reserved",
     TxnType.HOLD_RELEASE: "Released",

@@ -72,7 +72,9 @@ from services.store.port import Store
 T = TypeVar("T")
 MAX_KEPT = 1000
 PROGRESS_EVERY = 10_000
-CLAWBACK_TYPES = frozenset({TxnType.REFUND, TxnType.DISPUTE, TxnType.DISPUTE_REVERSAL})
+CLAWBACK_TYPES = frozenset(
+    {TxnType.REFUND, TxnType.DISPUTE, TxnType.DISPUTE_REVERSAL, TxnType.REFUND_REVERSAL}
+)
 SYSTEM_ACCOUNTS = frozenset(str(account) for account in SystemAccount)
 # A paid purchase's payment intent may be created just before the purchase record.
 WINDOW_MARGIN = timedelta(hours=1)

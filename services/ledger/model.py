@@ -51,6 +51,7 @@ class TxnType(StrEnum):
     REFUND = "refund"
     DISPUTE = "dispute"
     DISPUTE_REVERSAL = "dispute_reversal"
+    REFUND_REVERSAL = "refund_reversal"  # a refund failed or was canceled: tokens returned
     DEBT_REPAYMENT = "debt_repayment"
     HOLD = "hold"
     HOLD_RELEASE = "hold_release"
@@ -65,7 +66,13 @@ class TxnType(StrEnum):
 # standing on the other side of the user.
 ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
     OpKind.CREDIT: frozenset(
-        {TxnType.PURCHASE, TxnType.GRANT, TxnType.DISPUTE_REVERSAL, TxnType.ADJUSTMENT}
+        {
+            TxnType.PURCHASE,
+            TxnType.GRANT,
+            TxnType.DISPUTE_REVERSAL,
+            TxnType.REFUND_REVERSAL,
+            TxnType.ADJUSTMENT,
+        }
     ),
     OpKind.DEBIT: frozenset({TxnType.SPEND, TxnType.ADJUSTMENT}),
     OpKind.TRANSFER: frozenset({TxnType.TRANSFER}),
@@ -83,6 +90,7 @@ COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.PURCHASE: SystemAccount.ISSUANCE,
     TxnType.GRANT: SystemAccount.ISSUANCE,
     TxnType.DISPUTE_REVERSAL: SystemAccount.CLAWBACK,
+    TxnType.REFUND_REVERSAL: SystemAccount.CLAWBACK,
     TxnType.SPEND: SystemAccount.SPEND,
     TxnType.REFUND: SystemAccount.CLAWBACK,
     TxnType.DISPUTE: SystemAccount.CLAWBACK,

@@ -1,42 +1,56 @@
-"""Refunds and disputes from Stripe: tokens taken back, debt, and restoring won disputes.
+"""Refunds and disputes from Stripe: tokens taken back, debt, and tokens given back.
 
-Each event first updates what the purchase knows (the largest cumulative
-refund seen; the dispute's amount and status), then brings the tokens taken
-back for the purchase to the one target those facts give:
+Each event first updates what the purchase knows, by refund id
+(``refund_records``) and by dispute id (``disputes``), then brings the tokens
+taken back for the purchase to the one target those records give::
 
-    refunds alone:               tokens * refunded // amount
-    with an open or lost dispute: tokens * min(amount, refunded + disputed) // amount
+    refunds:                 tokens * refunded // amount
+    refunds and disputes:    tokens * min(amount, refunded + disputed) // amount
 
-Both steps run inside one store transaction (``apply_for_purchase``), so
-repeated, concurrent and out-of-order events converge on one end state: a
-refund during a dispute moves nothing new, a won dispute gives back only what
-the refunds did not take, and a ``closed`` event that overtakes its
-``created`` is remembered. A clawback larger than the balance takes the
-balance to zero and records the rest as debt (ledger rule). Every clawback
-writes a security alert.
+where ``refunded`` is what the active refunds take and ``disputed`` the sum of
+the disputes that take tokens now. Both steps run inside one store
+transaction (``apply_for_purchase``), and each change is one ledger operation
+whose key names the purchase and the change (a refund id and its new status, a
+dispute id and its new status, the charge's cumulative figure), so repeated,
+concurrent and out-of-order events converge on one end state and a redelivery
+never moves tokens twice. A clawback larger than the balance takes the balance
+to zero and records the rest as debt (ledger rule); tokens given back repay
+that debt first. Every clawback writes a security alert, and so does a refund
+that fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.faults import AFTER_RESTORE_COMMIT, fault_point
 from services.ledger.model import JournalTransaction, Operation, OpKind, TxnType, format_time
 from services.ledger.rules import validate
+from services.payments import disputes as dispute_rules
 from services.payments import payload
+from services.payments import refund_records as refund_rules
+from services.payments.disputes import DisputeFact
 from services.payments.model import Purchase, PurchaseState
-from services.payments.purchase_rules import deferred_name
+from services.payments.purchase_rules import DEFERRED_KINDS, deferred_name
+from services.payments.refund_records import RefundFact
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
 
 log = logging.getLogger("token_store.clawbacks")
-ACTIVE_DISPUTE = ("open", "lost")
 # The outcome on the log line of a clawback that left the account in debt.
 CLAWBACK_INTO_DEBT = "clawback_into_debt"
+REFUND_FAILED = "refund_failed"
+# Longer change names are hashed, so that a key stays within the ledger's limit.
+MAX_CHANGE_NAME = 120
+# The stored records of an earlier version: one dispute, its status open | won | lost.
+LEGACY_DISPUTE = {"open": ("needs_response", 2), "won": ("won", 9), "lost": ("lost", 4)}
+KEPT_FIELDS = ("id", "object", "payment_intent", "charge", "amount", "amount_refunded", "status")
 
 
 def share(purchase: Purchase, amount: int) -> int:
@@ -54,8 +68,6 @@ def target(p: Purchase) -> tuple[int, int]:
     if p.state is PurchaseState.NEEDS_REVIEW and p.credit_txn_id is None:
         return 0, 0
     refund = share(p, p.refunded_amount)
-    if p.dispute_status not in ACTIVE_DISPUTE:
-        return refund, 0
     return refund, share(p, p.refunded_amount + p.dispute_amount) - refund
 
 
@@ -63,7 +75,46 @@ def taken(p: Purchase) -> int:
     return p.refunded_tokens + p.disputed_tokens
 
 
-Learn = Callable[[Purchase], Purchase]
+@dataclass(frozen=True)
+class Known:
+    """What a purchase knows of its refunds and disputes."""
+
+    refunds: dict[str, dict[str, Any]]
+    charge_refunded: int
+    disputes: dict[str, dict[str, Any]]
+
+
+def known(p: Purchase) -> Known:
+    """The purchase's records; one stored before refunds were kept by id is read as one."""
+    refunds = {k: dict(v) for k, v in p.refunds.items()}
+    charge = p.charge_refunded or (0 if refunds else p.refunded_amount)
+    disputes = {k: dict(v) for k, v in p.disputes.items()}
+    if not disputes and p.dispute_id and p.dispute_status in LEGACY_DISPUTE:
+        status, rank = LEGACY_DISPUTE[p.dispute_status]
+        amount = p.dispute_amount
+        disputes[p.dispute_id] = {"amount": amount, "status": status, "rank": rank, "funds": None}
+    return Known(refunds, charge, disputes)
+
+
+def with_known(p: Purchase, facts: Known, now: str, dispute_status: str | None) -> Purchase:
+    first_dispute = p.dispute_id or next(iter(sorted(facts.disputes)), None)
+    return p.with_changes(
+        now,
+        refunds=facts.refunds,
+        charge_refunded=facts.charge_refunded,
+        refunded_amount=refund_rules.refunded_amount(
+            facts.refunds, facts.charge_refunded, p.amount
+        ),
+        disputes=facts.disputes,
+        dispute_amount=dispute_rules.disputed_amount(facts.disputes),
+        dispute_id=first_dispute,
+        dispute_status=dispute_status or p.dispute_status,
+    )
+
+
+# Learns from one event: the purchase as it now knows more, and the change's name
+# (None: the event told nothing new).
+Learn = Callable[[Purchase], tuple[Purchase, str | None]]
 DEFERRED = "deferred"
 
 
@@ -80,51 +131,95 @@ class Clawbacks:
         self.security = security
         self.clock = clock
 
-    # -- the three events -------------------------------------------------------
+    # -- refunds ------------------------------------------------------------------
 
     def refunded(self, charge: Mapping[str, Any]) -> str:
-        refunded = payload.amount(charge, "amount_refunded")
+        """``charge.refunded``: the cumulative amount, and the refunds if the charge lists them."""
+        amount = payload.amount(charge, "amount_refunded")
+        listed = refund_rules.refunds_in_charge(charge)
 
-        def learn(p: Purchase) -> Purchase:
-            if refunded <= p.refunded_amount:
-                return p
-            return p.with_changes(self._now(), refunded_amount=refunded)
+        def learn(p: Purchase) -> tuple[Purchase, str | None]:
+            facts = known(p)
+            changes = [f"charge={amount}"] if amount > facts.charge_refunded else []
+            refunds = facts.refunds
+            for fact in listed:
+                refunds, change = refund_rules.learn(refunds, fact)
+                changes += [change] if change else []
+            if not changes:
+                return p, None
+            charge_refunded = max(amount, facts.charge_refunded)
+            updated = Known(refunds, charge_refunded, facts.disputes)
+            return with_known(p, updated, self._now(), None), "+".join(changes)
 
         return self._settle(charge, learn, "refund", "refund", charge_id=charge.get("id"))
 
+    def refund_changed(self, refund: Mapping[str, Any]) -> str:
+        """``refund.created`` / ``updated`` / ``failed``, ``charge.refund.updated``."""
+        fact = RefundFact.of(refund)
+        failed = False
+
+        def learn(p: Purchase) -> tuple[Purchase, str | None]:
+            nonlocal failed  # the last run decides: a store may retry the transaction
+            facts = known(p)
+            refunds, change = refund_rules.learn(facts.refunds, fact)
+            failed = change is not None and fact.status == "failed"
+            if change is None:
+                return p, None
+            updated = Known(refunds, facts.charge_refunded, facts.disputes)
+            return with_known(p, updated, self._now(), None), change
+
+        outcome = self._settle(refund, learn, "refund", "refund", refund_id=fact.id)
+        if failed:
+            self._refund_failed(refund, fact)
+        return outcome
+
+    def _refund_failed(self, refund: Mapping[str, Any], fact: RefundFact) -> None:
+        """One alert per failed refund: the buyer got no money back, so keeps the tokens."""
+        purchase = self._find(refund)
+        self.security.alert(
+            REFUND_FAILED,
+            "warning",
+            user_id=purchase.user_id if purchase else None,
+            purchase_id=purchase.id if purchase else None,
+            reason=f"refund {fact.id} of {fact.amount} failed"
+            f" ({refund.get('failure_reason') or 'no reason given'}); its tokens are returned",
+            refund_id=fact.id,
+        )
+
+    # -- disputes -----------------------------------------------------------------
+
     def dispute_opened(self, dispute: Mapping[str, Any]) -> str:
-        dispute_id, amount = payload.text(dispute, "id"), payload.amount(dispute, "amount")
-
-        def learn(p: Purchase) -> Purchase:
-            if p.dispute_id is not None:  # seen already, or closed before this arrived
-                return p
-            return p.with_changes(
-                self._now(), dispute_id=dispute_id, dispute_status="open", dispute_amount=amount
-            )
-
-        return self._settle(dispute, learn, "dispute", "dispute_opened", dispute_id=dispute_id)
+        """``charge.dispute.created``; a dispute without a status is a chargeback."""
+        return self.dispute_changed({"status": "needs_response", **dispute})
 
     def dispute_closed(self, dispute: Mapping[str, Any]) -> str:
-        dispute_id = payload.text(dispute, "id")
-        # Only needed when the closed event overtook the created one.
-        amount = payload.amount(dispute, "amount") if "amount" in dispute else 0
-        status = "won" if payload.text(dispute, "status") == "won" else "lost"
-
-        def learn(p: Purchase) -> Purchase:
-            if p.dispute_status in ("won", "lost"):
-                return p
-            return p.with_changes(
-                self._now(),
-                dispute_id=p.dispute_id or dispute_id,
-                dispute_status=status,
-                dispute_amount=p.dispute_amount or amount,
-            )
-
-        outcome = self._settle(dispute, learn, "dispute", "dispute_closed", dispute_id=dispute_id)
+        outcome = self.dispute_changed(dispute)
         stored = self._find(dispute)
         if stored is None or outcome in ("no_purchase", DEFERRED):
             return outcome
-        return f"dispute_{stored.dispute_status}"
+        record = known(stored).disputes.get(payload.text(dispute, "id"), {})
+        return f"dispute_{record.get('status') or 'unchanged'}"
+
+    def funds_withdrawn(self, dispute: Mapping[str, Any]) -> str:
+        return self.dispute_changed(dispute, dispute_rules.WITHDRAWN)
+
+    def funds_reinstated(self, dispute: Mapping[str, Any]) -> str:
+        return self.dispute_changed(dispute, dispute_rules.REINSTATED)
+
+    def dispute_changed(self, dispute: Mapping[str, Any], funds: str | None = None) -> str:
+        """Any ``charge.dispute.*`` event: the dispute's status, and the money's news."""
+        fact = DisputeFact.of(dispute, funds)
+
+        def learn(p: Purchase) -> tuple[Purchase, str | None]:
+            facts = known(p)
+            disputes, change = dispute_rules.learn(facts.disputes, fact)
+            if change is None:
+                return p, None
+            updated = Known(facts.refunds, facts.charge_refunded, disputes)
+            return with_known(p, updated, self._now(), disputes[fact.id]["status"]), change
+
+        kind = "dispute_funds" if funds else "dispute"
+        return self._settle({**dispute, "funds": funds}, learn, "dispute", kind, dispute_id=fact.id)
 
     # -- events that overtook their payment -----------------------------------------
 
@@ -133,38 +228,60 @@ class Clawbacks:
 
         Checkout learns a session's payment intent from the event that pays it,
         and Stripe does not promise order: a refund or a dispute can arrive
-        first (say, while that event is being retried). Kept by payment intent
-        and kind; for refunds, the largest cumulative amount wins.
+        first (say, while that event is being retried). Kept by payment intent,
+        one record for refunds and one for disputes, each event once by what it
+        says; of the charge's cumulative amounts, the largest. Applying them in
+        any order ends in one state, since every record only moves forward.
         """
         intent = obj.get("payment_intent")
         if not isinstance(intent, str) or not intent:
             return False
-        amount = payload.amount(obj, "amount_refunded") if kind == "refund" else None
+        kept_obj = {k: obj[k] for k in (*KEPT_FIELDS, "funds", "refunds") if k in obj}
+        item = _deferred_item(kept_obj)
+        name = deferred_name(intent, "refund" if kind == "refund" else "dispute_opened")
 
         def keep(kept: dict[str, Any] | None) -> dict[str, Any] | None:
             # Read and written in one store transaction: two deliveries racing
             # (500 then 999 refunded in all) can never leave the smaller one kept.
-            if amount is not None and kept and amount <= int(kept.get("amount_refunded") or -1):
+            items = dict((kept or {}).get("items") or {})
+            if kept and "items" not in kept:  # one object, as an earlier version kept it
+                items[_deferred_item(kept)] = kept
+            before = items.get(item)
+            if before is not None and int(before.get("amount_refunded") or 0) >= int(
+                kept_obj.get("amount_refunded") or 0
+            ):
                 return None
-            return dict(obj)
+            items[item] = kept_obj
+            return {"items": items}
 
-        self.store.update_setting(deferred_name(intent, kind), keep)
+        self.store.update_setting(name, keep)
         log.info("%s for unknown payment %s kept until its purchase is paid", kind, intent)
         return True
 
     def apply_deferred(self, payment_intent: str) -> None:
-        """Apply what arrived before the purchase knew its payment intent, in Stripe's order."""
-        handlers = (
-            ("refund", self.refunded),
-            ("dispute_opened", self.dispute_opened),
-            ("dispute_closed", self.dispute_closed),
-        )
-        for kind, handle in handlers:
+        """Apply what arrived before the purchase knew its payment intent."""
+        for kind in DEFERRED_KINDS:
             kept = self.store.get_setting(deferred_name(payment_intent, kind))
-            if kept:
-                handle(kept)  # converges on one end state however often it runs
+            if not kept:
+                continue
+            items = kept.get("items") if "items" in kept else {"": kept}
+            for obj in (items or {}).values():
+                self._replay(obj, kind)  # converges on one end state however often it runs
 
-    # -- one path for all three ---------------------------------------------------
+    def _replay(self, obj: Mapping[str, Any], kind: str) -> None:
+        what = obj.get("object")
+        if what == "charge":
+            self.refunded(obj)
+        elif what == "refund":
+            self.refund_changed(obj)
+        elif kind == "dispute_closed":
+            self.dispute_closed(obj)
+        elif obj.get("funds"):
+            self.dispute_changed(obj, str(obj["funds"]))
+        else:
+            self.dispute_opened(obj)
+
+    # -- one path for every event ---------------------------------------------------
 
     def _find(self, obj: Mapping[str, Any]) -> Purchase | None:
         intent = obj.get("payment_intent")
@@ -186,31 +303,38 @@ class Clawbacks:
             return "no_purchase"
 
         def build(p: Purchase) -> Operation | None:
-            return self._move(p, learn(p), what)
+            learnt, change = learn(p)
+            return None if change is None else self._move(p, learnt, change)
 
         def mark(p: Purchase, txn: JournalTransaction | None) -> Purchase | None:
-            known = learn(p)
-            refund, dispute = target(known)
-            settled = known.with_changes(
-                known.updated_at,
+            learnt, change = learn(p)
+            if change is None:
+                return None
+            refund, dispute = target(learnt)
+            return learnt.with_changes(
+                learnt.updated_at,
                 refunded_tokens=refund,
                 disputed_tokens=dispute,
                 clawback_moves=p.clawback_moves + (txn is not None),
             )
-            return None if settled == p else settled
 
         txn, settled = self.store.apply_for_purchase(
             purchase.id, (purchase.user_id,), build, mark, self.clock()
         )
         if txn is None:
-            if settled.dispute_status == "won":
-                # An earlier attempt may have restored and died before repaying.
-                self._repay_from_restore(settled)
+            # An earlier attempt may have given tokens back and died before repaying.
+            self._repay_from_restore(settled)
             return f"{what}_unchanged"
         if txn.kind is OpKind.CREDIT:
             fault_point(AFTER_RESTORE_COMMIT)
             self._repay_from_restore(settled)
             return f"{what}_restored"
+        self._alert(purchase, txn, what, details)
+        return f"{what}_clawed_back"
+
+    def _alert(
+        self, purchase: Purchase, txn: JournalTransaction, what: str, details: dict[str, Any]
+    ) -> None:
         entry = txn.user_entry(purchase.user_id)
         moved = -entry.amount
         self.security.alert(
@@ -234,22 +358,29 @@ class Clawbacks:
                     "outcome": CLAWBACK_INTO_DEBT,
                 },
             )
-        return f"{what}_clawed_back"
 
     def _repay_from_restore(self, settled: Purchase) -> None:
-        """Repay debt from the tokens a won dispute gave back, once per restore.
+        """Repay debt from tokens given back, once per restore.
 
-        Only restores credit here (a won dispute), and each one adds a move, so the
-        count names it for the retry too, which finds the purchase already settled."""
+        Each movement adds a move, so the count names it for the retry too, which
+        finds the purchase already settled. Nothing happens without debt and balance.
+        """
+        if settled.clawback_moves == 0:
+            return
         restore = f"restore:{settled.id}:{settled.clawback_moves}"
         self.ledger.settle_debt(settled.user_id, restore)
 
-    def _move(self, before: Purchase, known: Purchase, what: str) -> Operation | None:
-        """The ledger operation that brings the tokens taken back to ``target(known)``."""
+    def _move(self, before: Purchase, known: Purchase, change: str) -> Operation | None:
+        """The ledger operation that brings the tokens taken back to ``target(known)``.
+
+        Keyed on the purchase and the change, which happens once: records only move
+        forward, so a redelivery learns nothing and moves nothing.
+        """
         refund, dispute = target(known)
         delta = refund + dispute - taken(before)
-        # The same totals can recur (taken back, restored, taken again): count the moves.
-        key = f"{before.id}:{before.clawback_moves}:{taken(before)}->{refund + dispute}"
+        if change and len(change) > MAX_CHANGE_NAME:
+            change = hashlib.sha256(change.encode()).hexdigest()
+        key = f"{before.id}:{change}"
         refs = {"purchase_id": before.id}
         reason = f"{before.pack_id} pack"
         if delta > 0:
@@ -266,13 +397,18 @@ class Clawbacks:
                 )
             )
         if delta < 0:
+            given = (
+                TxnType.REFUND_REVERSAL
+                if refund < before.refunded_tokens
+                else TxnType.DISPUTE_REVERSAL
+            )
             return validate(
                 Operation(
                     OpKind.CREDIT,
                     f"restore:{key}",
                     before.user_id,
                     -delta,
-                    TxnType.DISPUTE_REVERSAL,
+                    given,
                     reason=reason,
                     refs=refs,
                 )
@@ -281,3 +417,10 @@ class Clawbacks:
 
     def _now(self) -> str:
         return format_time(self.clock())
+
+
+def _deferred_item(obj: Mapping[str, Any]) -> str:
+    """What a kept event is about: the charge's total, or one status of one refund or dispute."""
+    if obj.get("object") == "charge":
+        return "charge"
+    return f"{obj.get('id')}:{obj.get('status')}:{obj.get('funds') or ''}"

@@ -141,8 +141,15 @@ class Fulfilment:
             "payment_intent.succeeded": lambda o: self._outcome(self.fulfil_payment_intent(o)),
             "payment_intent.payment_failed": self._declined_payment_intent,
             "charge.refunded": self.clawbacks.refunded,
+            "refund.created": self.clawbacks.refund_changed,
+            "refund.updated": self.clawbacks.refund_changed,
+            "refund.failed": self.clawbacks.refund_changed,
+            "charge.refund.updated": self.clawbacks.refund_changed,
             "charge.dispute.created": self.clawbacks.dispute_opened,
+            "charge.dispute.updated": self.clawbacks.dispute_changed,
             "charge.dispute.closed": self.clawbacks.dispute_closed,
+            "charge.dispute.funds_withdrawn": self.clawbacks.funds_withdrawn,
+            "charge.dispute.funds_reinstated": self.clawbacks.funds_reinstated,
             "radar.early_fraud_warning.created": self.fraud_warnings.created,
         }
 
@@ -252,14 +259,24 @@ class Fulfilment:
                 extra={"purchase_id": paid.id, "user_id": paid.user_id},
             )
 
-    def _follow_up(self, paid: Purchase, txn: JournalTransaction | None) -> None:
-        """Repay debt from the credit, and apply refunds or disputes that came first."""
+    def _follow_up(
+        self,
+        paid: Purchase,
+        txn: JournalTransaction | None,
+        repay: bool = True,
+        deferred: bool = True,
+    ) -> None:
+        """Repay debt from the credit, and apply refunds or disputes that came first.
+
+        ``repay`` and ``deferred`` False: a read in the credit's transaction showed
+        no debt, or no kept refund or dispute, so there is nothing to look up.
+        """
         # Also when an earlier attempt committed the credit and died before repaying:
         # the retry finds the purchase paid. Keyed on the credit, so it repays once.
         credited = txn.id if txn is not None else paid.credit_txn_id
-        if credited is not None:
+        if credited is not None and repay:
             self.ledger.settle_debt(paid.user_id, credited)
-        if paid.payment_intent_id:
+        if paid.payment_intent_id and deferred:
             self.clawbacks.apply_deferred(paid.payment_intent_id)
 
     # -- a paid event in one store transaction ---------------------------------------
@@ -281,7 +298,7 @@ class Fulfilment:
             return result
         self._credited(result.purchase, result.txn)
         if not result.recorded:
-            self._follow_up(result.purchase, result.txn)
+            self._follow_up(result.purchase, result.txn, result.repay, result.deferred)
         return result
 
     def _paid_request(self, event: Mapping[str, Any]) -> PaidEvent | None:

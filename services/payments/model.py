@@ -63,13 +63,19 @@ class Purchase:
     credit_txn_id: str | None = None
     review_reason: str | None = None
     gift_from: str | None = None  # set when the buyer pays for someone else
-    refunded_amount: int = 0  # cumulative, minor units, as Stripe last reported it
+    refunded_amount: int = 0  # minor units of the active refunds (``refund_records``)
     refunded_tokens: int = 0  # tokens clawed back for refunds so far
     dispute_id: str | None = None
-    dispute_status: str | None = None  # open | won | lost
-    dispute_amount: int = 0  # minor units the dispute is about
-    disputed_tokens: int = 0  # tokens clawed back for the open or lost dispute
+    dispute_status: str | None = None  # Stripe's status of the dispute that changed last
+    dispute_amount: int = 0  # minor units of the disputes that take tokens now
+    disputed_tokens: int = 0  # tokens clawed back for disputes that take tokens now
     clawback_moves: int = 0  # token movements for refunds and disputes so far; keys them
+    # refund id -> {"amount", "status"} (``refund_records``); the largest cumulative
+    # amount a ``charge.refunded`` reported, for refunds not yet known by id.
+    refunds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    charge_refunded: int = 0
+    # dispute id -> {"amount", "status", "rank", "funds"} (``disputes``).
+    disputes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -1,7 +1,9 @@
 """Operator refunds: never refund more than the user's unspent tokens cover, unless forced.
 
-The refund goes through the payment provider; the provider's `charge.refunded`
-event then claws the tokens back through the webhook, like any other refund.
+The refund goes through the payment provider; the provider's refund and
+`charge.refunded` events then claw the tokens back through the webhook, like any
+other refund. Only active refunds count (``Purchase.refunded_amount``): after a
+refund fails or is canceled, the operator can refund again.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.errors import DomainError, PurchaseNotFound
+from services.payments import refund_records
 from services.payments.model import Purchase, PurchaseState
 from services.payments.port import PaymentsError, PaymentsGateway
 from services.store.port import Store
@@ -82,7 +85,11 @@ class RefundService:
     def refund(self, plan: RefundPlan, key: str | None = None) -> dict[str, Any]:
         """``key``: the caller's idempotency key (an operator's form), so a repeat refunds once."""
         purchase = plan.purchase
+        # A refund that failed or was canceled no longer counts, so the same figures recur:
+        # the count of those makes the next refund a new one at the provider.
         default = f"{purchase.refunded_amount}-{plan.amount}"
+        if refund_records.ended(purchase.refunds):
+            default += f"-after{refund_records.ended(purchase.refunds)}"
         try:
             return self.payments.create_refund(
                 payment_intent=str(purchase.payment_intent_id),
