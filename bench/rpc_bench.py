@@ -36,6 +36,7 @@ from services.payments.model import User
 from services.store.firestore import FirestoreStore
 from services.store.firestore_client import open_client
 from tests.support.purchases import event, session_object
+from tests.support.stripe_fixtures import fixture
 
 PROJECT = "rpc-bench"
 START, END = "<!-- rpc_bench:start -->", "<!-- rpc_bench:end -->"
@@ -112,6 +113,31 @@ class Workload:
         )
         return event("checkout.session.completed", paid, event_id=f"evt_{self.tag}{self.n}")
 
+    def embedded(self, buyer: User) -> dict[str, Any]:
+        """A started embedded payment; returns its payment_intent.succeeded event."""
+        self.n += 1
+        purchase, intent = self.services.checkout.start_payment_intent(
+            buyer, PACK, f"{self.tag}-e{self.n}"
+        )
+        succeeded = fixture(
+            "payment_intent",
+            id=intent.id,
+            status="succeeded",
+            amount=purchase.amount,
+            amount_received=purchase.amount,
+            currency=purchase.currency,
+            metadata={"purchase_id": purchase.id, "user_id": purchase.user_id},
+        )
+        return event("payment_intent.succeeded", succeeded, event_id=f"evt_{self.tag}{self.n}")
+
+    def debtor(self) -> User:
+        """A buyer owing tokens: their next paid event repays the debt after the credit."""
+        user = self.user(funded=10)
+        self.services.ledger.clawback(
+            user.id, 15, key=f"{self.tag}-owe{self.n}", type=TxnType.REFUND
+        )
+        return user
+
 
 def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
     """Operation name -> set-up (not counted) returning the operation (counted)."""
@@ -130,6 +156,14 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
 
     def paid_event() -> Callable[[], object]:
         paid = work.checkout(work.user())
+        return lambda: services.events.process(paid)
+
+    def paid_intent() -> Callable[[], object]:
+        paid = work.embedded(work.user())
+        return lambda: services.events.process(paid)
+
+    def paid_by_debtor() -> Callable[[], object]:
+        paid = work.checkout(work.debtor())
         return lambda: services.events.process(paid)
 
     def redelivered() -> Callable[[], object]:
@@ -156,6 +190,8 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
 
     return {
         "paid checkout.session.completed": paid_event,
+        "paid payment_intent.succeeded (embedded)": paid_intent,
+        "paid event, buyer in debt (repaid after the commit)": paid_by_debtor,
         "redelivered processed event": redelivered,
         "spend": spend,
         "transfer (tip)": transfer,

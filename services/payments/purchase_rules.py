@@ -148,7 +148,8 @@ class PaidResult:
     """``handled`` False: nothing was written, the caller takes the general path.
 
     ``recorded`` False on a handled event: the credit (if any) is committed, and the
-    caller repays debt and applies deferred records before recording the event.
+    caller repays debt (``repay``) and applies deferred records (``deferred``)
+    before recording the event.
     """
 
     handled: bool
@@ -157,6 +158,8 @@ class PaidResult:
     purchase: Purchase | None = None
     txn: JournalTransaction | None = None
     recorded: bool = False
+    repay: bool = False
+    deferred: bool = False
 
 
 NOT_HANDLED = PaidResult(handled=False)
@@ -172,11 +175,14 @@ def _ours(read: PaidRead, event: PaidEvent) -> Purchase | None:
     return purchase
 
 
-def follow_up_needed(read: PaidRead, paid: Purchase, locator: PaidLocator) -> bool:
-    """Debt to repay from the credit, or deferred records to apply (or not read)."""
+def debt_to_repay(read: PaidRead, paid: Purchase) -> bool:
+    """A credited purchase whose account owes: the credit repays it, after the commit."""
     in_debt = read.account is not None and read.account.debt > 0
-    if paid.credit_txn_id is not None and in_debt:
-        return True
+    return paid.credit_txn_id is not None and in_debt
+
+
+def deferred_to_apply(read: PaidRead, paid: Purchase, locator: PaidLocator) -> bool:
+    """Refunds or disputes kept for the payment intent (or an intent whose were not read)."""
     if paid.payment_intent_id is None:
         return False
     return paid.payment_intent_id != locator.payment_intent or any(read.deferred.values())
@@ -203,8 +209,9 @@ def apply_paid_event(work: PaidWork, event: PaidEvent, now: datetime) -> PaidRes
     if paid is not purchase:
         work.save_purchase(paid)
     outcome = str(paid.state)
-    if follow_up_needed(read, paid, locator):
-        return PaidResult(handled=True, outcome=outcome, purchase=paid, txn=txn)
+    repay, deferred = debt_to_repay(read, paid), deferred_to_apply(read, paid, locator)
+    if repay or deferred:
+        return PaidResult(True, False, outcome, paid, txn, repay=repay, deferred=deferred)
     fault_point(BEFORE_EVENT_RECORD)  # a kill here commits nothing
     record_event(work, event_record(locator.event_id, event.event_type, outcome, now))
     if read.failure_open:
