@@ -124,3 +124,23 @@ def test_a_warning_that_is_not_actionable_or_for_an_unknown_payment_is_alerted(
     assert account(buyer) == (110, 0)
     outcomes = {(a["purchase_id"], a["outcome"]) for a in fraud_alerts(app)}
     assert outcomes == {(purchase.id, "efw_not_actionable"), (None, "efw_unknown_payment")}
+
+
+def test_the_sandboxs_fraud_card_is_refunded_and_its_tokens_taken_back(
+    start_app: StartApp,
+) -> None:
+    """Card 4000 0000 0000 5423 pays, then the sandbox sends an actionable warning."""
+    app = start_app({})
+    buyer = Buyer(app.url, f"efw-card-{uuid.uuid4().hex[:8]}@example.com")
+    started = buyer.checkout("popular")
+    buyer.post(
+        started["url"].removeprefix(app.url),
+        data={"csrf_token": buyer.csrf, "card_number": "4000000000005423"},
+        allow_redirects=False,
+    )
+    wait_for(lambda: sandbox_refunds(app) == 1, "the warning's refund")
+    wait_for(lambda: pending(buyer) == 0, "the refund's events to be delivered")
+    assert account(buyer) == (0, 0)
+    assert [t["type"] for t in buyer.history()] == ["refund", "purchase"]
+    outcomes = {(a["purchase_id"], a["outcome"]) for a in fraud_alerts(app)}
+    assert outcomes == {(started["purchase_id"], "efw_refunded")}
