@@ -35,10 +35,14 @@ consistent read of the account (read-only transaction) and its newest entries
 in that order, each entry's ``balance_after`` and ``seq`` derived by walking
 back from the current balance; the cursor carries where it stopped (seq,
 balance, entry id), so later pages need no fresh snapshot: older entries never
-change place. A returned or looked-up transaction derives its blind entries'
-figures from the balance its epoch opened with (kept on the entry) plus the
-credits of that epoch up to it: one aggregation query. Entries written before
-shards existed have no ``pos``: backfill ``pos = 2 * seq`` on them.
+change place. The transaction an operation returns reads its blind entries'
+figures as of its commit time (one batched read at that moment); a replayed or
+looked-up one derives them as the history does: the balance its epoch opened
+with (kept on the entry) plus the credits of that epoch up to it (one
+aggregation query and one query for credits of the same millisecond). Credits
+committed at the same moment have no order of their own, so those figures may
+count each other's amount either way; the balance itself is always exact.
+Entries written before shards existed have no ``pos``: backfill ``pos = 2 * seq``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,6 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 from google.cloud import firestore
-from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.errors import (
@@ -88,7 +91,8 @@ T = TypeVar("T")
 ACCOUNTS, JOURNAL, ENTRIES = "accounts", "journal", "entries"
 SHARDS_COLLECTION = "shards"
 # Credits spread over this many shard documents per account; a debit reads them all.
-SHARDS = 8
+# Only ever raise it: a debit reads shards 0..SHARDS-1, so a lower number would hide tokens.
+SHARDS = 4
 HISTORY_CHUNK = 100
 PAGE_SIZE = 300
 # Outer attempts on top of the client's own commit retries; with jittered
@@ -116,6 +120,12 @@ _ORDER_FIELDS = ("pos", "at", "epoch_balance", "epoch_seq")
 def _entry(snap: Any) -> Entry:
     data = {k: v for k, v in (snap.to_dict() or {}).items() if k not in _ORDER_FIELDS}
     return Entry.from_dict(data)
+
+
+def _commit_time(transaction: firestore.Transaction) -> datetime | None:
+    """When ``transaction`` committed: the update time of its first write."""
+    results = getattr(transaction, "write_results", None) or []
+    return results[0].update_time if results else None
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -197,8 +207,6 @@ class _FirestoreUnitOfWork:
         self.prefetched = prefetched or {}
         self.read_state: dict[str, _Stored] = {}
         self.blind: frozenset[str] = frozenset()
-        # Blind entries written: entry id -> (its write's place in the commit, order fields).
-        self.blind_orders: dict[str, tuple[int, dict[str, Any]]] = {}
 
     def _get_all(self, refs: list[Any]) -> list[Any]:
         missing = [ref for ref in refs if ref.path not in self.prefetched]
@@ -223,10 +231,8 @@ class _FirestoreUnitOfWork:
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.transaction.create(self.store.journal_ref(txn.id), txn.to_dict())
-        for entry in txn.entries:  # writes 1.. of the commit, after the journal's
+        for entry in txn.entries:
             order = {} if entry.user_id is None else self._order(entry.user_id)
-            if entry.user_id in self.blind:
-                self.blind_orders[entry.id] = (1 + entry.index, order)
             self.transaction.create(self.store.entry_ref(entry.id), {**entry.to_dict(), **order})
         for account in accounts:
             if account.user_id in self.blind:
@@ -249,17 +255,6 @@ class _FirestoreUnitOfWork:
             "epoch_balance": stored.epoch_balance,
             "epoch_seq": stored.epoch_seq,
         }
-
-    def written_orders(self, transaction: firestore.Transaction) -> dict[str, dict[str, Any]]:
-        """The order fields of the blind entries committed, with ``at`` as the server
-        set it (from the commit's results): no need to read the entries back."""
-        results = getattr(transaction, "write_results", None) or []
-        found: dict[str, dict[str, Any]] = {}
-        for entry_id, (place, order) in self.blind_orders.items():
-            if place < len(results) and results[place].transform_results:
-                at = _helpers.decode_value(results[place].transform_results[0], self.store.db)
-                found[entry_id] = {**order, "at": at}
-        return found
 
     def _credit_blind(self, account: Account) -> None:
         """Add to one random shard without reading it: credits do not collide."""
@@ -409,34 +404,53 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         blind = blind_credits(op)
         names = (op.transaction_id, *(u for u in op.user_ids if u not in blind))
         with self._local_locks(names):
-            txn, uow, transaction = self._in_transaction(lambda t: self._execute(t, op, now))
+            txn, transaction = self._in_transaction(lambda t: self._execute(t, op, now))
         try:
-            return self.resolved(txn, uow.written_orders(transaction))
+            at = _commit_time(transaction)
+            return self.resolved(txn) if at is None else self._as_committed(txn, at)
         except StorageError:
             # Committed: a failed read of the figures must not report the operation as
             # failed. Its blind entries then show no balance_after; the history does.
             return txn
 
-    def _execute(
-        self, transaction: firestore.Transaction, op: Operation, now: datetime
-    ) -> tuple[JournalTransaction, _FirestoreUnitOfWork, firestore.Transaction]:
-        uow = self._unit_of_work(transaction)
-        return execute(uow, op, now), uow, transaction
-
-    def resolved(
-        self, txn: JournalTransaction, known: Mapping[str, Mapping[str, Any]] | None = None
-    ) -> JournalTransaction:
-        """``txn`` with the seq and balance_after of its blind entries derived, as its
-        account's history shows them. ``known`` holds entry documents' order fields
-        by entry id (from the commit); the others are read."""
+    def _as_committed(self, txn: JournalTransaction, at: datetime) -> JournalTransaction:
+        """``txn``, just committed at ``at``, with its blind entries' figures read as of
+        that moment: one batched read of their accounts' documents. (A credit made
+        at the same moment as another of the same epoch may later show the other's
+        amount in its history's figure: see the module's docstring.)"""
         blind = [e for e in txn.entries if e.user_id is not None and e.seq is None]
         if not blind:
             return txn
-        orders = dict(known or {})
-        refs = [self.entry_ref(e.id) for e in blind if e.id not in orders]
-        if refs:
-            snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
-            orders.update({snap.id: snap.to_dict() or {} for snap in snaps if snap.exists})
+        refs = [
+            r
+            for e in blind
+            for r in [self.account_ref(str(e.user_id)), *self.shard_refs(str(e.user_id))]
+        ]
+        snaps = self._call(
+            lambda: list(self.db.get_all(refs, read_time=at, timeout=CALL_TIMEOUT_S))
+        )
+        accounts = self._accounts(snaps)
+        entries = list(txn.entries)
+        for entry in blind:
+            account = accounts[str(entry.user_id)]
+            entries[entry.index] = replace(entry, seq=account.seq, balance_after=account.balance)
+        return replace(txn, entries=tuple(entries))
+
+    def _execute(
+        self, transaction: firestore.Transaction, op: Operation, now: datetime
+    ) -> tuple[JournalTransaction, firestore.Transaction]:
+        # The transaction comes back so that its commit time can be read after the commit.
+        return execute(self._unit_of_work(transaction), op, now), transaction
+
+    def resolved(self, txn: JournalTransaction) -> JournalTransaction:
+        """``txn`` with the seq and balance_after of its blind entries derived, as its
+        account's history shows them."""
+        blind = [e for e in txn.entries if e.user_id is not None and e.seq is None]
+        if not blind:
+            return txn
+        refs = [self.entry_ref(e.id) for e in blind]
+        snaps = self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
+        orders = {snap.id: snap.to_dict() or {} for snap in snaps if snap.exists}
         entries = list(txn.entries)
         for entry in blind:
             if entry.id in orders:
