@@ -125,9 +125,18 @@ def refund(
 
 @tokens_cli.command("release-expired-holds")
 def release_expired_holds() -> None:
-    """Release every hold past its expiry (run it periodically, e.g. from Cloud Scheduler)."""
+    """Release every hold past its expiry, and cancel embedded payments' intents as old as
+    a checkout session can be (run it periodically, e.g. from Cloud Scheduler)."""
     released = services().ledger.release_expired_holds()
     click.echo(f"released {released} expired holds")
+    gateway = services().payments
+    gateway.deliver_in_foreground()
+    try:
+        canceled = services().fulfilment.intents.cancel_stale()
+    except PaymentsError as exc:
+        raise click.ClickException(f"the payment provider did not answer: {exc}") from exc
+    gateway.deliver_pending()
+    click.echo(f"canceled {canceled} unpaid payment intents past the checkout expiry")
 
 
 def register_cli(app: Flask) -> None:

@@ -68,6 +68,7 @@ def build_services(settings: Settings) -> Services:
         fraud_warnings=FraudWarnings(
             store, security, payments, settings.early_fraud_warning_refunds
         ),
+        payments=payments,
     )
     verifier = (
         FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None

@@ -28,6 +28,7 @@ from services.ledger.model import (
 from services.ledger.rules import validate, validate_user_id
 from services.payments.clawbacks import Clawbacks
 from services.payments.fraud_warnings import FraudWarnings
+from services.payments.intent_attempts import IntentAttempts
 from services.payments.model import (
     FINAL_STATES,
     OPEN_STATES,
@@ -36,6 +37,7 @@ from services.payments.model import (
     User,
 )
 from services.payments.payment_links import PaymentLinks
+from services.payments.port import PaymentsGateway
 from services.payments.purchase_rules import NOT_HANDLED, PaidEvent, PaidLocator, PaidResult
 from services.security import SecurityService
 from services.store.port import Store
@@ -106,9 +108,12 @@ class Fulfilment:
         clock: Callable[[], datetime] = utc_now,
         payment_links: PaymentLinks | None = None,
         fraud_warnings: FraudWarnings | None = None,
+        payments: PaymentsGateway | None = None,
     ) -> None:
         self.store = store
         self.ledger = ledger
+        # Without a gateway declines are counted, but no intent is canceled.
+        self.intents = IntentAttempts(store, payments, security.limits, clock)
         self.clawbacks = Clawbacks(store, ledger, security, clock)
         # Without a gateway: no session is adopted, and fraud warnings are alerts only.
         self.payment_links = payment_links or PaymentLinks(catalog, None, frozenset())
@@ -140,6 +145,7 @@ class Fulfilment:
             "checkout.session.expired": lambda o: self._close_session(o, PurchaseState.EXPIRED),
             "payment_intent.succeeded": lambda o: self._outcome(self.fulfil_payment_intent(o)),
             "payment_intent.payment_failed": self._declined_payment_intent,
+            "payment_intent.canceled": self.intents.canceled,
             "charge.refunded": self.clawbacks.refunded,
             "refund.created": self.clawbacks.refund_changed,
             "refund.updated": self.clawbacks.refund_changed,
@@ -420,7 +426,8 @@ class Fulfilment:
         """A declined attempt: Stripe leaves the intent open for another payment method.
 
         So the purchase stays open too, and keeps counting toward the purchase limits
-        while it can be paid: a declined intent is no free slot for another one.
+        while it can be paid: a declined intent is no free slot for another one. After
+        a few declines the intent is canceled (``IntentAttempts``).
         """
         purchase = self.store.find_purchase(payment_intent_id=field(intent, "id") or "")
         if purchase is None or purchase.source != "payment_intent":
@@ -430,7 +437,7 @@ class Fulfilment:
             purchase.id,
             extra={"purchase_id": purchase.id, "user_id": purchase.user_id},
         )
-        return "payment_declined"
+        return self.intents.declined(purchase)
 
     def _review(
         self,

@@ -14,10 +14,15 @@ DAY = timedelta(days=1)
 
 
 def counts_toward_limit(purchase: Purchase, limits: PurchaseLimits, now: datetime) -> bool:
-    """Paid purchases, payments on their way, and checkouts that can still be paid."""
+    """Paid purchases, payments on their way, and checkouts that can still be paid.
+
+    A checkout session expires at Stripe after ``open_session_s``; a payment intent
+    never does, so a pending one counts until it is canceled (after a few declines,
+    or by ``cancel-stale-intents`` once it is as old as a session can be).
+    """
     if purchase.state in (PurchaseState.FAILED, PurchaseState.EXPIRED):
         return False
-    if purchase.state is PurchaseState.PENDING:
+    if purchase.state is PurchaseState.PENDING and purchase.source != "payment_intent":
         started = parse_time(purchase.created_at)
         return now - started < timedelta(seconds=limits.open_session_s)
     return True

@@ -62,6 +62,9 @@ class PaymentsGateway(Protocol):
     def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         """The payment intent as Stripe shapes it."""
 
+    def cancel_payment_intent(self, payment_intent_id: str, reason: str) -> dict[str, Any]:
+        """Cancel an unpaid intent (Stripe sends payment_intent.canceled); a paid one is refused."""
+
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         """The checkout session as Stripe shapes it, line items expanded."""
 

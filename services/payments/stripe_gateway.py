@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from stripe.params import (
         CustomerCreateParams,
         EventListParams,
+        PaymentIntentCancelParams,
         PaymentIntentCreateParams,
         ProductCreateParams,
         ProductUpdateParams,
@@ -183,6 +184,15 @@ class StripeService:
     def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         with self._translated("payment intent retrieve"):
             return _plain(self._client.v1.payment_intents.retrieve(payment_intent_id))
+
+    def cancel_payment_intent(self, payment_intent_id: str, reason: str) -> dict[str, Any]:
+        """Cancel an intent no longer to be paid; Stripe refuses a succeeded one."""
+        params: PaymentIntentCancelParams = {"cancellation_reason": reason}
+        with self._translated("payment intent cancel"):
+            intent = self._client.v1.payment_intents.cancel(
+                payment_intent_id, params, {"idempotency_key": f"cancel-{payment_intent_id}"}
+            )
+        return _plain(intent)
 
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
         with self._translated("checkout session retrieve"):

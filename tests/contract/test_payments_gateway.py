@@ -192,3 +192,18 @@ class TestPaymentsGatewayContract:
         with pytest.raises(PaymentsError, match="same parameters") as caught:
             refund(harness.gateway, intent_id, 500, "refund-once")
         assert_kind(caught, Kind.REFUSED)
+
+    def test_an_unpaid_intent_is_canceled_and_a_paid_one_refused(self, harness: Harness) -> None:
+        intent_id = new_intent(harness.gateway, "pur_cancel")
+        canceled = harness.gateway.cancel_payment_intent(intent_id, "abandoned")
+        assert (canceled["id"], canceled["status"]) == (intent_id, "canceled")
+        assert canceled["cancellation_reason"] == "abandoned"
+        assert isinstance(canceled["canceled_at"], int)
+        assert harness.gateway.retrieve_payment_intent(intent_id)["status"] == "canceled"
+        paid = harness.pay("pur_paid")
+        with pytest.raises(PaymentsError, match="status of succeeded") as caught:
+            harness.gateway.cancel_payment_intent(paid, "abandoned")
+        assert_kind(caught, Kind.REFUSED)
+        with pytest.raises(PaymentsError, match="No such payment_intent") as caught:
+            harness.gateway.cancel_payment_intent("pi_unknown", "abandoned")
+        assert_kind(caught, Kind.NOT_FOUND)

@@ -274,9 +274,37 @@ class FakeStripeApi(LocalHttpServer):
             if method == "POST":
                 self._apply(obj, params)
             return 200, self._expanded(collection, obj, params.get("expand", [])), {}
+        return self._sub_resource(request, collection, rest)
+
+    def _sub_resource(self, request: RecordedRequest, collection: str, rest: list[str]) -> Response:
+        """A route below one object: a session's line items, an intent's cancel."""
+        params, method = request.params, request.method
         if collection == "checkout/sessions" and rest[1:] == ["line_items"] and method == "GET":
             return self._page(f"{request.path}", self.line_items.get(rest[0], []), params)
+        if collection == "payment_intents" and rest[1:] == ["cancel"] and method == "POST":
+            return self._cancel_intent(rest[0], params)
         return self._unrecognized(request)
+
+    def _cancel_intent(self, intent_id: str, params: dict[str, Any]) -> Response:
+        """Stripe cancels an intent until it succeeds (or is canceled already)."""
+        intent = self.objects["payment_intents"].get(intent_id)
+        if intent is None:
+            message = f"No such payment_intent: '{intent_id}'"
+            return stripe_error(404, "invalid_request_error", message, "resource_missing")
+        if intent["status"] in ("succeeded", "canceled"):
+            message = (
+                "You cannot cancel this PaymentIntent because it has a status of"
+                f" {intent['status']}."
+            )
+            return stripe_error(
+                400, "invalid_request_error", message, "payment_intent_unexpected_state"
+            )
+        intent.update(
+            status="canceled",
+            canceled_at=int(time.time()),
+            cancellation_reason=params.get("cancellation_reason"),
+        )
+        return 200, intent, {}
 
     @staticmethod
     def _unrecognized(request: RecordedRequest) -> Response:
