@@ -16,9 +16,10 @@ and start one checkout each. Variants:
 * serial: the 16 buyers' starts one after another from one thread of one process.
 
 Every buyer starts one untimed checkout first (the record exists, the connections
-are open). A start's latency runs from the barrier's release to its return; a
-round's time from the first release to the last return (a clock shared by the
-processes). ``--baseline REV`` (default fcf6448, before the per-buyer record, when
+are open). A start's latency runs from the barrier's release to its return (one
+at a time: from its call); a round's time from the first release to the last
+return (a clock shared by the processes), and starts/s is the starts made over
+the rounds' summed time. ``--baseline REV`` (default fcf6448, before the per-buyer record, when
 the start queried the buyer's purchases inside its transaction) runs the same
 variants on commit REV's store code, from a temporary ``git worktree``.
 """
@@ -283,11 +284,15 @@ def run(stores: list[str], rounds: int, baseline: str | None) -> list[Row]:
 HEAD = "| store | code | variant | starts | starts/s | p50 ms | p99 ms | refused / errors |"
 
 
+def rate(per_s: float) -> str:
+    return f"{per_s:.2f}" if per_s < 1 else f"{per_s:.1f}"
+
+
 def format_row(row: Row) -> str:
     problems = ", ".join(f"{k} {v}" for k, v in sorted(row.outcomes.items()) if k != "started")
     return (
         f"| {row.store} | {row.code} | {row.variant} | {row.outcomes['started']} "
-        f"| {row.per_s:.1f} | {row.ms(0.50):.1f} | {row.ms(0.99):.1f} | {problems or 0} |"
+        f"| {rate(row.per_s)} | {row.ms(0.50):.1f} | {row.ms(0.99):.1f} | {problems or 0} |"
     )
 
 
@@ -304,7 +309,7 @@ def verdict(rows: list[Row]) -> list[str]:
         peers = {r.variant: r for r in rows if (r.store, r.code) == (row.store, row.code)}
         serial, solo = peers[SERIAL], peers[ONE]
         lines.append(
-            f"{row.store}, {row.code}: 16 buyers at once {row.per_s:.1f} starts/s, "
+            f"{row.store}, {row.code}: 16 buyers at once {rate(row.per_s)} starts/s, "
             f"{row.per_s / serial.per_s if serial.per_s else 0:.1f}x the serial rate "
             f"and {row.per_s / solo.per_s if solo.per_s else 0:.1f}x one buyer's 16 at once; "
             f"p99 {row.ms(0.99):.0f} ms against one start alone's p50 {serial.ms(0.5):.0f} ms."
