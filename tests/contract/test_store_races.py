@@ -28,6 +28,7 @@ from services.ledger.model import utc_now
 from services.payments.events import EventProcessor
 from services.payments.fulfilment import Fulfilment
 from services.payments.model import User
+from services.payments.purchase_rules import NOT_HANDLED, PaidResult
 from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
@@ -179,6 +180,9 @@ class Handler:
 
     def handle_event(self, event: Mapping[str, Any]) -> str:
         return self.action(event)
+
+    def paid_event(self, event: Mapping[str, Any]) -> PaidResult:
+        return NOT_HANDLED  # every event takes handle_event's path
 
 
 def processor(store: Store, action: Callable[[Mapping[str, Any]], str]) -> EventProcessor:
