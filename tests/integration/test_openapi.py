@@ -39,6 +39,8 @@ HTML_ENDPOINTS = frozenset(
         "sandbox.pay",
         "sandbox.dashboard",
         "sandbox.act",
+        "sandbox.challenge_page",
+        "sandbox.authenticate",
     }
 )
 # Routes that exist only with the payment sandbox; the spec marks them x-sandbox-only.
