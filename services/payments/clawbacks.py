@@ -311,19 +311,22 @@ class Clawbacks:
             if change is None:
                 return None
             refund, dispute = target(learnt)
+            moves = p.clawback_moves + (txn is not None)
             return learnt.with_changes(
                 learnt.updated_at,
                 refunded_tokens=refund,
                 disputed_tokens=dispute,
-                clawback_moves=p.clawback_moves + (txn is not None),
+                clawback_moves=moves,
+                repay_move=moves if _left_debt(txn, p.user_id) else p.repay_move,
             )
 
         txn, settled = self.store.apply_for_purchase(
             purchase.id, (purchase.user_id,), build, mark, self.clock()
         )
         if txn is None:
-            # An earlier attempt may have given tokens back and died before repaying.
-            self._repay_from_restore(settled)
+            if settled.repay_move and settled.repay_move == settled.clawback_moves:
+                # An earlier attempt gave tokens back and may have died before repaying.
+                self._repay_from_restore(settled)
             return f"{what}_unchanged"
         if txn.kind is OpKind.CREDIT:
             fault_point(AFTER_RESTORE_COMMIT)
@@ -363,10 +366,8 @@ class Clawbacks:
         """Repay debt from tokens given back, once per restore.
 
         Each movement adds a move, so the count names it for the retry too, which
-        finds the purchase already settled. Nothing happens without debt and balance.
+        finds the purchase already settled (``repay_move``).
         """
-        if settled.clawback_moves == 0:
-            return
         restore = f"restore:{settled.id}:{settled.clawback_moves}"
         self.ledger.settle_debt(settled.user_id, restore)
 
@@ -417,6 +418,13 @@ class Clawbacks:
 
     def _now(self) -> str:
         return format_time(self.clock())
+
+
+def _left_debt(txn: JournalTransaction | None, user_id: str) -> bool:
+    """A give-back to an account in debt: the tokens given back repay it next."""
+    if txn is None or txn.kind is not OpKind.CREDIT:
+        return False
+    return bool(txn.user_entry(user_id).debt_after)
 
 
 def _deferred_item(obj: Mapping[str, Any]) -> str:

@@ -70,6 +70,7 @@ class Purchase:
     dispute_amount: int = 0  # minor units of the disputes that take tokens now
     disputed_tokens: int = 0  # tokens clawed back for disputes that take tokens now
     clawback_moves: int = 0  # token movements for refunds and disputes so far; keys them
+    repay_move: int = 0  # the move that gave tokens back to an account in debt, to repay
     declines: int = 0  # declined attempts on an embedded payment's intent
     # refund id -> {"amount", "status"} (``refund_records``); the largest cumulative
     # amount a ``charge.refunded`` reported, for refunds not yet known by id.

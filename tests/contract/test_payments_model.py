@@ -12,13 +12,19 @@ system total and purchase record:
   ``checkout.session.async_payment_succeeded`` arrive, and a bank debit is
   credited only when it clears; the credit repays the recipient's debt first;
 - ``charge.refunded`` carries the cumulative amount refunded, delivered in
-  order, out of order or repeated: refunds take back
-  ``110 * max_refunded // 999`` tokens in total, less what a dispute took;
-- a dispute (of the whole charge, or of what the refunds left of it) takes
-  back its share not already refunded, a won dispute gives it back (and
-  repays debt first), a lost one keeps it. Refunds that arrive while a
-  dispute is open or after it closed follow the same two formulas, as
-  ``services/payments/clawbacks.py`` states them;
+  order, out of order or repeated; refunds known by id (``refund.created`` /
+  ``updated`` / ``failed``, ``charge.refund.updated``) move through their
+  statuses in any order, an older status arriving late changes nothing, and
+  a failed or canceled refund gives its tokens back for good. What the
+  refunds take is ``active + max(0, charge_refunded - known)`` of the price
+  (``services/payments/refund_records.py``);
+- disputes by id, several per charge, through every status of the pinned API
+  version in any order, with ``funds_withdrawn`` / ``funds_reinstated``: an
+  inquiry takes nothing, needs_response to an appeal takes the disputed share,
+  won (also after an appeal) restores it, lost keeps it
+  (``services/payments/disputes.py``). Refunds and disputes together take
+  ``110 * min(999, refunded + disputed) // 999`` tokens, the refunds' share first,
+  as ``services/payments/clawbacks.py`` states it; tokens given back repay debt first;
 - every clawback takes what the balance holds and records the rest as debt;
   a user in debt cannot spend or send.
 
@@ -61,7 +67,8 @@ from services.security import SecurityService
 from services.store.port import Store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
-from tests.support.purchases import charge_event, dispute_event, event, session_object
+from tests.support.after_payment import dispute_by_id, refund_event
+from tests.support.purchases import charge_event, event, session_object
 
 StoreFactory = Callable[[], Store]
 
@@ -102,18 +109,96 @@ class PurchaseModel:
     buyer: int  # pays; differs from ``user`` for a gift
     state: PurchaseState
     issued: list[int] = field(default_factory=list)  # cumulative refunds Stripe reported
-    max_refunded: int = 0
+    max_refunded: int = 0  # the largest of them
+    refunds: dict[str, list[Any]] = field(default_factory=dict)  # id -> [amount, status]
+    disputes: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> record
     refunded_tokens: int = 0
     disputed_tokens: int = 0
-    dispute_status: str | None = None  # open | won | lost
-    dispute_amount: int = 0
+    dispute_status: str | None = None  # Stripe's status of the dispute that changed last
+
+    def refunded(self) -> int:
+        active = sum(int(a) for a, status in self.refunds.values() if status in REFUND_ACTIVE)
+        known = sum(int(a) for a, _ in self.refunds.values())
+        return min(PRICE, active + max(0, self.max_refunded - known))
+
+    def disputed(self) -> int:
+        return sum(int(d["amount"]) for d in self.disputes.values() if dispute_takes(d))
 
     def target(self) -> tuple[int, int]:
-        """(refund tokens, dispute tokens) the known refunds and dispute call for."""
-        refund = share(self.max_refunded)
-        if self.dispute_status not in ("open", "lost"):
-            return refund, 0
-        return refund, share(self.max_refunded + self.dispute_amount) - refund
+        """(refund tokens, dispute tokens) the known refunds and disputes call for."""
+        refund = share(self.refunded())
+        return refund, share(self.refunded() + self.disputed()) - refund
+
+
+REFUND_RANK = {"requires_action": 0, "pending": 1, "succeeded": 2, "failed": 3, "canceled": 3}
+REFUND_ACTIVE = ("requires_action", "pending", "succeeded")
+# Paths a refund takes (Stripe's refund lifecycle); events may deliver them in any order.
+REFUND_PATHS = st.sampled_from(
+    [
+        ["pending", "succeeded"],
+        ["pending", "failed"],
+        ["pending", "succeeded", "failed"],
+        ["requires_action", "pending", "succeeded"],
+        ["requires_action", "canceled"],
+        ["pending", "canceled"],
+        ["succeeded"],
+    ]
+)
+REFUND_KINDS = st.sampled_from(
+    ["refund.created", "refund.updated", "refund.failed", "charge.refund.updated"]
+)
+DISPUTE_RANK = {
+    "warning_needs_response": 0,
+    "warning_under_review": 1,
+    "needs_response": 2,
+    "under_review": 3,
+    "lost": 4,
+    "appeal_needs_response": 5,
+    "appeal_under_review": 6,
+    "won": 9,
+    "warning_closed": 9,
+    "prevented": 9,
+}
+DISPUTE_TAKES = (
+    "needs_response",
+    "under_review",
+    "lost",
+    "appeal_needs_response",
+    "appeal_under_review",
+)
+DISPUTE_STATUSES = st.sampled_from(sorted(DISPUTE_RANK))
+DISPUTE_KINDS = st.sampled_from(
+    [
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    ]
+)
+FUNDS = {
+    "charge.dispute.funds_withdrawn": "withdrawn",
+    "charge.dispute.funds_reinstated": "reinstated",
+}
+
+
+def dispute_takes(d: dict[str, Any]) -> bool:
+    if d["funds"] == "reinstated" or d["status"] in ("won", "prevented"):
+        return False
+    return d["status"] in DISPUTE_TAKES or d["funds"] == "withdrawn"
+
+
+def dispute_learns(d: dict[str, Any], status: str, funds: str | None) -> bool:
+    """The dispute's record after one event; True when it changed."""
+    rank = DISPUTE_RANK[status]
+    if status == "lost" and 4 < d["rank"] < 7:
+        rank = 7  # the decision of an appeal
+    changed = False
+    if rank > d["rank"] and d["rank"] < 9:
+        d["status"], d["rank"], changed = status, rank, True
+    if funds is not None and d["funds"] not in ("reinstated", funds):
+        d["funds"], changed = funds, True
+    return changed
 
 
 class PaymentsMachine(RuleBasedStateMachine):
@@ -136,6 +221,7 @@ class PaymentsMachine(RuleBasedStateMachine):
         self.entries: dict[int, list[EntryShape]] = {i: [] for i in range(USERS)}
         self.system = dict.fromkeys(SystemAccount, 0)
         self.purchases: list[PurchaseModel] = []
+        self.pending_amounts: dict[str, int] = {}  # refund id -> amount, before it is known
         self.system_start = self.ledger.system_balances()
 
     # -- helpers -------------------------------------------------------------
@@ -191,12 +277,6 @@ class PaymentsMachine(RuleBasedStateMachine):
 
     def awaiting(self) -> list[PurchaseModel]:
         return [p for p in self.purchases if p.state is PurchaseState.AWAITING_PAYMENT]
-
-    def undisputed(self) -> list[PurchaseModel]:
-        return [p for p in self.credited() if p.dispute_status is None]
-
-    def open_disputes(self) -> list[PurchaseModel]:
-        return [p for p in self.purchases if p.dispute_status == "open"]
 
     def refunded_once(self) -> list[PurchaseModel]:
         return [p for p in self.purchases if p.issued]
@@ -330,25 +410,25 @@ class PaymentsMachine(RuleBasedStateMachine):
             kind = TxnType.REFUND if refund > p.refunded_tokens else TxnType.DISPUTE
             self.model_clawback(p.user, delta, kind)
         elif delta < 0:
-            self.model_credit(p.user, -delta, TxnType.DISPUTE_REVERSAL, None)
+            kind = (
+                TxnType.REFUND_REVERSAL if refund < p.refunded_tokens else TxnType.DISPUTE_REVERSAL
+            )
+            self.model_credit(p.user, -delta, kind, None)
         p.refunded_tokens, p.disputed_tokens = refund, dispute
         return delta
 
-    def model_refund(self, p: PurchaseModel, refunded: int) -> bool:
-        """Apply one delivered cumulative refund; True when tokens were taken back."""
-        if refunded <= p.max_refunded:
-            return False  # repeated or older: already applied
-        p.max_refunded = refunded
-        return self.model_sync(p) > 0
+    @staticmethod
+    def outcome(what: str, changed: bool, delta: int) -> str:
+        if not changed or delta == 0:
+            return f"{what}_unchanged"
+        return f"{what}_clawed_back" if delta > 0 else f"{what}_restored"
 
     def deliver_refund(self, p: PurchaseModel, refunded: int) -> None:
         outcome = self.fulfilment.handle_event(charge_event(p.payment_intent, PRICE, refunded))
-        clawed = self.model_refund(p, refunded)
-        assert outcome == ("refund_clawed_back" if clawed else "refund_unchanged"), (
-            outcome,
-            refunded,
-            p,
-        )
+        changed = refunded > p.max_refunded
+        p.max_refunded = max(p.max_refunded, refunded)
+        delta = self.model_sync(p)
+        assert outcome == self.outcome("refund", changed, delta), (outcome, refunded, p)
 
     @precondition(lambda self: bool(self.credited()))
     @rule(
@@ -381,36 +461,106 @@ class PaymentsMachine(RuleBasedStateMachine):
         p = candidates[pick % len(candidates)]
         self.deliver_refund(p, p.issued[which % len(p.issued)])
 
+    def deliver_refund_status(
+        self, p: PurchaseModel, refund_id: str, kind: str, status: str
+    ) -> None:
+        amount = p.refunds[refund_id][0] if refund_id in p.refunds else 0
+        obj = refund_event(kind, p.payment_intent, refund_id, amount, status)
+        outcome = self.fulfilment.handle_event(obj)
+        known = p.refunds.get(refund_id)
+        changed = known is None or REFUND_RANK[status] > REFUND_RANK[known[1]]
+        if changed:
+            p.refunds[refund_id] = [amount, status]
+        delta = self.model_sync(p)
+        assert outcome == self.outcome("refund", changed, delta), (outcome, status, p)
+
+    @precondition(lambda self: bool(self.credited()))
+    @rule(
+        pick=PICKS,
+        amount=st.integers(1, PRICE),
+        path=REFUND_PATHS,
+        order=st.permutations(range(3)),
+        kinds=st.lists(REFUND_KINDS, min_size=3, max_size=3),
+        with_charge=st.booleans(),
+    )
+    def refund_by_id(
+        self,
+        pick: int,
+        amount: int,
+        path: list[str],
+        order: list[int],
+        kinds: list[str],
+        with_charge: bool,
+    ) -> None:
+        """A refund known by id moves through its statuses; its events come in any order."""
+        candidates = self.credited()
+        p = candidates[pick % len(candidates)]
+        refund_id = "re_" + self.new_name("r")
+        self.pending_amounts[refund_id] = amount
+        for index in [i for i in order if i < len(path)]:
+            self.deliver_refund_status_new(p, refund_id, kinds[index], path[index])
+        if with_charge:  # the charge's total then, as charge.refunded reports it
+            self.deliver_refund(p, min(PRICE, p.refunded()))
+
+    def deliver_refund_status_new(
+        self, p: PurchaseModel, refund_id: str, kind: str, status: str
+    ) -> None:
+        if refund_id not in p.refunds:
+            amount = self.pending_amounts[refund_id]
+            obj = refund_event(kind, p.payment_intent, refund_id, amount, status)
+            outcome = self.fulfilment.handle_event(obj)
+            p.refunds[refund_id] = [amount, status]
+            delta = self.model_sync(p)
+            assert outcome == self.outcome("refund", True, delta), (outcome, status, p)
+            return
+        self.deliver_refund_status(p, refund_id, kind, status)
+
+    @precondition(lambda self: any(p.refunds for p in self.purchases))
+    @rule(pick=PICKS, status=st.sampled_from(sorted(REFUND_RANK)), kind=REFUND_KINDS)
+    def refund_status_again(self, pick: int, status: str, kind: str) -> None:
+        """A later status, a stale one or a repeat, for a refund already known."""
+        candidates = [p for p in self.purchases if p.refunds]
+        p = candidates[pick % len(candidates)]
+        refund_id = sorted(p.refunds)[pick % len(p.refunds)]
+        self.deliver_refund_status(p, refund_id, kind, status)
+
     # -- disputes ------------------------------------------------------------------
 
-    @precondition(lambda self: bool(self.undisputed()))
-    @rule(pick=PICKS, remainder=st.booleans(), twice=st.booleans())
-    def dispute_created(self, pick: int, remainder: bool, twice: bool) -> None:
-        """A dispute of the whole charge, or of what the refunds so far left of it."""
-        candidates = self.undisputed()
+    @precondition(lambda self: bool(self.credited()))
+    @rule(
+        pick=PICKS,
+        fresh=st.booleans(),
+        remainder=st.booleans(),
+        status=DISPUTE_STATUSES,
+        kind=DISPUTE_KINDS,
+        twice=st.booleans(),
+    )
+    def dispute(
+        self, pick: int, fresh: bool, remainder: bool, status: str, kind: str, twice: bool
+    ) -> None:
+        """Any dispute event, of a new dispute (the whole charge, or what refunds left of
+        it) or of one already known, in any status: Stripe's order is not promised."""
+        candidates = self.credited()
         p = candidates[pick % len(candidates)]
-        amount = PRICE - p.max_refunded if remainder else PRICE
-        p.dispute_status = "open"
-        p.dispute_amount = amount
-        expected = "dispute_clawed_back" if self.model_sync(p) > 0 else "dispute_unchanged"
+        if fresh or not p.disputes:
+            dispute_id = "dp_" + self.new_name("d")
+            amount = max(1, PRICE - p.refunded()) if remainder else PRICE
+            p.disputes[dispute_id] = {"amount": amount, "status": "", "rank": -1, "funds": None}
+        else:
+            dispute_id = sorted(p.disputes)[pick % len(p.disputes)]
+        record = p.disputes[dispute_id]
+        changed = dispute_learns(record, status, FUNDS.get(kind))
+        if changed:
+            p.dispute_status = record["status"] or p.dispute_status
+        delta = self.model_sync(p)
+        expected = self.outcome("dispute", changed, delta)
+        if kind == "charge.dispute.closed":
+            expected = f"dispute_{record['status'] or 'unchanged'}"
         for _ in range(2 if twice else 1):
-            created = dispute_event(
-                "charge.dispute.created", p.payment_intent, amount, "needs_response"
-            )
-            assert self.fulfilment.handle_event(created) == expected
-            expected = "dispute_unchanged"
-
-    @precondition(lambda self: bool(self.open_disputes()))
-    @rule(pick=PICKS, won=st.booleans(), twice=st.booleans())
-    def dispute_closed(self, pick: int, won: bool, twice: bool) -> None:
-        candidates = self.open_disputes()
-        p = candidates[pick % len(candidates)]
-        status = "won" if won else "lost"
-        p.dispute_status = status
-        self.model_sync(p)
-        for _ in range(2 if twice else 1):
-            closed = dispute_event("charge.dispute.closed", p.payment_intent, PRICE, status)
-            assert self.fulfilment.handle_event(closed) == f"dispute_{status}"
+            obj = dispute_by_id(kind, p.payment_intent, dispute_id, record["amount"], status)
+            assert self.fulfilment.handle_event(obj) == expected, (expected, status, kind, p)
+            if kind != "charge.dispute.closed":
+                expected = "dispute_unchanged"
 
     # -- invariants ------------------------------------------------------------------
 
@@ -465,7 +615,7 @@ class PaymentsMachine(RuleBasedStateMachine):
             )
             expected = (
                 p.state,
-                p.max_refunded,
+                p.refunded(),
                 p.refunded_tokens,
                 p.disputed_tokens,
                 p.dispute_status,
