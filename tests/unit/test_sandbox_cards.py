@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
+import stripe
 
 from config.settings import load_settings
 from services.payments.port import PaymentsError
@@ -315,3 +316,39 @@ def test_a_paid_intent_cannot_be_canceled(gateway: SandboxPayments) -> None:
     gateway.confirm_payment_intent(intent_id, "4242424242424242", secret)
     with pytest.raises(PaymentsError, match="status of succeeded"):
         gateway.cancel_payment_intent(intent_id, "abandoned")
+
+
+def sdk_fields(cls: type) -> set[str]:
+    """The fields the pinned SDK (generated for STRIPE_API_VERSION) knows on an object."""
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__annotations__", {})}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "cls"),
+    [
+        ("checkout.session.completed", stripe.checkout.Session),
+        ("payment_intent.succeeded", stripe.PaymentIntent),
+        ("payment_intent.payment_failed", stripe.PaymentIntent),
+        ("charge.refunded", stripe.Charge),
+        ("refund.failed", stripe.Refund),
+        ("charge.refund.updated", stripe.Refund),
+        ("charge.dispute.closed", stripe.Dispute),
+        ("radar.early_fraud_warning.created", stripe.radar.EarlyFraudWarning),
+    ],
+)
+def test_objects_have_no_field_the_pinned_api_lacks(
+    gateway: SandboxPayments, event_type: str, cls: type
+) -> None:
+    refunded = paid_with(gateway, "4000000000005126", "pur_refund")
+    gateway.refund(refunded)
+    gateway.fail_refund(refunded)
+    gateway.close_dispute(paid_with(gateway, "4000000000000259", "pur_dispute"), won=False)
+    intent_id, secret = embedded(gateway)
+    with pytest.raises(PaymentDeclined):
+        gateway.confirm_payment_intent(intent_id, "4000000000000002", secret)
+    gateway.confirm_payment_intent(intent_id, "4000000000005423", secret)
+    found = events(gateway, event_type)
+    assert found, event_type
+    for event in found:
+        obj = event["data"]["object"]
+        assert set(obj) <= sdk_fields(cls) | {"object"}, set(obj) - sdk_fields(cls)
