@@ -138,12 +138,13 @@ class SandboxPayments(DashboardActions):
         return intent
 
     def retrieve_session(self, session_id: str) -> dict[str, Any]:
+        """The session as Stripe shows it with line items expanded; no sandbox bookkeeping."""
         with self.db.connect() as conn:
             row = conn.execute("SELECT body FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None:
+        session: dict[str, Any] = json.loads(row[0]) if row else {}
+        if session.get("object") != "checkout.session":  # an embedded payment's intent is none
             raise not_found(f"No such checkout.session: {session_id}")
-        session: dict[str, Any] = json.loads(row[0])
-        return session
+        return {**objects.public(session), "line_items": session["line_items"]}
 
     def list_events(
         self, *, created_gte: int, types: list[str] | None = None
@@ -160,6 +161,21 @@ class SandboxPayments(DashboardActions):
             ).fetchall()
         sessions = [json.loads(row[0]) for row in rows]
         return iter([objects.payment_intent(s) for s in sessions if s["payment_status"] == "paid"])
+
+    def list_refunds(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Every refund made since ``created_gte``, as its payment keeps it."""
+        found = (r for s in self._all_sessions() for r in s.get("refunds", []))
+        return iter([r for r in found if int(r.get("created") or 0) >= created_gte])
+
+    def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Every dispute opened since ``created_gte``; the sandbox has one per payment at most."""
+        found = (s["dispute"] for s in self._all_sessions() if s.get("dispute"))
+        return iter([d for d in found if int(d.get("created") or 0) >= created_gte])
+
+    def _all_sessions(self) -> list[dict[str, Any]]:
+        with self.db.connect() as conn:
+            rows = conn.execute("SELECT body FROM sessions").fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def create_refund(
         self,
@@ -210,7 +226,8 @@ class SandboxPayments(DashboardActions):
         problem = card_problem(card_number)
         if problem is None and needs_authentication(card_number):
             start = challenge.start_change(self.base_url, self.base_url + RETURN_PATH)
-            return objects.payment_intent(self._change(payment_intent_id, _unless_closed(start)))
+            waiting = self._change(payment_intent_id, after.unless_canceled(start))
+            return objects.payment_intent(waiting)
 
         def change(intent: dict[str, Any]) -> after.Outcome:
             if intent["payment_status"] == "paid":
@@ -226,7 +243,7 @@ class SandboxPayments(DashboardActions):
             paid = Pending("payment_intent.succeeded", objects.payment_intent(intent))
             return [paid, *after.after_payment(intent, after_payment(card_number), self._now())]
 
-        updated = self._change(payment_intent_id, _unless_closed(change))
+        updated = self._change(payment_intent_id, after.unless_canceled(change))
         if problem is not None and updated["payment_status"] != "paid":
             raise PaymentDeclined(problem)
         return objects.payment_intent(updated)
@@ -358,17 +375,6 @@ class SandboxPayments(DashboardActions):
 
     def pending_deliveries(self) -> int:
         return self.outbox.pending()
-
-
-def _unless_closed(change: Change) -> Change:
-    """Stripe refuses to confirm a canceled intent."""
-
-    def guarded(intent: dict[str, Any]) -> after.Outcome:
-        if intent.get("intent_status") == "canceled":
-            raise PaymentDeclined("This payment was canceled; start a new one.")
-        return change(intent)
-
-    return guarded
 
 
 def _row_by_intent(conn: sqlite3.Connection, payment_intent: str) -> dict[str, Any]:

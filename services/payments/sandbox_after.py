@@ -13,7 +13,7 @@ from typing import Any
 
 from services.payments import sandbox_objects as objects
 from services.payments.sandbox_outbox import Pending
-from services.payments.sandbox_rules import refundable
+from services.payments.sandbox_rules import PaymentDeclined, refundable
 
 # What a change returns: no event, an event about the payment, or the events to send.
 Outcome = str | list[Pending] | None
@@ -128,6 +128,17 @@ def close_dispute_change(won: bool) -> Change:
         return events
 
     return change
+
+
+def unless_canceled(change: Change) -> Change:
+    """Stripe refuses to confirm a canceled intent."""
+
+    def guarded(intent: dict[str, Any]) -> Outcome:
+        if intent.get("intent_status") == "canceled":
+            raise PaymentDeclined("This payment was canceled; start a new one.")
+        return change(intent)
+
+    return guarded
 
 
 def after_payment(row: dict[str, Any], behaviour: str | None, now: int) -> list[Pending]:
