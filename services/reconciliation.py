@@ -28,6 +28,13 @@ every purchase, then (optionally) the provider's payment intents of the last
    payment intent has a purchase that is ``paid`` and credited for the amount
    received, or is in ``needs_review``; every ``paid`` purchase created in the
    window has its payment intent among the succeeded ones.
+8. ``provider_refunds`` (skipped when ``payments`` is None): every refund and
+   dispute the provider made in the window names a purchase's payment intent,
+   and each purchase created in the window (whose refunds and disputes all fall
+   in it) has the provider's amounts: ``refunded_amount`` is what its pending,
+   requires_action and succeeded refunds add up to, ``dispute_amount`` what
+   its disputes that take tokens (``services/payments/disputes.py``) add up to.
+   With check 6 that is three ways: the provider, the purchase, the journal.
 
 Memory does not grow with the number of journal entries or transactions: the
 journal is read page by page and only these are kept: a few integers per user
@@ -41,7 +48,7 @@ Run it on a quiet ledger, or expect false differences: the journal, the
 accounts and the purchases are read one after another, not as one snapshot,
 so an operation committed during the run can show up in one and not the other.
 
-One module, over 400 lines, on purpose: the seven checks share one streaming pass
+One module, over 400 lines, on purpose: the eight checks share one streaming pass
 and its running totals (``_Reconciler``); split apart, each would read the journal
 again or pass those totals between modules.
 """
@@ -65,6 +72,7 @@ from services.ledger.model import (
     format_time,
     user_account,
 )
+from services.payments import disputes, refund_records
 from services.payments.model import Purchase, PurchaseState
 from services.payments.port import PaymentsGateway
 from services.store.port import Store
@@ -91,6 +99,7 @@ class Check(StrEnum):
     CREDITS = "purchase_credits"
     CLAWBACKS = "clawbacks"
     PROVIDER = "provider_payments"
+    PROVIDER_REFUNDS = "provider_refunds"
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,8 @@ class _PurchaseFacts:
     credited: bool
     payment_intent_id: str | None
     created_at: str
+    refunded_amount: int = 0
+    dispute_amount: int = 0
 
 
 def _ticking(items: Iterable[T], stage: str, progress: Progress | None) -> Iterator[T]:
@@ -505,6 +516,56 @@ class _Reconciler:
             detail = f"paid, but its payment intent {intent_id} is not among the succeeded ones"
             self.differ(Check.PROVIDER, "paid_without_payment", purchase_id, detail)
 
+    # -- 8. the provider's refunds and disputes -----------------------------------------
+
+    def check_refunds(
+        self, payments: PaymentsGateway, facts: dict[str, _PurchaseFacts], since: datetime
+    ) -> None:
+        by_intent = {f.payment_intent_id: pid for pid, f in facts.items() if f.payment_intent_id}
+        refunded: dict[str, int] = {}
+        disputed: dict[str, int] = {}
+        gte = int(since.timestamp())
+        for refund in _ticking(payments.list_refunds(created_gte=gte), "refunds", self.progress):
+            pid = self.provider_purchase(refund, by_intent, "refund")
+            if pid is not None and refund.get("status") in refund_records.ACTIVE:
+                refunded[pid] = refunded.get(pid, 0) + int(refund.get("amount") or 0)
+        for dispute in _ticking(payments.list_disputes(created_gte=gte), "disputes", self.progress):
+            pid = self.provider_purchase(dispute, by_intent, "dispute")
+            if pid is not None and disputes.takes({"status": dispute.get("status")}):
+                disputed[pid] = disputed.get(pid, 0) + int(dispute.get("amount") or 0)
+        created_from = format_time(since + WINDOW_MARGIN)
+        for purchase_id, fact in facts.items():
+            if fact.payment_intent_id is None or fact.created_at < created_from:
+                continue  # refunded or disputed before the window, perhaps
+            self.compare_refunds(purchase_id, fact, refunded.get(purchase_id, 0), "refunded")
+            self.compare_refunds(purchase_id, fact, disputed.get(purchase_id, 0), "disputed")
+
+    def provider_purchase(
+        self, obj: Mapping[str, Any], by_intent: Mapping[str, str], what: str
+    ) -> str | None:
+        """The purchase a provider's refund or dispute belongs to; a difference if none."""
+        intent = obj.get("payment_intent")
+        intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+        purchase_id = by_intent.get(str(intent_id)) if intent_id else None
+        if purchase_id is None:
+            self.report.count(Check.PROVIDER_REFUNDS).checked += 1
+            detail = f"{what} of {obj.get('amount')} for payment intent {intent_id}, no purchase"
+            self.differ(
+                Check.PROVIDER_REFUNDS, f"{what}_without_purchase", str(obj.get("id")), detail
+            )
+        return purchase_id
+
+    def compare_refunds(
+        self, purchase_id: str, fact: _PurchaseFacts, provider: int, what: str
+    ) -> None:
+        ours = fact.refunded_amount if what == "refunded" else fact.dispute_amount
+        if not (ours or provider):
+            return
+        self.report.count(Check.PROVIDER_REFUNDS).checked += 1
+        if ours != provider:
+            detail = f"{what} {ours} here, {provider} at the provider"
+            self.differ(Check.PROVIDER_REFUNDS, f"{what}_mismatch", purchase_id, detail)
+
 
 def _facts(purchase: Purchase, credited: bool) -> _PurchaseFacts:
     return _PurchaseFacts(
@@ -514,6 +575,8 @@ def _facts(purchase: Purchase, credited: bool) -> _PurchaseFacts:
         credited=credited,
         payment_intent_id=purchase.payment_intent_id,
         created_at=purchase.created_at,
+        refunded_amount=purchase.refunded_amount,
+        dispute_amount=purchase.dispute_amount,
     )
 
 
@@ -541,8 +604,10 @@ def reconcile(
     facts: dict[str, _PurchaseFacts] | None = None if payments is None else {}
     work.scan_purchases(facts)
     if payments is None or facts is None:
-        del report.counts[Check.PROVIDER]
-        report.skipped.append(Check.PROVIDER)
+        for check in (Check.PROVIDER, Check.PROVIDER_REFUNDS):
+            del report.counts[check]
+            report.skipped.append(check)
     else:
         work.check_provider(payments, facts, now - timedelta(days=days))
+        work.check_refunds(payments, facts, now - timedelta(days=days))
     return report

@@ -76,6 +76,12 @@ class PaymentsGateway(Protocol):
     def list_payments(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
         """Payment intents created since ``created_gte``."""
 
+    def list_refunds(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Refunds created since ``created_gte``, whatever their status."""
+
+    def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Disputes (and inquiries) created since ``created_gte``, whatever their status."""
+
     def create_refund(
         self,
         *,

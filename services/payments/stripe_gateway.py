@@ -221,6 +221,24 @@ class StripeService:
             ),
         )
 
+    def list_refunds(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Refunds created at or after ``created_gte``, every page; lazy."""
+        return self._paginate(
+            "refund list",
+            lambda: self._client.v1.refunds.list(
+                {"created": {"gte": created_gte}, "limit": PAGE_SIZE}
+            ),
+        )
+
+    def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        """Disputes created at or after ``created_gte``, every page; lazy."""
+        return self._paginate(
+            "dispute list",
+            lambda: self._client.v1.disputes.list(
+                {"created": {"gte": created_gte}, "limit": PAGE_SIZE}
+            ),
+        )
+
     def _paginate(
         self, operation: str, first_page: Callable[[], ListObject[Any]]
     ) -> Iterator[dict[str, Any]]:

@@ -175,12 +175,13 @@ def test_a_clean_ledger_reconciles(clean: tuple[Path, Built], tmp_path: Path) ->
     assert "OK: everything reconciles" in done.stdout
     for check in Check:
         assert check in done.stdout
-    summary = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:9]}
+    summary = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()[2:10]}
     assert summary["transactions_balance"] == ["13", "0"]
     assert summary["account_balances"] == ["5", "0"]
     assert summary["purchase_credits"] == ["6", "0"]
     assert summary["clawbacks"] == ["2", "0"]
     assert summary["provider_payments"] == ["skipped", "-"]
+    assert summary["provider_refunds"] == ["skipped", "-"]
     assert "transactions: 13 done" in done.stderr  # the progress counter
 
 
@@ -239,17 +240,56 @@ def test_a_deleted_credit_is_found_and_written_to_csv(
 
 
 class FakeProvider:
-    """Lists payment intents as Stripe shapes them; nothing else."""
+    """Lists payment intents, refunds and disputes as Stripe shapes them; nothing else."""
 
     mode = "fake"
 
-    def __init__(self, intents: list[dict[str, Any]]) -> None:
-        self.intents = intents
+    def __init__(
+        self,
+        intents: list[dict[str, Any]],
+        refunds: list[dict[str, Any]],
+        disputes: list[dict[str, Any]],
+    ) -> None:
+        self.intents, self.refunds, self.disputes = intents, refunds, disputes
         self.asked: list[int] = []
 
     def list_payments(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
         self.asked.append(created_gte)
         return iter(self.intents)
+
+    def list_refunds(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        assert created_gte == self.asked[-1]
+        return iter(self.refunds)
+
+    def list_disputes(self, *, created_gte: int) -> Iterator[dict[str, Any]]:
+        assert created_gte == self.asked[-1]
+        return iter(self.disputes)
+
+
+def refund(purchase: Purchase, amount: int, status: str = "succeeded") -> dict[str, Any]:
+    return {
+        "id": f"re_{purchase.id}_{status}",
+        "object": "refund",
+        "payment_intent": purchase.payment_intent_id,
+        "amount": amount,
+        "status": status,
+    }
+
+
+def dispute(purchase: Purchase, amount: int, status: str) -> dict[str, Any]:
+    return {
+        "id": f"dp_{purchase.id}_{status}",
+        "object": "dispute",
+        "payment_intent": purchase.payment_intent_id,
+        "amount": amount,
+        "status": status,
+    }
+
+
+def after_payment(built: Built) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the provider shows of ``refund_and_dispute``: dave's refund, erin's won dispute."""
+    purchases = built.purchases
+    return [refund(purchases["dave"], 249)], [dispute(purchases["erin"], 1999, "won")]
 
 
 def intent(purchase: Purchase, **changes: Any) -> dict[str, Any]:
@@ -265,8 +305,19 @@ def intent(purchase: Purchase, **changes: Any) -> dict[str, Any]:
     return {**values, **changes}
 
 
-def check_with(store: Store, intents: list[dict[str, Any]]) -> ReconcileReport:
-    provider = FakeProvider(intents)
+def check_with(
+    store: Store,
+    intents: list[dict[str, Any]],
+    refunds: list[dict[str, Any]] | None = None,
+    disputes: list[dict[str, Any]] | None = None,
+    built: Built | None = None,
+) -> ReconcileReport:
+    found = after_payment(built) if built is not None else ([], [])
+    provider = FakeProvider(
+        intents,
+        found[0] if refunds is None else refunds,
+        found[1] if disputes is None else disputes,
+    )
     report = reconcile(store, cast(PaymentsGateway, provider), utc_now(), days=7)
     assert len(provider.asked) == 1 and provider.asked[0] <= int(utc_now().timestamp()) - 7 * 86400
     return report
@@ -287,9 +338,10 @@ def test_every_payment_matches_a_credited_purchase(
     sqlite_store: SqliteStore, clean: tuple[Path, Built]
 ) -> None:
     purchases = clean[1].purchases
-    report = check_with(sqlite_store, [intent(p) for p in purchases.values()])
+    report = check_with(sqlite_store, [intent(p) for p in purchases.values()], built=clean[1])
     assert report.ok, report.differences
     assert report.count(Check.PROVIDER).checked == 5
+    assert report.count(Check.PROVIDER_REFUNDS).checked == 1  # dave's refund
     assert report.entries == 26 and report.transactions == 13
 
 
@@ -307,7 +359,7 @@ def test_provider_differences_are_named(
         intent(pending, id="pi_carol", metadata={"purchase_id": pending.id}),
         intent(pending, id="pi_stranger", metadata={}),
     ]  # erin's and dave's second payments are missing: credited without one
-    report = check_with(sqlite_store, intents)
+    report = check_with(sqlite_store, intents, built=clean[1])
     assert kinds(report) == {
         ("payment_amount_mismatch", str(purchases["bob"].payment_intent_id)),
         ("payment_not_credited", "pi_carol"),
@@ -320,6 +372,30 @@ def test_provider_differences_are_named(
     assert not report.ok
 
 
+def test_refunds_and_disputes_agree_three_ways(
+    sqlite_store: SqliteStore, clean: tuple[Path, Built]
+) -> None:
+    """The provider's refunds and disputes, the purchases' records, the journal."""
+    purchases = clean[1].purchases
+    intents = [intent(p) for p in purchases.values()]
+    dave, alice = purchases["dave"], purchases["alice"]
+    stranger = {**refund(dave, 100), "id": "re_stranger", "payment_intent": "pi_stranger"}
+    refunds = [refund(dave, 249, "failed"), stranger]  # the app missed that it failed
+    disputes = [
+        dispute(purchases["erin"], 1999, "won"),
+        dispute(alice, 999, "needs_response"),  # a chargeback the app never heard of
+        dispute(alice, 999, "warning_needs_response"),  # an inquiry: nothing to take
+    ]
+    report = check_with(sqlite_store, intents, refunds, disputes)
+    assert kinds(report) == {
+        ("refunded_mismatch", dave.id),
+        ("disputed_mismatch", alice.id),
+        ("refund_without_purchase", "re_stranger"),
+    }
+    assert report.count(Check.PROVIDER_REFUNDS).differences == 3
+    assert all(d.detail for d in report.differences)
+
+
 def test_clawbacks_must_match_the_purchase(
     sqlite_store: SqliteStore, clean: tuple[Path, Built]
 ) -> None:
@@ -329,7 +405,7 @@ def test_clawbacks_must_match_the_purchase(
     report = reconcile(sqlite_store, None, utc_now())
     assert kinds(report) == {("clawback_mismatch", dave.id)}
     assert "took 24" in report.differences[0].detail
-    assert report.skipped == [Check.PROVIDER]
+    assert report.skipped == [Check.PROVIDER, Check.PROVIDER_REFUNDS]
 
 
 def test_a_credit_for_an_unpaid_purchase_is_found(sqlite_store: SqliteStore) -> None:
@@ -360,7 +436,7 @@ def firestore_store(firestore_emulator: FirestoreEmulator) -> Iterator[Firestore
 def test_reconcile_on_firestore(firestore_store: FirestoreStore) -> None:
     built = build(firestore_store)
     intents = [intent(p) for p in built.purchases.values()]
-    report = check_with(firestore_store, intents)
+    report = check_with(firestore_store, intents, built=built)
     assert report.ok, report.differences
     assert (report.transactions, report.entries) == (13, 26)
     firestore_store.account_ref("alice").update({"balance": 1})
