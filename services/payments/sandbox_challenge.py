@@ -71,6 +71,8 @@ def finish_change(token: str, completed: bool, now: int) -> after.Change:
     def change(row: dict[str, Any]) -> after.Outcome:
         if not token_matches(row, token) or row.get("intent_status") != "requires_action":
             return None
+        if not is_intent(row) and row["status"] != "open":  # expired during the challenge
+            return None
         row.pop("next_action", None)
         return _completed(row, now) if completed else _failed(row)
 

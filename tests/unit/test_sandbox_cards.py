@@ -151,6 +151,19 @@ def test_a_failed_checkout_challenge_keeps_the_session_open(gateway: SandboxPaym
     assert gateway.retrieve_session(session_id)["payment_status"] == "paid"
 
 
+def test_a_session_that_expired_during_its_challenge_cannot_be_paid_by_it(
+    gateway: SandboxPayments,
+) -> None:
+    session_id = start(gateway, "pur_3ds_expired")
+    waiting = gateway.pay_with_card(session_id, AUTHENTICATION_CARDS[2])
+    gateway.expire(session_id)
+    token = token_of(waiting["next_action"]["redirect_to_url"]["url"])
+    assert gateway.authenticate(session_id, token, completed=True) == ""
+    session = gateway.retrieve_session(session_id)
+    assert (session["status"], session["payment_status"]) == ("expired", "unpaid")
+    assert types_of(gateway) == ["payment_intent.requires_action", "checkout.session.expired"]
+
+
 # -- after the payment -------------------------------------------------------------
 
 
