@@ -20,6 +20,7 @@ from tests.support.firebase_auth_emulator import DEFAULT_PROJECT, FirebaseAuthEm
 from tests.support.firebase_tokens import emulator_id_token
 from tests.support.purchases import event, send, session_object, wait_for
 from tests.support.server import AppServer, tokens_cli
+from tests.support.stripe_fixtures import fixture
 
 PROJECT = DEFAULT_PROJECT  # the Auth emulator's
 USERS = ("uid-ann", "uid-bob", "uid-carol", "uid-dan")
@@ -200,3 +201,47 @@ def test_a_checkout_whose_answers_were_lost_is_retried_into_the_same_session(
         timeout=10,
     )
     assert status.json()["purchase"]["state"] == "pending"
+
+
+def test_the_third_declined_attempt_cancels_the_intent_at_stripe(
+    stripe_app: AppServer, fake_stripe: FakeStripeApi
+) -> None:
+    made = requests.post(
+        f"{stripe_app.url}/api/tokens/create-payment-intent",
+        json={"package": "starter"},
+        headers=bearer("uid-carol"),
+        timeout=60,
+    )
+    assert made.status_code == 200, made.text
+    body = made.json()
+    intent_id = body["payment_intent_id"]
+    declined = fixture(
+        "payment_intent",
+        id=intent_id,
+        status="requires_payment_method",
+        amount=499,
+        currency="usd",
+        metadata={"purchase_id": body["purchase_id"], "user_id": "uid-carol"},
+        last_payment_error={"code": "card_declined", "type": "card_error"},
+    )
+    outcomes = [
+        send(
+            stripe_app.url, event("payment_intent.payment_failed", declined), secret=SECRET
+        ).json()["outcome"]
+        for _ in range(3)
+    ]
+    assert outcomes == ["payment_declined", "payment_declined", "failed"]
+    cancel = fake_stripe.last("POST", f"/v1/payment_intents/{intent_id}/cancel")
+    assert cancel.params == {"cancellation_reason": "abandoned"}
+    assert cancel.idempotency_key == f"cancel-{intent_id}"
+    assert fake_stripe.objects["payment_intents"][intent_id]["status"] == "canceled"
+    purchase = requests.get(
+        f"{stripe_app.url}/api/tokens/purchases/{body['purchase_id']}",
+        headers=bearer("uid-carol"),
+        timeout=10,
+    ).json()["purchase"]
+    assert purchase["state"] == "failed"
+    # Stripe's own payment_intent.canceled, arriving after, changes nothing more
+    canceled = {**declined, "status": "canceled", "cancellation_reason": "abandoned"}
+    answer = send(stripe_app.url, event("payment_intent.canceled", canceled), secret=SECRET)
+    assert answer.json()["outcome"] == "failed"
