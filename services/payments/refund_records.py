@@ -59,11 +59,9 @@ class RefundFact:
 
     @classmethod
     def of(cls, refund: Mapping[str, Any]) -> RefundFact:
-        return cls(
-            payload.text(refund, "id"),
-            payload.amount(refund, "amount"),
-            payload.text(refund, "status"),
-        )
+        # Stripe's refund status is nullable; an unknown one changes no record.
+        status = payload.field(refund, "status") or ""
+        return cls(payload.text(refund, "id"), payload.amount(refund, "amount"), status)
 
 
 def refunds_in_charge(charge: Mapping[str, Any]) -> list[RefundFact]:
