@@ -1,9 +1,9 @@
-"""Embedded payments' intents are canceled once they are as old as a checkout session
-can be, or after three declines; ``payment_intent.canceled`` closes the purchase."""
+"""On both stores: embedded payments' intents are canceled once they are as old as a
+checkout session can be, or after three declines; ``payment_intent.canceled`` closes
+the purchase."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from services.ledger.model import format_time
 from services.payments.intent_attempts import IntentAttempts
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
-from services.store import open_store
 from services.store.port import Store
 from tests.support.clock import Clock
 from tests.unit.test_sandbox_gateway import gateway_pack
@@ -28,13 +27,6 @@ START = datetime(2027, 1, 1, 12, tzinfo=UTC)
 @pytest.fixture
 def clock() -> Clock:
     return Clock(START)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path}/tokens.db")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture
