@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from config import Settings
 from services.auth import AuthService, FirebaseVerifier
 from services.operations.actions import AdminActions
-from services.payments.checkout import CheckoutService
+from services.payments.checkout import PRICE_IDS_SETTING, CheckoutService
 from services.payments.events import EventProcessor
 from services.payments.fraud_warnings import FraudWarnings
 from services.payments.fulfilment import Fulfilment
@@ -64,7 +64,12 @@ def build_services(settings: Settings) -> Services:
         ledger,
         settings.catalog,
         security,
-        payment_links=PaymentLinks(settings.catalog, payments, settings.payment_links),
+        payment_links=PaymentLinks(
+            settings.catalog,
+            payments,
+            settings.payment_links,
+            lambda: store.get_setting(PRICE_IDS_SETTING) or {},
+        ),
         fraud_warnings=FraudWarnings(
             store, security, payments, settings.early_fraud_warning_refunds
         ),

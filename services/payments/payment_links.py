@@ -4,8 +4,10 @@ Only a session in ``mode=payment`` from a Payment Link named in
 ``PAYMENT_LINKS`` is adopted; any other (a subscription, another link, a
 session made elsewhere on the account) is not this store's sale and is left
 alone with an alert. An adopted session's pack comes from its one line item's
-Stripe price id, read from the session retrieved from the provider with its
-line items expanded (Stripe's events never carry them); the amount paid is
+Stripe price id (the catalog's ``stripe_price_id``, or the price ``flask tokens
+sync-stripe`` recorded while it still matches the pack), read from the session
+retrieved from the provider with its line items expanded (Stripe's events
+never carry them); the amount paid is
 then checked against that pack as for any purchase. A session whose items
 name no single pack, or that the provider would not show, is parked in review:
 its buyer paid through our link and an operator decides. A transient provider
@@ -14,7 +16,7 @@ error propagates, so that the webhook answers 5xx and Stripe retries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +46,34 @@ def link_of(session: Mapping[str, Any]) -> str | None:
     return value or None
 
 
+def no_recorded_prices() -> Mapping[str, Any]:
+    return {}
+
+
+def price_ids(pack: Pack, recorded: Mapping[str, Any]) -> set[str]:
+    """The pack's Stripe prices: the catalog's, and sync-stripe's while it matches the pack."""
+    ids = {pack.stripe_price_id} if pack.stripe_price_id else set()
+    synced = recorded.get(pack.id)
+    if not isinstance(synced, Mapping) or not synced.get("price_id"):
+        return ids
+    if (synced.get("amount"), synced.get("currency")) == (pack.price_cents, pack.currency):
+        ids.add(str(synced["price_id"]))
+    return ids
+
+
 class PaymentLinks:
     def __init__(
-        self, catalog: Catalog, payments: PaymentsGateway | None, allowed: frozenset[str]
+        self,
+        catalog: Catalog,
+        payments: PaymentsGateway | None,
+        allowed: frozenset[str],
+        recorded_prices: Callable[[], Mapping[str, Any]] = no_recorded_prices,
     ) -> None:
         self.catalog = catalog
         self.payments = payments
         self.allowed = allowed
+        # pack id -> {"price_id", "amount", "currency"}, as sync-stripe records them
+        self.recorded_prices = recorded_prices
 
     def verdict(self, session: Mapping[str, Any]) -> Verdict:
         """Whether to adopt a session no purchase knows, and as which pack."""
@@ -91,7 +114,8 @@ class PaymentLinks:
         item = items[0] if isinstance(items[0], dict) else {}
         price = item.get("price")
         price_id = price.get("id") if isinstance(price, dict) else price
-        packs = [p for p in self.catalog if price_id and p.stripe_price_id == price_id]
+        recorded = self.recorded_prices()  # one read for every pack
+        packs = [p for p in self.catalog if price_id and price_id in price_ids(p, recorded)]
         if len(packs) != 1:
             return None, f"a Payment Link session for price {price_id!r}, which no pack has"
         if item.get("quantity") != 1:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from config.catalog import DEFAULT_PACKS
+from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.stripe_gateway import MAX_NETWORK_RETRIES
 from tests.integration.conftest import RunningApp
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
@@ -107,6 +108,16 @@ def test_a_session_from_a_named_link_with_a_pack_price_is_credited_once(
     assert purchase is not None
     assert (purchase.source, purchase.pack_id, purchase.tokens) == ("payment_link", "popular", 110)
     assert balance(stripe_app, user) == 110
+
+
+def test_a_price_recorded_by_sync_stripe_names_its_pack_too(
+    stripe_app: RunningApp, fake_stripe: FakeStripeApi
+) -> None:
+    synced = {"price_id": "price_synced_popular", "amount": 999, "currency": "usd"}
+    stripe_app.store.put_setting(PRICE_IDS_SETTING, {"popular": synced})
+    obj = link_session(fake_stripe, price="price_synced_popular")
+    assert completed(stripe_app, obj).json()["outcome"] == "paid"
+    assert balance(stripe_app, obj["client_reference_id"]) == 110
 
 
 @pytest.mark.parametrize(

@@ -220,3 +220,18 @@ def test_the_settings_read_payment_links_and_the_refund_switch() -> None:
         load_settings({"PAYMENT_LINKS": "https://buy.stripe.com/x"})
     with pytest.raises(ConfigError, match="EARLY_FRAUD_WARNING_REFUNDS"):
         load_settings({"EARLY_FRAUD_WARNING_REFUNDS": "maybe"})
+
+
+def test_a_price_recorded_by_sync_stripe_counts_while_it_matches_its_pack() -> None:
+    def verdict(recorded: dict[str, Any]) -> Any:
+        gateway = StubGateway(session=items(item(price="price_synced")))
+        payments = cast(PaymentsGateway, gateway)
+        return PaymentLinks(CATALOG, payments, frozenset({LINK}), lambda: recorded).verdict(
+            session()
+        )
+
+    synced = {"price_id": "price_synced", "amount": 1999, "currency": "usd"}
+    adopted = verdict({"pro": synced})
+    assert adopted.pack is not None and adopted.pack.id == "pro"
+    assert verdict({"pro": {**synced, "amount": 1500}}).problem  # the price changed since
+    assert verdict({"pro": "price_synced"}).problem
