@@ -25,6 +25,7 @@ from tests.browser.support import (
     start_hosted_checkout,
     unique,
 )
+from tests.browser.test_accessibility import blocking_violations
 from tests.support.server import AppServer
 
 ALWAYS_AUTHENTICATE = "4000 0027 6000 3184"
@@ -72,10 +73,12 @@ def test_hosted_checkout_after_a_failed_challenge_takes_another_card(
     started = start_hosted_checkout(page, "starter")
     pay_hosted(page, AUTHENTICATION_REQUIRED)
     on_challenge(page, started["session_id"])
+    assert blocking_violations(page) == []
     page.get_by_role("button", name="Fail authentication").click()
     page.wait_for_url(path_is(f"/sandbox/checkout/{started['session_id']}"))
     expect(page.get_by_role("alert")).to_contain_text(AUTHENTICATION_FAILED)
     shots(page, "authentication-failed")
+    assert blocking_violations(page) == []
     purchase = api_get(page, app.url, f"/api/tokens/purchases/{started['purchase_id']}")
     assert purchase["purchase"]["state"] == "pending"
     assert api_balance(page, app.url) == 0
@@ -115,6 +118,7 @@ def test_the_embedded_form_after_a_failed_challenge_charges_nothing(
     expect(page.get_by_test_id("confirming")).to_be_hidden()
     expect(page.get_by_test_id("celebration")).to_be_hidden()
     shots(page, "not-authenticated")
+    assert blocking_violations(page) == []
     purchase = api_get(page, app.url, f"/api/tokens/purchases/{intent['purchase_id']}")
     assert purchase["purchase"]["state"] == "pending"  # Stripe keeps the intent for a card
     assert api_balance(page, app.url) == 0
