@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 
+from api.openapi import SPEC_PATH
 from config.catalog import DEFAULT_PACKS
 from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.stripe_gateway import MAX_NETWORK_RETRIES
@@ -31,6 +33,7 @@ SECRET = "whsec_payment_links_test"
 LINKS = ("plink_tokens_a", "plink_tokens_b")
 
 fake_stripe = pytest.fixture(running_fake)
+WEBHOOK = schemathesis.openapi.from_path(SPEC_PATH)["/api/stripe/webhook"]["POST"]
 
 
 @pytest.fixture(params=["sqlite", "firestore"])
@@ -155,6 +158,7 @@ def test_a_provider_that_does_not_answer_is_a_5xx_then_the_redelivery_credits(
     fake_stripe.drop_next_responses(1 + MAX_NETWORK_RETRIES)
     failed = send(stripe_app.url, paid, secret=SECRET)
     assert failed.status_code == 503, failed.text
+    WEBHOOK.validate_response(failed)  # payments_unavailable, with Retry-After
     assert not stripe_app.store.event_processed(paid["id"])
     assert stripe_app.store.find_purchase(session_id=obj["id"]) is None
     again = send(stripe_app.url, paid, secret=SECRET)
@@ -181,6 +185,7 @@ def test_a_fraud_warning_whose_refund_answer_is_lost_is_retried_and_refunds_once
     fake_stripe.drop_next_responses(1 + MAX_NETWORK_RETRIES)  # made, every answer lost
     failed = send(stripe_app.url, warning, secret=SECRET)
     assert failed.status_code == 503, failed.text
+    WEBHOOK.validate_response(failed)  # payments_unavailable, with Retry-After
     assert not stripe_app.store.event_processed(warning["id"])
     again = send(stripe_app.url, warning, secret=SECRET)
     assert (again.status_code, again.json()["outcome"]) == (200, "efw_refunded")
