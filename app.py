@@ -13,11 +13,11 @@ from flask_wtf.csrf import CSRFProtect
 
 from api import register_blueprints
 from api.cli import register_cli
-from api.deps import bearer_token
-from api.errors import register_error_handlers
-from api.limits import install_limits
-from api.request_context import install_request_context, log_context
-from api.security_headers import install_security_headers
+from api.http.deps import bearer_token
+from api.http.errors import register_error_handlers
+from api.http.limits import install_limits
+from api.http.request_context import install_request_context, log_context
+from api.http.security_headers import install_security_headers
 from config import Settings, load_settings
 from config.logs import configure_logging, log_format, log_project
 from services.container import build_services

@@ -45,10 +45,10 @@ from bench.webhook_bench import (
     pid_of,
     process_cpu_s,
     start_purchases,
+    this_code,
 )
-from config.settings import DEV_WEBHOOK_SECRET
-from services.payments.signature import sign
 from tests.support.purchases import Buyer, event, session_object
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 START, END = "<!-- load_bench:start -->", "<!-- load_bench:end -->"
 FIRST, REDELIVERY, SECOND = "webhook: first", "webhook: redelivery", "webhook: second event"
@@ -152,12 +152,9 @@ class Sender:
     def send(self, job: Job) -> requests.Response:
         if job.kind in WEBHOOK_KINDS:
             # Signed as it leaves, as Stripe signs each delivery attempt.
-            headers = {
-                "Stripe-Signature": sign(job.body, DEV_WEBHOOK_SECRET, int(time.time())),
-                "Content-Type": "application/json",
-            }
-            target = f"{self.url}/api/stripe/webhook"
-            return self.http().post(target, data=job.body, headers=headers, timeout=TIMEOUT_S)
+            body, headers = delivery(job.body, timestamp=int(time.time()))
+            target = f"{self.url}{WEBHOOK_PATH}"
+            return self.http().post(target, data=body, headers=headers, timeout=TIMEOUT_S)
         cookies = self.cookies[job.order] if job.kind != PACKAGES else None
         target = self.url + READ_PATHS[job.kind]
         return self.http().get(target, cookies=cookies, timeout=TIMEOUT_S)
@@ -296,7 +293,7 @@ class Run:
 def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
     webhooks = round(profile.seconds * profile.webhooks_per_s)
     reads = round(profile.seconds * profile.reads_per_s)
-    with app_server(store) as server:
+    with app_server(store, this_code()) as server:
         server_pid = pid_of(server.process)
         purchases = first_deliveries(webhooks)
         print(f"{store}: setting up {purchases} purchases ...", flush=True)

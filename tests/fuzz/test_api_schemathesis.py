@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import schemathesis
 
-from api.openapi import SPEC_PATH
+from api.json_api.openapi import SPEC_PATH
 from services.auth import dev_user_id
 from services.payments.checkout import purchase_id_for
 from tests.fuzz import support

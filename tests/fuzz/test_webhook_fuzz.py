@@ -30,7 +30,7 @@ import schemathesis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.openapi import SPEC_PATH
+from api.json_api.openapi import SPEC_PATH
 from config.catalog import load_catalog
 from config.settings import DEV_WEBHOOK_SECRET
 from services.payments.model import PurchaseState

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from api.health import missing_production_settings
+from api.json_api.health import missing_production_settings
 from app import create_app
 from config import Settings
 from config.settings import DEV_WEBHOOK_SECRET

@@ -104,7 +104,7 @@ def test_production_refuses_the_development_defaults() -> None:
 def refused_start(env: dict[str, str]) -> tuple[int, str]:
     """Launch gunicorn expecting it to exit; its exit code and output."""
     server = AppServer(env)
-    process = server.launch()
+    process = server.launch_one(0)
     process.wait(timeout=30)
     output = server.output()
     server.stop()

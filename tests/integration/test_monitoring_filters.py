@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from api.request_context import REQUEST_ID_HEADER
+from api.http.request_context import REQUEST_ID_HEADER
 from tests.integration.test_log_shape import lines
 from tests.support.log_entries import (
     job_resource,

@@ -22,7 +22,7 @@ from schemathesis.core.result import Ok
 
 import services.operations.actions
 import services.payments.refunds
-from api.openapi import SPEC_PATH
+from api.json_api.openapi import SPEC_PATH
 from app import create_app
 from services.errors import TokenStoreError
 from services.payments.errors import Kind
@@ -49,13 +49,13 @@ SANDBOX_BLUEPRINTS = ("sandbox", "dev_auth")
 # Codes the error handlers and routes send besides the exception classes' own.
 HANDLER_CODES = frozenset(
     {
-        "csrf_failed",  # api/errors.py, Flask-WTF's CSRFError
-        *(kind.code for kind in Kind),  # api/errors.py, a PaymentsError by its kind
-        "request_entity_too_large",  # werkzeug's 413 through api/errors.py
+        "csrf_failed",  # api/http/errors.py, Flask-WTF's CSRFError
+        *(kind.code for kind in Kind),  # api/http/errors.py, a PaymentsError by its kind
+        "request_entity_too_large",  # werkzeug's 413 through api/http/errors.py
         "not_found",  # werkzeug's 404, and the sandbox's unknown intent
-        "not_configured",  # api/health.py
-        "card_declined",  # api/sandbox.py
-        "rate_limited",  # api/limits.py, Flask-Limiter's 429
+        "not_configured",  # api/json_api/health.py
+        "card_declined",  # api/pages/sandbox.py
+        "rate_limited",  # api/http/limits.py, Flask-Limiter's 429
     }
 )
 # Exception codes no JSON route can send, each for a stated reason.

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import schemathesis
 
-from api.openapi import SPEC_PATH
+from api.json_api.openapi import SPEC_PATH
 from config.catalog import DEFAULT_PACKS
 from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.stripe_gateway import MAX_NETWORK_RETRIES

@@ -12,8 +12,8 @@ import requests
 import yaml
 from werkzeug.test import TestResponse
 
-from api.limits import GROUPS
-from api.openapi import SPEC_PATH
+from api.http.limits import GROUPS
+from api.json_api.openapi import SPEC_PATH
 from services.ledger.model import TxnType
 from services.store import open_store
 from services.tokens import TokenLedger

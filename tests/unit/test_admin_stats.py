@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from api.admin_chart import HEIGHT, revenue_chart
-from api.page_context import money
+from api.admin.chart import HEIGHT, revenue_chart
+from api.pages.context import money
 from services.operations.stats import summarise
 from services.payments.model import Purchase, PurchaseState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.security_headers import AUTH_EMULATOR_VARIABLE, auth_emulator_origin
+from api.http.security_headers import AUTH_EMULATOR_VARIABLE, auth_emulator_origin
 from config import ConfigError, Settings
 
 DEVELOPMENT = Settings(firebase_project_id="demo-x")

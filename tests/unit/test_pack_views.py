@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.pages_buy import best_value_id, price_per_100, wait_text
+from api.pages.buy import best_value_id, price_per_100, wait_text
 from config.catalog import Pack, load_catalog
 
 

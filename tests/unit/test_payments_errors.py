@@ -6,7 +6,7 @@ import pytest
 import stripe
 from flask import Flask
 
-from api.errors import register_error_handlers
+from api.http.errors import register_error_handlers
 from services.payments.errors import Kind, PaymentsError, from_stripe, stripe_kind
 
 SECRET = "sk_test_errors0000"

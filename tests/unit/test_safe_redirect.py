@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.redirects import DEFAULT_NEXT, safe_next
+from api.http.redirects import DEFAULT_NEXT, safe_next
 
 HOSTILE = [
     "https://evil.example",

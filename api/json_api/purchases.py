@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import deps
-from api.conditional import conditional
+from api.http import deps
+from api.http.conditional import conditional
 from services.payments.model import Purchase
 
 bp = Blueprint("purchases", __name__, url_prefix="/api/tokens")

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api import deps
+from api.http import deps
 from services.reservations import Reservations
 from services.usage import UsageMeter, UsageSession
 

@@ -10,9 +10,9 @@ from typing import cast
 
 from flask import Blueprint, Response, redirect, render_template, request
 
-from api import deps
-from api.page_context import money
-from api.redirects import signin_required
+from api.http import deps
+from api.http.redirects import signin_required
+from api.pages.context import money
 from config.catalog import Catalog, Pack
 from services.errors import PurchaseLimitReached, TokenStoreError, UnknownPackage
 from services.payments.port import PaymentsError

@@ -9,9 +9,9 @@ from typing import cast
 
 from flask import Blueprint, Response, flash, redirect, render_template, request
 
-from api import deps
-from api.history import describe
-from api.redirects import signin_required
+from api.http import deps
+from api.http.redirects import signin_required
+from api.json_api.entries import describe
 from services.errors import AccountNotFound, DomainError, SelfTransfer, TokenStoreError
 from services.ledger.model import Entry, TxnType
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, has_request_context, request, session
 
-from api import deps
-from api.redirects import DEFAULT_NEXT, current_path, signin_url
+from api.http import deps
+from api.http.redirects import DEFAULT_NEXT, current_path, signin_url
 from config.currencies import format_minor
 from services.errors import TokenStoreError
 from services.ledger.model import parse_time

@@ -7,10 +7,10 @@ from typing import cast
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.exceptions import NotFound
 
-from api import csrf, deps
-from api.auth import start_session
-from api.redirects import safe_next
-from api.security_headers import EMULATOR_ORIGIN_CONFIG, uses_firebase_js
+from api.http import csrf, deps
+from api.http.redirects import safe_next
+from api.http.security_headers import EMULATOR_ORIGIN_CONFIG, uses_firebase_js
+from api.json_api.auth import start_session
 from services.errors import DomainError
 
 bp = Blueprint("signin", __name__)

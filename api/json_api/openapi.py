@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 

@@ -10,7 +10,7 @@ import uuid
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import deps
+from api.http import deps
 from services.errors import NotAnOperator
 from services.ledger.rules import validate_amount
 from services.operations.access import is_admin

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template, request
 
-from api import deps
-from api.redirects import signin_required
+from api.http import deps
+from api.http.redirects import signin_required
 from services.errors import PurchaseNotFound
 from services.payments.model import OPEN_STATES
 

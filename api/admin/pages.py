@@ -15,12 +15,12 @@ from typing import cast
 
 from flask import Blueprint, Response, flash, redirect, render_template, request
 
-from api import deps
-from api.admin import admin_actions, operator
-from api.admin_chart import revenue_chart
-from api.history import entry_json
-from api.page_context import money
-from api.redirects import safe_next, to_signin
+from api.admin.chart import revenue_chart
+from api.admin.operator_api import admin_actions, operator
+from api.http import deps
+from api.http.redirects import safe_next, to_signin
+from api.json_api.entries import entry_json
+from api.pages.context import money
 from services.errors import DomainError, NotSignedIn, TokenStoreError
 from services.ledger.model import utc_now
 from services.operations.actions import ActionRequest, ActionResult

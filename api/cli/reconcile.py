@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from api.cli import tokens_cli
-from api.deps import services
+from api.cli.group import tokens_cli
+from api.http.deps import services
 from services.errors import StorageError
 from services.ledger.model import format_time, utc_now
 from services.operations.model import LAST_RECONCILIATION, error_summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import deps
+from api.http import deps
 from services.errors import BadSignature
 from services.payments import signature
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from api import deps, page_context
-from api.pages_buy import bp as buy_bp
-from api.pages_buy import pack_views
-from api.pages_history import bp as history_bp
-from api.pages_purchase import bp as purchase_bp
-from api.pages_signin import bp as signin_bp
+from api.http import deps
+from api.pages import context as page_context
+from api.pages.buy import bp as buy_bp
+from api.pages.buy import pack_views
+from api.pages.history import bp as history_bp
+from api.pages.purchase import bp as purchase_bp
+from api.pages.signin import bp as signin_bp
 
 bp = Blueprint("pages", __name__)
 for child in (signin_bp, buy_bp, purchase_bp, history_bp):

@@ -6,7 +6,7 @@ from typing import cast
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 
-from api import deps
+from api.http import deps
 from services.errors import InvalidPayload
 from services.payments.port import PaymentsError
 from services.payments.sandbox import AUTHENTICATION_FAILED, PaymentDeclined, SandboxPayments

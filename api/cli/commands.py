@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app app tokens ...``."""
+"""Operator commands: sync-stripe, grant, refund, release-expired-holds."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import os
 import uuid
 
 import click
-from flask import Flask
-from flask.cli import AppGroup
 
-from api.deps import services
+from api.cli.group import tokens_cli
+from api.http.deps import services
 from services.errors import DomainError
 from services.operations.actions import ActionRequest
 from services.payments.checkout import PRICE_IDS_SETTING
@@ -18,7 +17,6 @@ from services.payments.model import User
 from services.payments.port import PaymentsError
 
 MAX_OPERATOR_LENGTH = 64
-tokens_cli = AppGroup("tokens", help="Token store operations.")
 
 
 @tokens_cli.command("sync-stripe")
@@ -137,12 +135,3 @@ def release_expired_holds() -> None:
         raise click.ClickException(f"the payment provider did not answer: {exc}") from exc
     gateway.deliver_pending()
     click.echo(f"canceled {canceled} unpaid payment intents past the checkout expiry")
-
-
-def register_cli(app: Flask) -> None:
-    # These modules add their commands to tokens_cli; imported here, not at the
-    # top, because they import tokens_cli from this module.
-    import api.cli_reconcile
-    import api.cli_replay  # noqa: F401
-
-    app.cli.add_command(tokens_cli)

@@ -17,8 +17,8 @@ from flask import Flask, Response, request
 from flask.typing import RouteCallable
 from flask_limiter import Limiter, RateLimitExceeded
 
-from api import deps
-from api.errors import error_response
+from api.http import deps
+from api.http.errors import error_response
 from config.limits import RateLimits
 from services.errors import TokenStoreError
 

@@ -11,7 +11,7 @@ from typing import cast
 from flask import Blueprint, Response, jsonify, redirect, request, session
 from flask_wtf.csrf import generate_csrf
 
-from api import csrf, deps
+from api.http import csrf, deps
 from services.auth import BearerIdentity
 from services.errors import NotSignedIn
 from services.payments.model import User

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import deps
-from api.conditional import conditional
-from api.history import entry_json
+from api.http import deps
+from api.http.conditional import conditional
+from api.json_api.entries import entry_json
 from services.ledger.model import format_time, utc_now
 
 bp = Blueprint("tokens", __name__, url_prefix="/api/tokens")

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import Response, redirect, request
 
-from api import deps
+from api.http import deps
 from services.errors import NotSignedIn
 
 DEFAULT_NEXT = "/buy-tokens"

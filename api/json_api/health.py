@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from api import deps
+from api.http import deps
 from config import Settings
 from config.settings import DEV_WEBHOOK_SECRET
 

@@ -1,6 +1,6 @@
 """``flask --app app tokens replay-events --since 72h``: process events the webhook missed.
 
-Importing this module adds the command to the ``tokens`` group of ``api.cli``.
+Importing this module adds the command to the ``tokens`` group (``api.cli.group``).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import click
 
-from api.cli import tokens_cli
-from api.deps import services
+from api.cli.group import tokens_cli
+from api.http.deps import services
 from services.ledger.model import utc_now
 from services.replay import ReplayedEvent, ReplayError, replay_events
 

@@ -1,0 +1,1 @@
+"""Request plumbing shared by every blueprint: context, errors, CSRF, limits, headers."""
