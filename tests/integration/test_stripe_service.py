@@ -306,6 +306,26 @@ def test_list_payments(service: StripeService, fake: FakeStripeApi) -> None:
     assert requests[0].params["created"] == {"gte": "2000"}
 
 
+@pytest.mark.parametrize(("name", "path"), [("refund", "refunds"), ("dispute", "disputes")])
+def test_list_refunds_and_disputes(
+    service: StripeService, fake: FakeStripeApi, name: str, path: str
+) -> None:
+    """What ``tokens reconcile`` compares with the purchases: every page, from a time on."""
+    fake.page_size = 1
+    fake.add(name, created=10)
+    recent = [fake.add(name, created=2_000 + i)["id"] for i in range(2)]
+    lister = service.list_refunds if name == "refund" else service.list_disputes
+
+    found = list(lister(created_gte=2_000))
+
+    assert sorted(item["id"] for item in found) == sorted(recent)
+    assert [item["object"] for item in found] == [name] * 2
+    requests = fake.find("GET", f"/v1/{path}")
+    assert [r.params.get("starting_after") for r in requests] == [None, found[0]["id"]]
+    assert requests[0].params["created"] == {"gte": "2000"}
+    assert_pinned(requests[0])
+
+
 def test_a_failed_listing_is_a_payments_error(service: StripeService, fake: FakeStripeApi) -> None:
     fake.fail_next(1, status=400, message="bad filter")
     with pytest.raises(PaymentsError, match="bad filter") as caught:
