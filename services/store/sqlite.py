@@ -30,14 +30,10 @@ from services.ledger.model import (
 )
 from services.ledger.rules import LedgerRead, execute
 from services.store.sqlite_alerts import SqliteAlerts
-from services.store.sqlite_operations import (
-    OPERATIONS_SCHEMA,
-    SqliteOperations,
-    migrate,
-    migration_needed,
-)
-from services.store.sqlite_purchases import OPEN_ACCOUNT, PURCHASE_SCHEMA, SqlitePurchases
-from services.store.sqlite_sessions import SESSION_SCHEMA, SqliteSessions
+from services.store.sqlite_operations import SqliteOperations
+from services.store.sqlite_purchases import OPEN_ACCOUNT, SqlitePurchases
+from services.store.sqlite_schema import TABLES, needs_upgrade, upgrade
+from services.store.sqlite_sessions import SqliteSessions
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -45,54 +41,6 @@ SCHEMA_ATTEMPTS = 8
 SCHEMA_RETRY_S = 0.05
 PAGE_SIZE = 500
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    user_id TEXT PRIMARY KEY,
-    balance INTEGER NOT NULL CHECK (balance >= 0),
-    debt INTEGER NOT NULL CHECK (debt >= 0),
-    seq INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    holds TEXT NOT NULL DEFAULT '{}'
-) STRICT;
-CREATE TABLE IF NOT EXISTS journal_transactions (
-    id TEXT PRIMARY KEY,
-    idem_key TEXT NOT NULL UNIQUE,
-    fingerprint TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    type TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    refs TEXT NOT NULL,
-    created_at TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS entries (
-    txn_id TEXT NOT NULL REFERENCES journal_transactions (id),
-    idx INTEGER NOT NULL,
-    account TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    user_id TEXT,
-    seq INTEGER,
-    balance_after INTEGER,
-    debt_after INTEGER,
-    counterparty_id TEXT,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (txn_id, idx)
-) STRICT;
-CREATE UNIQUE INDEX IF NOT EXISTS entries_by_user ON entries (user_id, seq)
-    WHERE user_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_by_user_type ON entries (user_id, type, seq)
-    WHERE user_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_by_account ON entries (account, amount);
-CREATE TRIGGER IF NOT EXISTS entries_append_only BEFORE UPDATE ON entries
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS transactions_append_only BEFORE UPDATE ON journal_transactions
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS transactions_no_delete BEFORE DELETE ON journal_transactions
-    BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
-"""
 
 ENTRY_COLUMNS = (
     "txn_id, idx, account, amount, type, created_at, user_id, seq,"
@@ -121,21 +69,6 @@ def _row_to_account(row: sqlite3.Row) -> Account:
     data = dict(row)
     data["holds"] = json.loads(data["holds"])
     return Account.from_dict(data)
-
-
-def _account_columns(conn: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
-
-
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring a database made by an older version up to this schema."""
-    if "holds" not in _account_columns(conn):
-        conn.execute("ALTER TABLE accounts ADD COLUMN holds TEXT NOT NULL DEFAULT '{}'")
-
-
-def _upgrade(conn: sqlite3.Connection) -> None:
-    _add_missing_columns(conn)
-    migrate(conn)
 
 
 class SqliteUnitOfWork:
@@ -227,7 +160,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         if self._create_schema():
-            self._write(_upgrade)
+            self._write(upgrade)
 
     def _create_schema(self) -> bool:
         """Create the tables; True when an older database needs upgrading.
@@ -239,10 +172,8 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
             try:
                 with self._guard():
                     conn = self._conn()
-                    conn.executescript(
-                        SCHEMA + PURCHASE_SCHEMA + OPERATIONS_SCHEMA + SESSION_SCHEMA
-                    )
-                    return "holds" not in _account_columns(conn) or migration_needed(conn)
+                    conn.executescript(TABLES)
+                    return needs_upgrade(conn)
             except StorageContention:
                 if attempt == SCHEMA_ATTEMPTS - 1:
                     raise

@@ -12,74 +12,9 @@ from services.operations.model import AuditRecord, EventFailure
 from services.payments.model import Purchase, PurchaseState, SecurityAlert, User
 from services.store.sqlite_purchases import _SqliteBase
 
-OPERATIONS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS event_failures (
-    id TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    error TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    first_at TEXT NOT NULL,
-    last_at TEXT NOT NULL,
-    resolved_at TEXT
-) STRICT;
-CREATE INDEX IF NOT EXISTS event_failures_open ON event_failures (resolved_at, last_at);
-CREATE TABLE IF NOT EXISTS audit (
-    id TEXT PRIMARY KEY,
-    target TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    body TEXT NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit (created_at);
-CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, created_at);
-CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
-CREATE INDEX IF NOT EXISTS users_by_email ON users (json_extract(body, '$.email'));
-"""
-
-# Columns that older databases lack: (table, column, how to fill it from the row's body).
-ADDED_COLUMNS = (
-    ("purchases", "state", "json_extract(body, '$.state')"),
-    ("purchases", "user_id", "json_extract(body, '$.user_id')"),
-    ("security_alerts", "acknowledged_at", "json_extract(body, '$.acknowledged_at')"),
-)
-# Indexes on the added columns, made once the columns exist.
-ADDED_INDEXES = """
-CREATE INDEX IF NOT EXISTS purchases_by_state ON purchases (state, created_at);
-CREATE INDEX IF NOT EXISTS purchases_by_user ON purchases (user_id, created_at);
-"""
 PURCHASE_BODY = "SELECT body FROM purchases WHERE "
 AUDIT_NEWEST = "SELECT body FROM audit ORDER BY created_at DESC, id LIMIT ?"
 AUDIT_OF_TARGET = "SELECT body FROM audit WHERE target = ? ORDER BY created_at DESC, id LIMIT ?"
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def migration_needed(conn: sqlite3.Connection) -> bool:
-    """Read-only check, so that opening an up-to-date database takes no write lock."""
-    if any(column not in _columns(conn, table) for table, column, _ in ADDED_COLUMNS):
-        return True
-    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    return not {"purchases_by_state", "purchases_by_user"} <= names
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Add the dashboard's columns to an older database and fill them from each body.
-
-    The caller holds the write lock, so two processes starting together
-    cannot both add a column.
-    """
-    for table, column, fill in ADDED_COLUMNS:
-        if column not in _columns(conn, table):
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
-            # Only the constant names and expressions above are interpolated.
-            conn.execute(f"UPDATE {table} SET {column} = {fill}")  # noqa: S608
-    for statement in ADDED_INDEXES.strip().split(";"):
-        if statement.strip():
-            conn.execute(statement)
 
 
 def _purchases(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> list[Purchase]:

@@ -27,37 +27,6 @@ OPEN_ACCOUNT = (
     "INSERT OR IGNORE INTO accounts (user_id, balance, debt, seq, created_at)"
     " VALUES (?, 0, 0, 0, ?)"
 )
-PURCHASE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY,
-    username_lower TEXT UNIQUE,
-    body TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS purchases (
-    id TEXT PRIMARY KEY,
-    buyer_id TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    session_id TEXT UNIQUE,
-    payment_intent_id TEXT,
-    body TEXT NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS purchases_by_buyer ON purchases (buyer_id, created_at);
-CREATE INDEX IF NOT EXISTS purchases_by_payment_intent ON purchases (payment_intent_id);
-CREATE TABLE IF NOT EXISTS stripe_events (
-    id TEXT PRIMARY KEY,
-    type TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    processed_at TEXT NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS security_alerts (
-    id TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    body TEXT NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS alerts_by_time ON security_alerts (created_at);
-CREATE TABLE IF NOT EXISTS app_settings (name TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS purchase_limits (buyer_id TEXT PRIMARY KEY, body TEXT NOT NULL) STRICT;
-"""
 
 
 class _SqliteBase(Protocol):
@@ -72,7 +41,6 @@ class _SqliteBase(Protocol):
     def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]: ...
 
 
-# state and user_id are columns too (added by sqlite_operations.migrate) for the dashboard.
 INSERT_PURCHASE = (
     "INSERT INTO purchases (id, buyer_id, created_at, session_id, payment_intent_id, body,"
     " state, user_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -13,14 +13,6 @@ from services.session_model import SessionRecord
 
 T = TypeVar("T")
 
-SESSION_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    body TEXT NOT NULL
-) STRICT;
-"""
-
 
 class _SqliteBase(Protocol):
     def _conn(self) -> sqlite3.Connection: ...
