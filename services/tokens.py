@@ -31,13 +31,12 @@ from services.ledger.model import (
     JournalTransaction,
     Operation,
     OpKind,
-    SystemAccount,
     TxnType,
     format_time,
     transaction_id_for,
     utc_now,
 )
-from services.ledger.rules import validate, validate_key, validate_user_id
+from services.ledger.rules import validate, validate_user_id
 from services.ledger.usage import close_op
 from services.store.port import LedgerStore
 
@@ -324,12 +323,3 @@ class TokenLedger:
         if txn is None:
             raise TransactionNotFound(f"no journal transaction {txn_id}")
         return txn
-
-    def transaction_by_key(self, key: str) -> JournalTransaction:
-        txn = self.store.get_transaction(transaction_id_for(validate_key(key)))
-        if txn is None or txn.key != key:
-            raise TransactionNotFound("no journal transaction has that idempotency key")
-        return txn
-
-    def system_balances(self) -> dict[SystemAccount, int]:
-        return {account: self.store.system_balance(account) for account in SystemAccount}

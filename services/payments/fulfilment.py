@@ -36,6 +36,7 @@ from services.payments.model import (
     PurchaseState,
     User,
 )
+from services.payments.payload import field
 from services.payments.payment_links import PaymentLinks
 from services.payments.port import PaymentsGateway
 from services.payments.purchase_rules import NOT_HANDLED, PaidEvent, PaidLocator, PaidResult
@@ -48,13 +49,6 @@ PAID_STATUSES = ("paid", "no_payment_required")
 SESSION_PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 INTENT_PAID_EVENT = "payment_intent.succeeded"
 UNIDENTIFIED = "unidentified"
-
-
-def field(obj: Mapping[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise InvalidPayload(f"{obj.get('object', 'object')}.{name} has the wrong type")
-    return value
 
 
 def _received(intent: Mapping[str, Any]) -> int | None:

@@ -26,6 +26,7 @@ from services.errors import (
 from services.ledger.model import JournalTransaction, SystemAccount, TxnType, format_time
 from services.store.port import Store
 from services.tokens import TokenLedger
+from tests.support.ledger_reads import system_balances, transaction_by_key
 
 USERS = ("alice", "bob", "carol")
 
@@ -43,7 +44,7 @@ def state(ledger: TokenLedger) -> dict[str, Any]:
     """Everything an operation could change, to show that a refusal changed nothing."""
     accounts = {u: ledger.balance(u) for u in USERS}
     histories = {u: ledger.history(u, limit=100).entries for u in USERS}
-    return {"accounts": accounts, "histories": histories, "system": ledger.system_balances()}
+    return {"accounts": accounts, "histories": histories, "system": system_balances(ledger)}
 
 
 def entries_total(ledger: TokenLedger, user: str) -> int:
@@ -64,7 +65,7 @@ def assert_balanced(txn: JournalTransaction) -> None:
 def assert_books_close(ledger: TokenLedger) -> None:
     """DESIGN.md invariants 1-3 over the test's users."""
     balances = {u: ledger.balance(u).balance for u in USERS}
-    assert sum(balances.values()) + sum(ledger.system_balances().values()) == 0
+    assert sum(balances.values()) + sum(system_balances(ledger).values()) == 0
     for user, balance in balances.items():
         assert balance >= 0
         assert entries_total(ledger, user) == balance
@@ -85,7 +86,7 @@ class TestAccounts:
         with pytest.raises(AccountNotFound):
             ledger.history("nobody")
         with pytest.raises(TransactionNotFound):
-            ledger.transaction_by_key("k")
+            transaction_by_key(ledger, "k")
 
 
 class TestOperations:
@@ -113,7 +114,7 @@ class TestOperations:
         txn = funded.spend("alice", 30, key="spend-1", reason="image generation")
         assert_balanced(txn)
         assert txn.user_entry("alice").balance_after == 70
-        assert funded.system_balances()[SystemAccount.SPEND] == 30
+        assert system_balances(funded)[SystemAccount.SPEND] == 30
         assert_books_close(funded)
 
     def test_spend_more_than_the_balance_fails_and_writes_nothing(
@@ -124,7 +125,7 @@ class TestOperations:
             funded.spend("alice", 101, key="spend-big")
         assert state(funded) == before
         with pytest.raises(TransactionNotFound):
-            funded.transaction_by_key("spend-big")
+            transaction_by_key(funded, "spend-big")
 
     def test_transfer_names_the_other_party_on_both_sides(self, funded: TokenLedger) -> None:
         txn = funded.transfer("alice", "bob", 40, key="tip-1", reason="thanks")
@@ -154,7 +155,7 @@ class TestOperations:
         assert_balanced(txn)
         account = funded.balance("alice")
         assert (account.balance, account.debt, account.status) == (40, 0, "active")
-        assert funded.system_balances()[SystemAccount.CLAWBACK] == 60
+        assert system_balances(funded)[SystemAccount.CLAWBACK] == 60
 
     def test_clawback_beyond_the_balance_records_debt(self, funded: TokenLedger) -> None:
         funded.spend("alice", 70, key="spend-1")
@@ -186,7 +187,7 @@ class TestOperations:
         assert_balanced(txn)
         account = funded.balance("bob")
         assert (account.balance, account.debt, account.status) == (30, 0, "active")
-        assert funded.system_balances()[SystemAccount.CLAWBACK] == 20
+        assert system_balances(funded)[SystemAccount.CLAWBACK] == 20
         funded.spend("bob", 30, key="spend-bob")
         assert_books_close(funded)
 
@@ -239,11 +240,11 @@ class TestIdempotency:
     def test_lookup_by_id_and_by_key(self, funded: TokenLedger) -> None:
         txn = funded.transfer("alice", "carol", 5, key="tip-9")
         assert funded.transaction(txn.id) == txn
-        assert funded.transaction_by_key("tip-9") == txn
+        assert transaction_by_key(funded, "tip-9") == txn
         with pytest.raises(TransactionNotFound):
             funded.transaction("txn_missing")
         with pytest.raises(TransactionNotFound):
-            funded.transaction_by_key("never-used")
+            transaction_by_key(funded, "never-used")
 
 
 class TestBadInput:
@@ -282,7 +283,7 @@ class TestBadInput:
 
     def test_the_longest_allowed_key_works(self, funded: TokenLedger) -> None:
         key = "k" * 255
-        assert funded.spend("alice", 1, key=key) == funded.transaction_by_key(key)
+        assert funded.spend("alice", 1, key=key) == transaction_by_key(funded, key)
 
     @pytest.mark.parametrize("user", ["", "a/b", "..", "__x__", "x" * 129, "sp ace"])
     def test_malformed_account_ids_are_refused(self, funded: TokenLedger, user: str) -> None:
@@ -369,7 +370,7 @@ class TestHolds:
         assert (account.balance, account.available(captured.created_at)) == (55, 55)
         with pytest.raises(HoldNotFound):
             funded.release("alice", hold.id)
-        assert funded.system_balances()[SystemAccount.SPEND] == 45
+        assert system_balances(funded)[SystemAccount.SPEND] == 45
         assert_books_close(funded)
 
     def test_hold_refusals(self, funded: TokenLedger) -> None:

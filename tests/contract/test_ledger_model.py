@@ -60,6 +60,7 @@ from services.store.port import LedgerStore
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 from services.usage import UsageMeter
+from tests.support.ledger_reads import system_balances, transaction_by_key
 
 StoreFactory = Callable[[], LedgerStore]
 
@@ -132,7 +133,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.system = dict.fromkeys(SystemAccount, 0)
         self.used: dict[str, Used] = {}
         self.results: list[JournalTransaction] = []
-        self.system_start = self.ledger.system_balances()
+        self.system_start = system_balances(self.ledger)
 
     # -- helpers -----------------------------------------------------------
 
@@ -454,7 +455,7 @@ class LedgerMachine(RuleBasedStateMachine):
         used = self.used[key]
         again = self.send(used.request, key)
         assert again == used.first, f"replay of {key} returned {again} != {used.first}"
-        assert self.ledger.transaction_by_key(key) == used.first
+        assert transaction_by_key(self.ledger, key) == used.first
 
     @rule(key=keys, shift=st.integers(1, 59))
     def replay_other_amount(self, key: str, shift: int) -> None:
@@ -510,7 +511,7 @@ class LedgerMachine(RuleBasedStateMachine):
             actual = [shape_of(e) for e in history]
             assert actual == self.entries[index][::-1], f"{user}: history differs from model"
 
-        system = self.ledger.system_balances()
+        system = system_balances(self.ledger)
         system_change = {a: system[a] - self.system_start[a] for a in SystemAccount}
         users_gain = sum(self.balance.values())
         assert users_total == users_gain

@@ -68,6 +68,7 @@ from services.store.port import Store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 from tests.support.after_payment import dispute_by_id, refund_event
+from tests.support.ledger_reads import system_balances
 from tests.support.purchases import charge_event, event, session_object
 
 StoreFactory = Callable[[], Store]
@@ -222,7 +223,7 @@ class PaymentsMachine(RuleBasedStateMachine):
         self.system = dict.fromkeys(SystemAccount, 0)
         self.purchases: list[PurchaseModel] = []
         self.pending_amounts: dict[str, int] = {}  # refund id -> amount, before it is known
-        self.system_start = self.ledger.system_balances()
+        self.system_start = system_balances(self.ledger)
 
     # -- helpers -------------------------------------------------------------
 
@@ -596,7 +597,7 @@ class PaymentsMachine(RuleBasedStateMachine):
             actual = [(e.type, e.amount, e.balance_after, e.debt_after) for e in history]
             assert actual == self.entries[index][::-1], f"{user}: history differs from model"
 
-        system = self.ledger.system_balances()
+        system = system_balances(self.ledger)
         change = {a: system[a] - self.system_start[a] for a in SystemAccount}
         assert users_total + sum(change.values()) == 0, (users_total, change)
         assert change == self.system, (change, self.system)

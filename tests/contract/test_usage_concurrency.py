@@ -17,6 +17,7 @@ from services.ledger.model import JournalTransaction, SystemAccount, TxnType
 from services.tokens import TokenLedger
 from services.usage import UsageMeter
 from tests.contract.conftest import StoreFactory
+from tests.support.ledger_reads import system_balances
 
 THREADS = 4
 CHARGES_PER_THREAD = 6
@@ -67,7 +68,7 @@ def test_concurrent_increments_are_exact(store_factory: StoreFactory) -> None:
     s = UsageMeter(TokenLedger(store_factory())).session("caller", session.id)
     assert (s.captured, s.remaining, s.reserved) == (captured, RESERVE - captured, RESERVE)
     assert ledger.balance("caller").balance == 100 - captured
-    assert ledger.system_balances()[SystemAccount.SPEND] == captured
+    assert system_balances(ledger)[SystemAccount.SPEND] == captured
     history = ledger.history("caller", limit=100).entries
     assert len([e for e in history if e.type == TxnType.USAGE]) == len(acked)
     # Each acknowledged increment's running total is distinct: they were applied one by one.

@@ -21,6 +21,7 @@ from services.store.port import Store
 from services.tokens import TokenLedger
 from services.usage import UsageMeter, UsageSession
 from tests.contract.test_ledger_contract import USERS, assert_books_close, state
+from tests.support.ledger_reads import system_balances
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_increments_are_spent_from_the_reserve(meter: UsageMeter) -> None:
     assert second.user_entry("alice").balance_after == 85
     assert available(meter) == (85, 70)  # charges come out of the reserve, not the rest
     assert view(meter, session.id) == ("open", 30, 15, 15)
-    assert meter.ledger.system_balances()[SystemAccount.SPEND] == 15
+    assert system_balances(meter.ledger)[SystemAccount.SPEND] == 15
     for txn in (session, first, second):
         assert sum(e.amount for e in txn.entries) == 0
     assert [e.type for e in meter.ledger.history("alice").entries[:3]] == [
@@ -137,7 +138,7 @@ def test_close_releases_the_rest_exactly_once(meter: UsageMeter) -> None:
     with pytest.raises(UsageSessionNotFound):
         meter.top_up("alice", session.id, 1, key="more")
     assert meter.charge("alice", session.id, 20, key="m1").refs["captured"] == "20"  # a replay
-    assert meter.ledger.system_balances()[SystemAccount.SPEND] == 20
+    assert system_balances(meter.ledger)[SystemAccount.SPEND] == 20
     assert_books_close(meter.ledger)
 
 
