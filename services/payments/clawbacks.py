@@ -17,6 +17,10 @@ never moves tokens twice. A clawback larger than the balance takes the balance
 to zero and records the rest as debt (ledger rule); tokens given back repay
 that debt first. Every clawback writes a security alert, and so does a refund
 that fails.
+
+One module, over 400 lines, on purpose: every refund and dispute event, and the
+early ones kept until their purchase is known, ends in the same target
+computation and the same one-transaction write, which must not exist twice.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Credits key on the purchase (one purchase per checkout session or payment
 intent), so any number of events, retries and page loads credit once. The
 verified data is checked against the purchase record made at checkout; the
 session's metadata is only a cross-check.
+
+One module, over 400 lines, on purpose: every way a purchase gets credited or
+parked for review (a webhook's one-transaction paid event, its general path,
+the success page, an operator's approval, an adopted Payment Link session)
+runs the same checks here, so they cannot drift apart.
 """
 
 from __future__ import annotations

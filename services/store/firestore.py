@@ -43,6 +43,10 @@ aggregation query and one query for credits of the same millisecond). Credits
 committed at the same moment have no order of their own, so those figures may
 count each other's amount either way; the balance itself is always exact.
 Entries written before shards existed have no ``pos``: backfill ``pos = 2 * seq``.
+
+One module, over 400 lines, on purpose: the sharded layout, the unit of work
+that reads and writes it, and the history walk that derives figures from it
+must change together.
 """
 
 from __future__ import annotations
