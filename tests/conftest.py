@@ -1,9 +1,10 @@
-"""Session-wide services that tests start themselves."""
+"""Session-wide services that tests start themselves, and the store every store test runs on."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ os.environ.setdefault("TOKEN_STORE_NO_MODULE_APP", "1")
 
 from tests.support.firebase_auth_emulator import FirebaseAuthEmulator, FirebaseAuthEmulatorError
 from tests.support.firestore_emulator import FirestoreEmulator
+from tests.support.stores import STORE_KINDS, StoreUrls
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +63,18 @@ def firebase_auth_emulator(
     firebase_auth_emulator_process.clear()
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", firebase_auth_emulator_process.host)
     return firebase_auth_emulator_process
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Runs the test once on SQLite and once on the Firestore emulator."""
+    kind = str(request.param)
+    if kind == "firestore":
+        request.getfixturevalue("firestore_emulator")
+    return kind
+
+
+@pytest.fixture
+def store_urls(store_kind: str, tmp_path: Path) -> StoreUrls:
+    """New, empty databases of the test's store kind."""
+    return StoreUrls(store_kind, tmp_path)

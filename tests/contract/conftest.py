@@ -8,37 +8,25 @@ own client and in-process locks), so races between them reach the store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-from services.store.firestore import FirestoreStore
+from services.store import open_store
 from services.store.port import Store
-from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
-from tests.support.firestore_emulator import FirestoreEmulator
+from tests.support.stores import StoreUrls
 
 StoreFactory = Callable[[], Store]
-PROJECT = "demo-contract"
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+@pytest.fixture
+def store_factory(store_urls: StoreUrls) -> Iterator[StoreFactory]:
+    url = store_urls.new(busy_timeout_ms=None)
     made: list[Store] = []
 
-    if request.param == "sqlite":
-
-        def make() -> Store:
-            made.append(SqliteStore(str(tmp_path / "ledger.db")))
-            return made[-1]
-
-    else:
-        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-        emulator.clear(PROJECT)
-
-        def make() -> Store:
-            made.append(FirestoreStore(PROJECT))
-            return made[-1]
+    def make() -> Store:
+        made.append(open_store(url))
+        return made[-1]
 
     yield make
     for store in made:

@@ -18,7 +18,6 @@ event was for the wrong amount or currency is in review with an alert.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,9 +36,9 @@ from services.payments.model import PurchaseState
 from services.store import open_store
 from services.store.port import Store
 from tests.fuzz import support
-from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.purchases import Buyer, charge_event, dispute_event, send
 from tests.support.server import AppServer
+from tests.support.stores import StoreUrls
 from tests.support.stripe_fixtures import fixture
 from tests.support.webhooks import WEBHOOK_PATH, delivery
 
@@ -406,17 +405,10 @@ def test_unsigned_and_wrongly_signed_events_are_refused(world: World) -> None:
         assert (response.status_code, response.json()["code"]) == (400, "bad_signature")
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def paid_purchase(request: pytest.FixtureRequest) -> Iterator[tuple[AppServer, Store, str]]:
+@pytest.fixture
+def paid_purchase(store_urls: StoreUrls) -> Iterator[tuple[AppServer, Store, str]]:
     """A popular pack paid in the sandbox: (server, its store, the payment intent)."""
-    env: dict[str, str] = {}
-    if request.param == "firestore":
-        emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-        env = {
-            "STORE_URL": f"firestore://demo-{uuid.uuid4().hex[:12]}",
-            "FIRESTORE_EMULATOR_HOST": emulator.host,
-        }
-    server = AppServer(env).start()
+    server = AppServer({"STORE_URL": store_urls.new(busy_timeout_ms=None)}).start()
     store = open_store(server.env["STORE_URL"])
     try:
         buyer = Buyer(server.url, "int64@example.com")

@@ -3,42 +3,28 @@ pages' test-client site with two signed-in visitors."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from services.store import open_store
-from services.store.port import Store
 from tests.support.pages_site import Site, Visitor
-from tests.support.server import AppServer
+from tests.support.stores import AppStarter, RunningApp, StoreUrls
+
+__all__ = ["RunningApp"]
 
 
-@dataclass
-class RunningApp:
-    server: AppServer
-    store: Store  # the same data, opened by the test to inspect it
-    kind: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+@pytest.fixture
+def start_app(store_urls: StoreUrls) -> Iterator[AppStarter]:
+    """Starts apps with extra settings, each on a fresh database of the test's store."""
+    starter = AppStarter(store_urls)
+    yield starter
+    starter.stop_all()
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def running_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningApp]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/tokens.db?busy_timeout_ms=500"
-    else:
-        request.getfixturevalue("firestore_emulator")
-        url = f"firestore://demo-{uuid.uuid4().hex[:12]}"
-    server = AppServer({"STORE_URL": url}).start()
-    store = open_store(url)
-    yield RunningApp(server, store, request.param)
-    store.close()
-    server.stop()
+@pytest.fixture
+def running_app(start_app: AppStarter) -> RunningApp:
+    return start_app({})
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ while everything else keeps working.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,21 +25,17 @@ from services.payments.model import Purchase, PurchaseState, User
 from services.payments.sandbox import SandboxPayments
 from tests.support.firebase_auth_emulator import FirebaseAuthEmulator
 from tests.support.purchases import event, session_object
+from tests.support.stores import StoreUrls
 from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 OPS_EMAIL = "ops@example.com"
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/tokens.db"
-    else:
-        request.getfixturevalue("firestore_emulator")
-        url = f"firestore://demo-{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def app(store_urls: StoreUrls, tmp_path: Path) -> Iterator[Flask]:
     made = create_app(
         {
-            "STORE_URL": url,
+            "STORE_URL": store_urls.new(busy_timeout_ms=None),
             "SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"),
             "OPERATOR_EMAILS": OPS_EMAIL,
             "SANDBOX_WEBHOOKS": "off",

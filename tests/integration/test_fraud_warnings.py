@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from services.payments.model import Purchase
 from tests.integration.conftest import RunningApp
-from tests.support.fraud_warnings import StartApp, app_starter, warning_event
+from tests.support.fraud_warnings import warning_event
 from tests.support.purchases import Buyer, send, wait_for
-
-
-@pytest.fixture(params=["sqlite", "firestore"])
-def start_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartApp]:
-    yield from app_starter(request, tmp_path)
+from tests.support.stores import AppStarter
 
 
 def pending(buyer: Buyer) -> int:
@@ -70,7 +62,7 @@ def account(buyer: Buyer) -> tuple[int, int]:
 
 
 def test_an_actionable_warning_refunds_once_and_the_refund_takes_the_tokens(
-    start_app: StartApp,
+    start_app: AppStarter,
 ) -> None:
     app = start_app({})
     buyer, purchase = paid(app, spent=100)
@@ -97,7 +89,7 @@ def test_an_actionable_warning_refunds_once_and_the_refund_takes_the_tokens(
     assert "efw_refunded" in {a["outcome"] for a in alerts}
 
 
-def test_with_automatic_refunds_off_a_warning_is_an_alert_only(start_app: StartApp) -> None:
+def test_with_automatic_refunds_off_a_warning_is_an_alert_only(start_app: AppStarter) -> None:
     app = start_app({"EARLY_FRAUD_WARNING_REFUNDS": "off"})
     buyer, purchase = paid(app)
     answer = send(app.url, warning_event(purchase.payment_intent_id))
@@ -110,7 +102,7 @@ def test_with_automatic_refunds_off_a_warning_is_an_alert_only(start_app: StartA
 
 
 def test_a_warning_that_is_not_actionable_or_for_an_unknown_payment_is_alerted(
-    start_app: StartApp,
+    start_app: AppStarter,
 ) -> None:
     app = start_app({})
     buyer, purchase = paid(app)
@@ -127,7 +119,7 @@ def test_a_warning_that_is_not_actionable_or_for_an_unknown_payment_is_alerted(
 
 
 def test_the_sandboxs_fraud_card_is_refunded_and_its_tokens_taken_back(
-    start_app: StartApp,
+    start_app: AppStarter,
 ) -> None:
     """Card 4000 0000 0000 5423 pays, then the sandbox sends an actionable warning."""
     app = start_app({})

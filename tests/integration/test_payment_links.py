@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ from services.payments.checkout import PRICE_IDS_SETTING
 from services.payments.stripe_gateway import MAX_NETWORK_RETRIES
 from tests.integration.conftest import RunningApp
 from tests.support.fake_stripe_api import FakeStripeApi, running_fake
-from tests.support.fraud_warnings import StartApp, app_starter, warning_event
+from tests.support.fraud_warnings import warning_event
 from tests.support.purchases import charge_event, event, send, session_object
+from tests.support.stores import AppStarter
 from tests.support.stripe_fixtures import fixture
 
 SECRET = "whsec_payment_links_test"
@@ -36,13 +36,8 @@ fake_stripe = pytest.fixture(running_fake)
 WEBHOOK = schemathesis.openapi.from_path(SPEC_PATH)["/api/stripe/webhook"]["POST"]
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def start_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StartApp]:
-    yield from app_starter(request, tmp_path)
-
-
 @pytest.fixture
-def stripe_app(start_app: StartApp, fake_stripe: FakeStripeApi, tmp_path: Path) -> RunningApp:
+def stripe_app(start_app: AppStarter, fake_stripe: FakeStripeApi, tmp_path: Path) -> RunningApp:
     catalog = tmp_path / "catalog.json"
     packs = [{**p, "stripe_price_id": f"price_tokens_{p['id']}"} for p in DEFAULT_PACKS]
     catalog.write_text(json.dumps({"currency": "usd", "packages": packs}))

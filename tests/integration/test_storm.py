@@ -267,14 +267,6 @@ def history(client: Buyer) -> list[dict[str, Any]]:
             return items
 
 
-@pytest.fixture(params=["sqlite", "firestore"])
-def store_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.param
-    if kind == "firestore":
-        request.getfixturevalue("firestore_emulator")
-    return kind
-
-
 def app_on(kind: str, processes: int = 1) -> AppServer:
     """The app on its own database; the sandbox must not send events: the test is Stripe."""
     env = dict(APP_ENV)

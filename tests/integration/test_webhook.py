@@ -159,7 +159,7 @@ def test_a_session_the_app_did_not_create_is_not_credited(running_app: RunningAp
     assert any(a.type == "session_not_adopted" for a in running_app.store.list_alerts())
 
 
-@pytest.mark.parametrize("running_app", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
 def test_storage_failure_is_5xx_and_the_redelivery_credits_once(running_app: RunningApp) -> None:
     buyer, purchase = start_purchase(running_app)
     body = paid_event(buyer, purchase)
