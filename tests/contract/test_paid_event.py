@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -94,11 +95,15 @@ class Shop:
         return found
 
 
-@pytest.fixture
-def shop(store: Store) -> Shop:
+def shop_on(store: Store) -> Shop:
     ledger = TokenLedger(store)
     fulfilment = Fulfilment(store, ledger, load_catalog(None), SecurityService(store))
     return Shop(store, ledger, EventProcessor(store, fulfilment), uuid.uuid4().hex[:10])
+
+
+@pytest.fixture
+def shop(store: Store) -> Shop:
+    return shop_on(store)
 
 
 def test_a_paid_event_credits_once_and_records_its_outcome(shop: Shop) -> None:
@@ -210,10 +215,10 @@ def test_a_kill_before_the_commit_leaves_nothing_and_the_retry_credits_once(
 
 
 def test_on_sqlite_a_paid_event_is_one_write_transaction(
-    shop: Shop, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not isinstance(shop.store, SqliteStore):
-        pytest.skip("SQLite's write transactions")
+    """SQLite only (its write transactions), so it is no part of the per-store suite."""
+    shop = shop_on(SqliteStore(str(tmp_path / "one-write.db")))
     purchase = shop.checkout(shop.user("buyer"), "a")
     paid = shop.paid(purchase)
     writes: list[str] = []
@@ -227,3 +232,4 @@ def test_on_sqlite_a_paid_event_is_one_write_transaction(
     assert shop.events.process(paid).outcome == "paid"
     assert shop.events.process(paid).duplicate
     assert len(writes) == 1
+    shop.store.close()
