@@ -37,6 +37,7 @@ from services.store.port import Store
 from tests.support.firestore_emulator import EMULATOR, FirestoreEmulator
 from tests.support.limits import LOAD_LIMITS
 from tests.support.server import AppServer
+from tests.support.site_client import SiteClient
 
 ANSWER_DEADLINE_S = 240.0
 REQUEST_TIMEOUT_S = 150.0  # longer than a Firestore transaction waiting out a dead one's lock
@@ -397,39 +398,31 @@ class LedgerRequest:
         return 200 <= self.answer.status < 300
 
 
-class CrashClient:
-    """A signed-in user (session cookie and CSRF token) whose calls are retried.
+class CrashClient(SiteClient):
+    """A signed-in user whose calls are retried.
 
-    One thread at a time uses a client: requests.Session is not thread-safe. Its
-    requests go round-robin to ``urls``' servers (the session cookie is valid on each:
-    cookies are not per port, and the session lives in the shared store).
+    Its requests go round-robin to ``urls``' servers (the session cookie is valid on
+    each: the session lives in the shared store).
     """
+
+    timeout = REQUEST_TIMEOUT_S
 
     def __init__(self, urls: str | Sequence[str], email: str) -> None:
         self.next_url = Rotation(urls)
-        self.http = requests.Session()
+        super().__init__(self.next_url.urls[0])
         answer = until_answered(
-            lambda: self.http.post(
-                f"{self.next_url()}/auth/dev-login",
-                json={"email": email},
-                timeout=REQUEST_TIMEOUT_S,
-            ),
-            f"dev-login of {email}",
+            lambda: self.dev_login(email, timeout=REQUEST_TIMEOUT_S), f"dev-login of {email}"
         )
         assert answer.status == 200, answer.body
-        self.user_id: str = answer.body["user"]["id"]
-        self.csrf: str = answer.body["csrf_token"]
+        self.signed_in(answer.body)
 
-    def _post(self, path: str, **kwargs: Any) -> requests.Response:
-        headers = {"X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
-        return self.http.post(
-            f"{self.next_url()}{path}", headers=headers, timeout=REQUEST_TIMEOUT_S, **kwargs
-        )
+    def server(self) -> str:
+        return self.next_url()
 
     def checkout(self, package: str, key: str) -> dict[str, Any]:
         """Start a checkout; the Idempotency-Key makes a retried click the same purchase."""
         answer = until_answered(
-            lambda: self._post(
+            lambda: self.post(
                 "/api/tokens/create-checkout-session",
                 json={"package": package},
                 headers={"Idempotency-Key": key},
@@ -445,7 +438,7 @@ class CrashClient:
         parts = urlsplit(checkout_url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         answer = until_answered(
-            lambda: self._post(
+            lambda: self.post(
                 path,
                 data={"csrf_token": self.csrf, "card_number": CARD_PAYS},
                 allow_redirects=False,
@@ -456,7 +449,7 @@ class CrashClient:
 
     def spend(self, amount: int, key: str) -> LedgerRequest:
         answer = until_answered(
-            lambda: self._post(
+            lambda: self.post(
                 "/api/tokens/spend",
                 json={"amount": amount, "reason": "crash test"},
                 headers={"Idempotency-Key": key},
@@ -467,7 +460,7 @@ class CrashClient:
 
     def tip(self, recipient_id: str, amount: int, key: str) -> LedgerRequest:
         answer = until_answered(
-            lambda: self._post(
+            lambda: self.post(
                 "/api/tokens/transfer",
                 json={"recipient": recipient_id, "amount": amount},
                 headers={"Idempotency-Key": key},
@@ -478,7 +471,7 @@ class CrashClient:
 
     def account(self) -> dict[str, Any]:
         answer = until_answered(
-            lambda: self.http.get(f"{self.next_url()}/api/tokens/balance", timeout=30),
+            lambda: self.get("/api/tokens/balance"),
             f"balance of {self.user_id}",
         )
         assert answer.status == 200, answer.body

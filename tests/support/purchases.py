@@ -9,36 +9,19 @@ from typing import Any
 import requests
 
 from config.settings import DEV_WEBHOOK_SECRET
+from tests.support.site_client import SiteClient
 from tests.support.stripe_fixtures import fixture
 from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 WAIT_S = 20.0
 
 
-class Buyer:
-    """A browser-like client: session cookie plus the CSRF token the app issued.
-
-    The cookie goes to every port of 127.0.0.1 (cookies are not per port), so one
-    buyer can talk to each server process of one app.
-    """
+class Buyer(SiteClient):
+    """A browser-like client signed in through the development sign-in."""
 
     def __init__(self, base_url: str, email: str, username: str | None = None) -> None:
-        self.base_url = base_url
-        self.http = requests.Session()
-        body = self.http.post(
-            f"{base_url}/auth/dev-login", json={"email": email, "username": username}, timeout=10
-        ).json()
-        self.user_id: str = body["user"]["id"]
-        self.csrf: str = body["csrf_token"]
-
-    def post(self, path: str, *, via: str | None = None, **kwargs: Any) -> requests.Response:
-        """POST to ``via`` (another server process of the same app), else to ``base_url``."""
-        headers = {"X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
-        url = f"{via or self.base_url}{path}"
-        return self.http.post(url, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path: str, *, via: str | None = None, **kwargs: Any) -> requests.Response:
-        return self.http.get(f"{via or self.base_url}{path}", timeout=30, **kwargs)
+        super().__init__(base_url)
+        self.signed_in(self.dev_login(email, username).json())
 
     def checkout(self, package: str = "popular") -> dict[str, Any]:
         response = self.post("/api/tokens/create-checkout-session", json={"package": package})
