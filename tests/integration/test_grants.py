@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.store import open_store
+from tests.support.cli import tokens_in_process
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer, tokens_cli
 
@@ -53,7 +54,7 @@ def test_an_operator_grant_by_username_with_a_key(app: AppServer) -> None:
 )
 def test_bad_grants_are_refused(app: AppServer, args: list[str], message: str) -> None:
     Buyer(app.url, "someone@example.com", username="lucky")
-    refused = grant(app, *args)
+    refused = tokens_in_process(app.env, "grant", *args)
     assert refused.returncode != 0
     assert message in refused.stderr
 

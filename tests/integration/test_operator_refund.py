@@ -10,6 +10,7 @@ import pytest
 
 from services.operations.model import AuditRecord
 from services.store import open_store
+from tests.support.cli import tokens_in_process
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer, tokens_cli
 
@@ -95,7 +96,8 @@ def test_more_than_covered_needs_force_and_then_records_debt(app: AppServer) -> 
 
 
 def test_unknown_and_unpaid_purchases_are_refused(app: AppServer) -> None:
-    assert "no purchase" in flask_cli(app, "refund", "pur_missing").stderr
+    assert "no purchase" in tokens_in_process(app.env, "refund", "pur_missing").stderr
     buyer = Buyer(app.url, "unpaid@example.com")
     started = buyer.checkout("starter")
-    assert "not a paid payment" in flask_cli(app, "refund", started["purchase_id"]).stderr
+    refused = tokens_in_process(app.env, "refund", started["purchase_id"])
+    assert "not a paid payment" in refused.stderr

@@ -20,6 +20,7 @@ import pytest
 from services.payments.events import EventProcessor, EventResult
 from services.payments.port import PaymentsGateway
 from services.replay import ReplayError, replay_events
+from tests.support.cli import tokens_in_process
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer, tokens_cli
 
@@ -94,7 +95,7 @@ def test_a_missed_payment_is_credited_by_a_replay_once(withheld_app: AppServer) 
 
 @pytest.mark.parametrize("value", ["soon", "72", "0h", "-3h", "1w", "1.5h", ""])
 def test_a_bad_since_is_a_usage_error(withheld_app: AppServer, value: str) -> None:
-    result = replay(withheld_app, "--since", value)
+    result = tokens_in_process(withheld_app.env, "replay-events", "--since", value)
     assert result.returncode == 2
     assert "Invalid value for '--since'" in result.stderr
     assert "is not a duration" in result.stderr
@@ -102,7 +103,7 @@ def test_a_bad_since_is_a_usage_error(withheld_app: AppServer, value: str) -> No
 
 
 def test_more_than_thirty_days_is_refused(withheld_app: AppServer) -> None:
-    result = replay(withheld_app, "--since", "31d")
+    result = tokens_in_process(withheld_app.env, "replay-events", "--since", "31d")
     assert result.returncode == 2
     assert "Stripe keeps events for 30 days; cannot replay the last 31 days" in result.stderr
     assert result.stdout == ""
