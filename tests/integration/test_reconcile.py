@@ -36,6 +36,7 @@ from services.store.firestore import FirestoreStore
 from services.store.port import Store
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
+from tests.support.cli import CliResult, tokens_in_process
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer, tokens_cli
@@ -162,6 +163,12 @@ def run_cli(db: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     return tokens_cli(env, "reconcile", *args)
 
 
+def run_in_process(db: Path, tmp_path: Path, *args: str) -> CliResult:
+    """The same command through Flask's test CLI runner, on an app built from these settings."""
+    config = {"STORE_URL": f"sqlite:///{db}", "SANDBOX_DB_PATH": str(tmp_path / "sandbox.db")}
+    return tokens_in_process(config, "reconcile", *args)
+
+
 def names(output: str, kind: str, subject: str) -> bool:
     return any(kind in line and subject in line for line in output.splitlines())
 
@@ -188,7 +195,7 @@ def test_a_clean_ledger_reconciles(clean: tuple[Path, Built], tmp_path: Path) ->
 def test_a_changed_balance_is_found(clean: tuple[Path, Built], tmp_path: Path) -> None:
     db = copy_of(clean[0], tmp_path)
     corrupt(db, ("UPDATE accounts SET balance = balance + 5 WHERE user_id = ?", ("alice",)))
-    done = run_cli(db, tmp_path, "--no-provider")
+    done = run_in_process(db, tmp_path, "--no-provider")
     assert done.returncode == 1, done.stdout + done.stderr
     assert names(done.stdout, "balance_mismatch", "alice")
     assert names(done.stdout, "conservation", "ledger")
@@ -201,7 +208,7 @@ def test_a_changed_entry_is_found(clean: tuple[Path, Built], tmp_path: Path) -> 
     assert credit is not None
     sql = "UPDATE entries SET amount = amount + 7 WHERE txn_id = ? AND user_id IS NOT NULL"
     corrupt(db, (sql, (credit,)))
-    done = run_cli(db, tmp_path, "--no-provider")
+    done = run_in_process(db, tmp_path, "--no-provider")
     assert done.returncode == 1, done.stdout + done.stderr
     assert names(done.stdout, "unbalanced_transaction", credit)
     assert names(done.stdout, "balance_mismatch", "bob")
@@ -219,7 +226,7 @@ def test_a_deleted_credit_is_found_and_written_to_csv(
         ("DELETE FROM journal_transactions WHERE id = ?", (purchase.credit_txn_id,)),
     )
     report = tmp_path / "differences.csv"
-    done = run_cli(db, tmp_path, "--no-provider", "--csv", str(report))
+    done = run_in_process(db, tmp_path, "--no-provider", "--csv", str(report))
     assert done.returncode == 1, done.stdout + done.stderr
     assert names(done.stdout, "missing_credit", purchase.id)
     assert names(done.stdout, "balance_mismatch", "bob")
