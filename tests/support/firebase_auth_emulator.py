@@ -30,6 +30,7 @@ from typing import Any
 import requests
 
 from tests.support.firestore_emulator import free_port
+from tests.support.waiting import Started, http_ok, wait_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREBASE_BIN = Path(
@@ -100,15 +101,11 @@ class FirebaseAuthEmulator:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise FirebaseAuthEmulatorError(f"the emulator exited early:\n{self.output()}")
-            try:
-                if requests.get(self.url, timeout=1).ok:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+        started = wait_answering(self.process, http_ok(self.url), deadline, 0.2)
+        if started is Started.ANSWERED:
+            return
+        if started is Started.EXITED:
+            raise FirebaseAuthEmulatorError(f"the emulator exited early:\n{self.output()}")
         self.stop()
         raise FirebaseAuthEmulatorError(
             f"the Auth emulator was not ready after {START_TIMEOUT_S}s:\n{self.output()}"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.waiting import Started, http_ok, wait_answering
+
 EMULATOR = Path(
     os.environ.get(
         "FIRESTORE_EMULATOR_BIN",
@@ -57,15 +59,18 @@ class FirestoreEmulator:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"Firestore emulator exited early:\n{self.output()}")
-            try:
-                if requests.get(f"http://{self.host}/", timeout=1).ok:
-                    return
-            except requests.RequestException:  # not listening yet, or still starting up
-                pass
-            time.sleep(0.2)
+        # not listening yet, or still starting up
+        started = wait_answering(
+            self.process,
+            http_ok(f"http://{self.host}/"),
+            deadline,
+            0.2,
+            (requests.RequestException,),
+        )
+        if started is Started.ANSWERED:
+            return
+        if started is Started.EXITED:
+            raise RuntimeError(f"Firestore emulator exited early:\n{self.output()}")
         self.stop()
         raise RuntimeError(
             f"Firestore emulator not ready after {START_TIMEOUT_S}s:\n{self.output()}"

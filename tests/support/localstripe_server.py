@@ -44,6 +44,7 @@ import stripe
 
 from tests.support.firestore_emulator import free_port
 from tests.support.local_http import LocalHttpServer
+from tests.support.waiting import Started, http_ok, wait_answering
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -67,25 +68,19 @@ class LocalStripe:
             command, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = self.output()
-                self.stop()
-                raise RuntimeError(
-                    f"localstripe exited with {process.returncode} before answering "
-                    f"(is it installed? pip install -r requirements-dev.txt):\n{output}"
-                )
-            try:
-                answer = requests.get(
-                    f"{self.url}/v1/customers",
-                    headers={"Authorization": f"Bearer {API_KEY}"},
-                    timeout=1,
-                )
-                if answer.ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
+        answers = http_ok(
+            f"{self.url}/v1/customers", headers={"Authorization": f"Bearer {API_KEY}"}
+        )
+        started = wait_answering(process, answers, deadline, 0.05)
+        if started is Started.ANSWERED:
+            return self
+        if started is Started.EXITED:
+            output = self.output()
+            self.stop()
+            raise RuntimeError(
+                f"localstripe exited with {process.returncode} before answering "
+                f"(is it installed? pip install -r requirements-dev.txt):\n{output}"
+            )
         output = self.output()
         self.stop()
         raise RuntimeError(f"localstripe did not answer within {START_TIMEOUT_S}s:\n{output}")

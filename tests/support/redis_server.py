@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from tests.support.firestore_emulator import free_port
+from tests.support.waiting import Started, wait_answering
 
 START_TIMEOUT_S = 15.0
 
@@ -37,14 +38,11 @@ class RedisServer:
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT_S
         client = redis.Redis.from_url(self.url, socket_timeout=1)
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited:\n{self.output()}")
-            try:
-                if client.ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.05)
+        started = wait_answering(self.process, client.ping, deadline, 0.05, (redis.RedisError,))
+        if started is Started.ANSWERED:
+            return self
+        if started is Started.EXITED:
+            raise RuntimeError(f"redis-server exited:\n{self.output()}")
         self.stop()
         raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT_S}s")
 

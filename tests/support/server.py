@@ -20,6 +20,7 @@ from typing import IO
 import requests
 
 from tests.support.firestore_emulator import free_port
+from tests.support.waiting import Started, http_ok, wait_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -108,18 +109,15 @@ class AppServer:
     def _answers(self, n: int, url: str, deadline: float) -> bool:
         process = self.running[n]
         assert process is not None
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                output = self.output()
-                self.stop()
-                raise RuntimeError(f"gunicorn at {url} exited with {process.returncode}:\n{output}")
-            try:
-                if requests.get(f"{url}/healthz", timeout=1).ok:
-                    return True
-            except requests.RequestException:  # not listening yet, or too busy to answer
-                pass
-            time.sleep(0.1)
-        return False
+        # not listening yet, or too busy to answer
+        started = wait_answering(
+            process, http_ok(f"{url}/healthz"), deadline, 0.1, (requests.RequestException,)
+        )
+        if started is Started.EXITED:
+            output = self.output()
+            self.stop()
+            raise RuntimeError(f"gunicorn at {url} exited with {process.returncode}:\n{output}")
+        return started is Started.ANSWERED
 
     def output(self, tail: int | None = None) -> str:
         """What the servers wrote (the last ``tail`` characters of each), one after another."""
