@@ -19,6 +19,7 @@ from services.store import open_store
 from services.store.port import Store
 from tests.support.purchases import Buyer, event, send, session_object, wait_for
 from tests.support.server import AppServer, tokens_cli
+from tests.support.stores import opened
 
 OPS_EMAIL = "ops@example.com"  # an admin through OPERATOR_EMAILS
 LEAD_EMAIL = "lead@example.com"  # an admin through ADMIN_USER_IDS
@@ -51,9 +52,8 @@ def app() -> Iterator[AppServer]:
 
 @pytest.fixture(scope="module")
 def store(app: AppServer) -> Iterator[Store]:
-    opened = open_store(app.env["STORE_URL"])
-    yield opened
-    opened.close()
+    with opened(app) as store:
+        yield store
 
 
 @pytest.fixture

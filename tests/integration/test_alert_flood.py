@@ -15,10 +15,10 @@ import requests
 
 from services.ledger.model import format_time, utc_now
 from services.payments.model import SecurityAlert
-from services.store import open_store
 from services.store.port import Store
 from tests.support.purchases import Buyer, send
 from tests.support.server import AppServer
+from tests.support.stores import opened
 
 OPS_EMAIL = "ops@example.com"
 HUGE = "x" * 500_000
@@ -34,9 +34,8 @@ def app() -> Iterator[AppServer]:
 
 @pytest.fixture(scope="module")
 def store(app: AppServer) -> Iterator[Store]:
-    opened = open_store(app.env["STORE_URL"])
-    yield opened
-    opened.close()
+    with opened(app) as store:
+        yield store
 
 
 def alerts_of(store: Store, user_id: str | None, kind: str) -> list[SecurityAlert]:

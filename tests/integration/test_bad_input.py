@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.ledger.model import TxnType
-from services.store import open_store
-from services.tokens import TokenLedger
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer
+from tests.support.stores import grant
 
 
 @pytest.fixture
@@ -21,14 +19,6 @@ def server(tmp_path: Path) -> Iterator[AppServer]:
     started.stop()
 
 
-def _grant(server: AppServer, user_id: str, amount: int) -> None:
-    store = open_store(server.env["STORE_URL"])
-    try:
-        TokenLedger(store).credit(user_id, amount, key=f"g:{user_id}", type=TxnType.GRANT)
-    finally:
-        store.close()
-
-
 def _entries(buyer: Buyer) -> list[dict[str, object]]:
     return buyer.history()
 
@@ -36,8 +26,8 @@ def _entries(buyer: Buyer) -> list[dict[str, object]]:
 def test_releasing_another_users_settled_hold_is_a_404(server: AppServer) -> None:
     owner = Buyer(server.url, "owner@example.com")
     other = Buyer(server.url, "other@example.com")
-    _grant(server, owner.user_id, 50)
-    _grant(server, other.user_id, 50)
+    grant(server, owner.user_id, 50)
+    grant(server, other.user_id, 50)
     hold = owner.post(
         "/api/tokens/holds", json={"amount": 20}, headers={"Idempotency-Key": "h1"}
     ).json()["hold_id"]
@@ -65,7 +55,7 @@ NESTED = {
 @pytest.mark.parametrize("body", NESTED.values(), ids=NESTED.keys())
 def test_deeply_nested_json_is_a_400(server: AppServer, body: str) -> None:
     buyer = Buyer(server.url, "nested@example.com")
-    _grant(server, buyer.user_id, 10)
+    grant(server, buyer.user_id, 10)
     for path in ("/api/tokens/spend", "/api/tokens/holds", "/api/tokens/transfer"):
         response = buyer.post(
             path, data=body, headers={"Content-Type": "application/json", "Idempotency-Key": "n1"}
@@ -80,7 +70,7 @@ def test_deeply_nested_json_is_a_400(server: AppServer, body: str) -> None:
 def test_another_users_open_hold_can_be_neither_captured_nor_released(server: AppServer) -> None:
     owner = Buyer(server.url, "holder@example.com")
     other = Buyer(server.url, "stranger@example.com")
-    _grant(server, owner.user_id, 50)
+    grant(server, owner.user_id, 50)
     hold = owner.post(
         "/api/tokens/holds", json={"amount": 20}, headers={"Idempotency-Key": "h2"}
     ).json()["hold_id"]

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.store import open_store
 from tests.support.cli import tokens_in_process
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer, tokens_cli
+from tests.support.stores import opened
 
 
 @pytest.fixture
@@ -75,11 +75,8 @@ def test_a_cli_grant_is_audited_under_the_operator_who_ran_it(app: AppServer) ->
     assert done.returncode == 0 and again.returncode == 0, done.stderr + again.stderr
     assert "nothing more" in again.stdout
     assert user.balance() == 32
-    store = open_store(app.env["STORE_URL"])
-    try:
+    with opened(app) as store:
         records = store.list_audit(10, target=f"user:{user.user_id}")
-    finally:
-        store.close()
     assert [(r.admin_id, r.action, r.reason) for r in records] == [
         ("cli:ana", "grant_tokens", "goodwill")
     ]

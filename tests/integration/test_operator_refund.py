@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from services.operations.model import AuditRecord
-from services.store import open_store
 from tests.support.cli import tokens_in_process
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer, tokens_cli
+from tests.support.stores import opened
 
 
 @pytest.fixture
@@ -43,11 +43,8 @@ def bought_and_spent(server: AppServer, spent: int) -> tuple[Buyer, str]:
 
 
 def audit_of(server: AppServer, purchase_id: str) -> list[AuditRecord]:
-    store = open_store(server.env["STORE_URL"])
-    try:
+    with opened(server) as store:
         return store.list_audit(10, target=f"purchase:{purchase_id}")
-    finally:
-        store.close()
 
 
 def pending(buyer: Buyer) -> int:

@@ -14,14 +14,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.ledger.model import TxnType
-from services.store import open_store
-from services.tokens import TokenLedger
 from tests.support.firestore_emulator import free_port
 from tests.support.pages_site import Site
 from tests.support.purchases import Buyer
 from tests.support.redis_server import RedisServer
 from tests.support.server import AppServer
+from tests.support.stores import grant
 
 BUDGET = 4
 
@@ -61,9 +59,7 @@ def alternate(tmp_path: Path, storage_uri: str) -> tuple[list[int], int]:
     servers = two_servers(tmp_path, storage_uri)
     try:
         buyer = Buyer(servers[0].url, f"{uuid.uuid4().hex[:8]}@example.com")
-        store = open_store(servers[0].env["STORE_URL"])
-        TokenLedger(store).credit(buyer.user_id, 100, key="start", type=TxnType.GRANT)
-        store.close()
+        grant(servers[0], buyer.user_id, 100, key="start")
         codes = [spend_on(servers[n % 2], buyer) for n in range(BUDGET + 2)]
         return codes, buyer.balance()
     finally:

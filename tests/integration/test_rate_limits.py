@@ -14,13 +14,12 @@ from werkzeug.test import TestResponse
 
 from api.http.limits import GROUPS
 from api.json_api.openapi import SPEC_PATH
-from services.ledger.model import TxnType
 from services.store import open_store
-from services.tokens import TokenLedger
 from tests.integration.test_openapi import spec_path
 from tests.support.pages_site import Site, Visitor, form_field, text
 from tests.support.purchases import Buyer, charge_event, send
 from tests.support.server import AppServer
+from tests.support.stores import grant
 
 TIGHT = {
     "RATELIMIT_SIGNIN": "3 per minute",
@@ -35,14 +34,6 @@ def server() -> Iterator[AppServer]:
     started = AppServer(TIGHT).start()
     yield started
     started.stop()
-
-
-def grant(server: AppServer, user_id: str, amount: int) -> None:
-    store = open_store(server.env["STORE_URL"])
-    try:
-        TokenLedger(store).credit(user_id, amount, key=f"g:{user_id}", type=TxnType.GRANT)
-    finally:
-        store.close()
 
 
 def spend(buyer: Buyer) -> requests.Response:

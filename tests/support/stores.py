@@ -3,17 +3,22 @@
 ``store_kind`` (a fixture of tests/conftest.py) runs a test once per store, with the
 ids ``[sqlite]`` and ``[firestore]``, starting the emulator for the second;
 ``store_urls`` hands out fresh, empty databases of that kind; ``start_app`` (in
-tests/integration/conftest.py) starts apps under gunicorn on them.
+tests/integration/conftest.py) starts apps under gunicorn on them. ``opened`` opens a
+running server's data in the test.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.ledger.model import TxnType
 from services.store import open_store
 from services.store.port import Store
+from services.tokens import TokenLedger
 from tests.support.server import AppServer
 
 STORE_KINDS = ("sqlite", "firestore")
@@ -68,3 +73,19 @@ class AppStarter:
             app.store.close()
             app.server.stop()
         self.started.clear()
+
+
+@contextmanager
+def opened(server: AppServer) -> Iterator[Store]:
+    """The server's data, opened by the test to prepare or inspect it."""
+    store = open_store(server.env["STORE_URL"])
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def grant(server: AppServer, user_id: str, amount: int, key: str | None = None) -> None:
+    """Tokens for ``user_id`` written straight to the server's store (``g:<user>`` by default)."""
+    with opened(server) as store:
+        TokenLedger(store).credit(user_id, amount, key=key or f"g:{user_id}", type=TxnType.GRANT)
