@@ -22,6 +22,8 @@ APP_ENVS = ("development", "test", "production")
 DEFAULT_STORE_URL = "sqlite:///instance/tokens.db"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
 MAX_SIGNUP_BONUS = 1_000_000
+DEFAULT_CLAWBACK_WINDOW_S = 30 * 86_400
+MAX_CLAWBACK_WINDOW_S = 366 * 86_400
 # Development-only values, documented in the README. Production refuses them.
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105
 DEV_WEBHOOK_SECRET = "whsec_token_store_development_only"  # noqa: S105
@@ -55,6 +57,8 @@ class Settings:
     # An actionable early fraud warning refunds its payment; off: an alert only.
     early_fraud_warning_refunds: bool = True
     payment_links: frozenset[str] = frozenset()  # Payment Link ids whose sessions are adopted
+    # How far back a clawback follows the buyer's transfers (services/payments/clawback_chain.py).
+    clawback_window_s: int = DEFAULT_CLAWBACK_WINDOW_S
 
     @property
     def payments_mode(self) -> str:
@@ -91,6 +95,16 @@ def _payment_links(raw: str | None, problems: list[str]) -> frozenset[str]:
     if odd:
         problems.append(f"PAYMENT_LINKS must list Payment Link ids (plink_...), got {odd!r}")
     return links
+
+
+def _clawback_window(raw: str, problems: list[str]) -> int:
+    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_CLAWBACK_WINDOW_S:
+        return int(raw)
+    problems.append(
+        f"CLAWBACK_WINDOW_S must be a whole number of seconds from 0 to {MAX_CLAWBACK_WINDOW_S},"
+        f" got {raw!r}"
+    )
+    return DEFAULT_CLAWBACK_WINDOW_S
 
 
 def _signup_bonus(raw: str, problems: list[str]) -> int:
@@ -212,6 +226,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "EARLY_FRAUD_WARNING_REFUNDS", env.get("EARLY_FRAUD_WARNING_REFUNDS"), problems
         ),
         payment_links=_payment_links(env.get("PAYMENT_LINKS"), problems),
+        clawback_window_s=_clawback_window(
+            env.get("CLAWBACK_WINDOW_S", str(DEFAULT_CLAWBACK_WINDOW_S)), problems
+        ),
     )
     if settings.is_production:
         problems.extend(_production_problems(settings, env))

@@ -74,6 +74,7 @@ def build_services(settings: Settings) -> Services:
             store, security, payments, settings.early_fraud_warning_refunds
         ),
         payments=payments,
+        clawback_window_s=settings.clawback_window_s,
     )
     verifier = (
         FirebaseVerifier(settings.firebase_project_id) if settings.firebase_project_id else None

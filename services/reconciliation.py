@@ -20,9 +20,10 @@ every purchase, then (optionally) the provider's payment intents of the last
    journal transaction with ``refs["purchase_id"]`` naming it, for its tokens,
    and ``credit_txn_id`` names it; no other purchase has one; no credit lacks
    its purchase record.
-6. ``clawbacks``: for each purchase, the tokens its ``refund``, ``dispute`` and
-   ``dispute_reversal`` transactions took (balance taken plus debt recorded,
-   minus tokens given back) equal ``refunded_tokens + disputed_tokens``. This
+6. ``clawbacks``: for each purchase, the tokens its ``refund``, ``dispute``,
+   their reversals and ``clawback_hop`` transactions took (balance taken plus
+   debt recorded, minus tokens given back; a hop takes from a recipient what it
+   takes off the buyer's debt) equal ``refunded_tokens + disputed_tokens``. This
    needs no provider and always runs.
 7. ``provider_payments`` (skipped when ``payments`` is None): every succeeded
    payment intent has a purchase that is ``paid`` and credited for the amount
@@ -81,7 +82,14 @@ T = TypeVar("T")
 MAX_KEPT = 1000
 PROGRESS_EVERY = 10_000
 CLAWBACK_TYPES = frozenset(
-    {TxnType.REFUND, TxnType.DISPUTE, TxnType.DISPUTE_REVERSAL, TxnType.REFUND_REVERSAL}
+    {
+        TxnType.REFUND,
+        TxnType.DISPUTE,
+        TxnType.DISPUTE_REVERSAL,
+        TxnType.REFUND_REVERSAL,
+        # A hop takes from a recipient what it takes off the buyer's debt: zero in all.
+        TxnType.CLAWBACK_HOP,
+    }
 )
 SYSTEM_ACCOUNTS = frozenset(str(account) for account in SystemAccount)
 # A paid purchase's payment intent may be created just before the purchase record.
@@ -194,7 +202,7 @@ class _Credit:
 class _ClawbackEntry:
     txn_id: str
     user_id: str
-    seq: int
+    seq: int | None  # None: a blind credit (Firestore), which leaves the debt as it was
     amount: int
     debt_after: int
 
@@ -310,7 +318,7 @@ class _Reconciler:
         for e in txn.entries:
             if e.user_id is not None:
                 debt = e.debt_after or 0
-                found.append(_ClawbackEntry(txn.id, e.user_id, e.seq or 0, e.amount, debt))
+                found.append(_ClawbackEntry(txn.id, e.user_id, e.seq, e.amount, debt))
 
     # -- 2, 3 and 4. accounts and conservation ----------------------------------------
 
@@ -440,6 +448,8 @@ class _Reconciler:
         return -entry.amount + entry.debt_after - self.debt_before(entry)
 
     def debt_before(self, entry: _ClawbackEntry) -> int:
+        if entry.seq is None:
+            return entry.debt_after  # a credit never changes the debt
         if entry.seq <= 1:
             return 0
         previous = self.store.list_entries(entry.user_id, 1, entry.seq, None)

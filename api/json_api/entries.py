@@ -42,6 +42,14 @@ def _refund(entry: Entry, names: Names, catalog: Catalog) -> str:
     return f"Refund of {pack_name(entry, catalog)}: {-entry.amount} tokens taken back{owed}"
 
 
+def _hop(entry: Entry, names: Names) -> str:
+    """Clawed back from a tip's recipient; the buyer's side shows its debt falling."""
+    other = who(entry.counterparty_id, names)
+    if entry.amount < 0:
+        return f"Clawed back: {-entry.amount} tokens tipped by {other} for a refunded payment"
+    return f"Clawback taken from {other}, whom you tipped; {entry.debt_after or 0} owed"
+
+
 def _with_reason(text: str, entry: Entry) -> str:
     return f"{text} ({entry.reason})" if entry.reason else text
 
@@ -54,6 +62,7 @@ DESCRIBERS: dict[TxnType, Callable[[Entry, Names, Catalog], str]] = {
     TxnType.DISPUTE_REVERSAL: lambda e, n, c: f"Dispute won: {pack_name(e, c)} tokens returned",
     TxnType.REFUND_REVERSAL: lambda e, n, c: f"Refund failed: {pack_name(e, c)} tokens returned",
     TxnType.DEBT_REPAYMENT: lambda e, n, c: f"Debt repaid: {-e.amount} tokens",
+    TxnType.CLAWBACK_HOP: lambda e, n, c: _hop(e, n),
     TxnType.GRANT: lambda e, n, c: f"Grant: {e.reason}" if e.reason else "Grant",
     TxnType.SPEND: lambda e, n, c: e.reason or "Spent",
     TxnType.HOLD: lambda e, n, c: f"Tokens reserved: {e.reason}" if e.reason else "Tokens reserved",

@@ -29,6 +29,7 @@ TYPE_LABELS: dict[TxnType, str] = {
     TxnType.DISPUTE_REVERSAL: "Dispute reversals",
     TxnType.REFUND_REVERSAL: "Failed refunds",
     TxnType.DEBT_REPAYMENT: "Debt repayments",
+    TxnType.CLAWBACK_HOP: "Clawbacks of tips",
     TxnType.HOLD: "Reserved",
     TxnType.HOLD_RELEASE: "Released",
     TxnType.USAGE_START: "Metered use started",

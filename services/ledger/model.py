@@ -33,6 +33,9 @@ class OpKind(StrEnum):
     DEBIT = "debit"
     TRANSFER = "transfer"
     CLAWBACK = "clawback"
+    # Tokens a clawback follows to an account the buyer sent them to: taken from
+    # that account as far as it holds them, and off the buyer's debt.
+    CLAWBACK_HOP = "clawback_hop"
     REPAY_DEBT = "repay_debt"
     # A usage session: a hold captured in increments, topped up, then closed.
     USAGE_START = "usage_start"
@@ -53,6 +56,7 @@ class TxnType(StrEnum):
     DISPUTE_REVERSAL = "dispute_reversal"
     REFUND_REVERSAL = "refund_reversal"  # a refund failed or was canceled: tokens returned
     DEBT_REPAYMENT = "debt_repayment"
+    CLAWBACK_HOP = "clawback_hop"  # clawed back from whom the buyer sent the tokens to
     HOLD = "hold"
     HOLD_RELEASE = "hold_release"
     ADJUSTMENT = "adjustment"  # an operator's correction, up or down, with a reason
@@ -77,6 +81,7 @@ ALLOWED_TYPES: Mapping[OpKind, frozenset[TxnType]] = {
     OpKind.DEBIT: frozenset({TxnType.SPEND, TxnType.ADJUSTMENT}),
     OpKind.TRANSFER: frozenset({TxnType.TRANSFER}),
     OpKind.CLAWBACK: frozenset({TxnType.REFUND, TxnType.DISPUTE}),
+    OpKind.CLAWBACK_HOP: frozenset({TxnType.CLAWBACK_HOP}),
     OpKind.REPAY_DEBT: frozenset({TxnType.DEBT_REPAYMENT}),
     OpKind.HOLD: frozenset({TxnType.HOLD}),
     OpKind.CAPTURE: frozenset({TxnType.SPEND}),
@@ -95,6 +100,7 @@ COUNTER_ACCOUNT: Mapping[TxnType, SystemAccount] = {
     TxnType.REFUND: SystemAccount.CLAWBACK,
     TxnType.DISPUTE: SystemAccount.CLAWBACK,
     TxnType.DEBT_REPAYMENT: SystemAccount.CLAWBACK,
+    TxnType.CLAWBACK_HOP: SystemAccount.CLAWBACK,
     TxnType.HOLD: SystemAccount.SPEND,
     TxnType.HOLD_RELEASE: SystemAccount.SPEND,
     # An adjustment corrects what was issued, so it stands against issuance.

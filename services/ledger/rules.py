@@ -53,6 +53,11 @@ MAX_HOLD_S = 86_400
 MAX_REASON_LENGTH = 500
 # Firestore document ids may not contain '/', nor be '.', '..' or '__x__'.
 _USER_ID = re.compile(r"^(?!__.*__$)(?!\.\.?$)[A-Za-z0-9_.:@+\-]{1,128}$")
+# A credit's payer (a gift), a transfer's recipient, a clawback's debtor (a gift's
+# payer) and a hop's buyer, whose debt the hop takes off.
+WITH_COUNTERPARTY = frozenset(
+    {OpKind.TRANSFER, OpKind.CREDIT, OpKind.CLAWBACK, OpKind.CLAWBACK_HOP}
+)
 
 
 def validate_amount(amount: object) -> int:
@@ -93,9 +98,9 @@ def validate(op: Operation) -> Operation:
         validate_user_id(user_id)
     if op.type not in ALLOWED_TYPES[op.kind]:
         raise InvalidAmount(f"a {op.kind} cannot be recorded as {op.type}")
-    if op.kind is OpKind.TRANSFER and op.counterparty_id is None:
-        raise InvalidAccount("a transfer needs a recipient")
-    if op.counterparty_id is not None and op.kind not in (OpKind.TRANSFER, OpKind.CREDIT):
+    if op.kind in (OpKind.TRANSFER, OpKind.CLAWBACK_HOP) and op.counterparty_id is None:
+        raise InvalidAccount(f"a {op.kind} needs a counterparty")
+    if op.counterparty_id is not None and op.kind not in WITH_COUNTERPARTY:
         raise InvalidAccount(f"a {op.kind} has no counterparty")
     if op.counterparty_id == op.user_id:
         raise SelfTransfer("cannot transfer tokens to the same account")
@@ -252,10 +257,9 @@ def plan(
         builder.user(account, -amount)
         builder.user(recipient, amount)
     elif op.kind is OpKind.CLAWBACK:
-        # Take what is there; the shortfall becomes debt, never a negative balance.
-        taken = min(account.balance, amount)
-        builder.user(account, -taken, debt_delta=amount - taken)
-        builder.system(taken)
+        _plan_clawback(builder, accounts, account, op)
+    elif op.kind is OpKind.CLAWBACK_HOP:
+        _plan_hop(builder, account, _require(accounts, str(op.counterparty_id)), op)
     elif op.kind is OpKind.REPAY_DEBT:
         if amount > account.debt:
             raise DebtRepaymentTooLarge(
@@ -266,6 +270,38 @@ def plan(
         builder.user(account, -amount, debt_delta=-amount)
         builder.system(amount)
     return builder.build()
+
+
+def _plan_clawback(
+    builder: _Builder, accounts: Mapping[str, Account], account: Account, op: Operation
+) -> None:
+    """Take what is there; the shortfall becomes debt, never a negative balance.
+
+    The debt is the counterparty's when there is one (a gift's payer, who bought
+    what the recipient was given), else the account's own. ``shortfall`` in the
+    refs is that debt, for a chain of hops to follow (``CLAWBACK_HOP``).
+    """
+    taken = min(account.balance, op.amount)
+    shortfall = op.amount - taken
+    if op.counterparty_id is None:
+        builder.user(account, -taken, debt_delta=shortfall)
+    else:
+        builder.user(account, -taken)
+        builder.user(_require(accounts, op.counterparty_id), 0, debt_delta=shortfall)
+    builder.system(taken)
+    if shortfall:
+        builder.facts["shortfall"] = str(shortfall)
+
+
+def _plan_hop(builder: _Builder, holder: Account, buyer: Account, op: Operation) -> None:
+    """Up to ``amount`` from ``holder``, as far as it holds them and the buyer still owes:
+    no balance goes negative, no debt is created, and the buyer's debt falls by what
+    is taken."""
+    taken = min(holder.balance, op.amount, buyer.debt)
+    builder.user(holder, -taken)
+    builder.user(buyer, 0, debt_delta=-taken)
+    builder.system(taken)
+    builder.facts["taken"] = str(taken)
 
 
 def _plan_hold(builder: _Builder, account: Account, op: Operation) -> None:

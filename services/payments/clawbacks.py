@@ -14,9 +14,12 @@ whose key names the purchase and the change (a refund id and its new status, a
 dispute id and its new status, the charge's cumulative figure), so repeated,
 concurrent and out-of-order events converge on one end state and a redelivery
 never moves tokens twice. A clawback larger than the balance takes the balance
-to zero and records the rest as debt (ledger rule); tokens given back repay
-that debt first. Every clawback writes a security alert, and so does a refund
-that fails.
+to zero and records the rest as debt (ledger rule), then the rest is followed
+to whom the buyer sent tokens (``clawback_chain``): only what nobody still
+holds stays the buyer's debt. A gift's shortfall is the payer's debt, never the
+recipient's, and is not followed. Tokens given back go to the credited account
+and repay its debt first. Every clawback writes a security alert listing the
+chain, and so does a refund that fails.
 
 One module, over 400 lines, on purpose: every refund and dispute event, and the
 early ones kept until their purchase is known, ends in the same target
@@ -38,6 +41,7 @@ from services.ledger.rules import validate
 from services.payments import disputes as dispute_rules
 from services.payments import payload
 from services.payments import refund_records as refund_rules
+from services.payments.clawback_chain import DEFAULT_WINDOW_S, ClawbackChain, Hop, describe
 from services.payments.disputes import DisputeFact
 from services.payments.model import Purchase, PurchaseState
 from services.payments.purchase_rules import DEFERRED_KINDS, deferred_name
@@ -129,11 +133,13 @@ class Clawbacks:
         ledger: TokenLedger,
         security: SecurityService,
         clock: Callable[[], datetime],
+        window_s: int = DEFAULT_WINDOW_S,
     ) -> None:
         self.store = store
         self.ledger = ledger
         self.security = security
         self.clock = clock
+        self.chain = ClawbackChain(store, clock, window_s)
 
     # -- refunds ------------------------------------------------------------------
 
@@ -322,11 +328,12 @@ class Clawbacks:
                 disputed_tokens=dispute,
                 clawback_moves=moves,
                 repay_move=moves if _left_debt(txn, p.user_id) else p.repay_move,
+                followed=p.followed + _to_follow(txn),
             )
 
-        txn, settled = self.store.apply_for_purchase(
-            purchase.id, (purchase.user_id,), build, mark, self.clock()
-        )
+        users = tuple(dict.fromkeys((purchase.user_id, purchase.buyer_id)))
+        txn, settled = self.store.apply_for_purchase(purchase.id, users, build, mark, self.clock())
+        hops = self._follow(settled, txn)
         if txn is None:
             if settled.repay_move and settled.repay_move == settled.clawback_moves:
                 # An earlier attempt gave tokens back and may have died before repaying.
@@ -336,32 +343,66 @@ class Clawbacks:
             fault_point(AFTER_RESTORE_COMMIT)
             self._repay_from_restore(settled)
             return f"{what}_restored"
-        self._alert(purchase, txn, what, details)
+        self._alert(purchase, txn, what, details, hops)
         return f"{what}_clawed_back"
 
+    def _follow(self, settled: Purchase, txn: JournalTransaction | None) -> list[Hop]:
+        """Follow each clawback of the purchase whose chain is unfinished (hops made are
+        found by their keys), then mark it finished; returns ``txn``'s own hops.
+
+        A chain finished is never walked again: what a recipient receives later is
+        not followed by the purchase's later events.
+        """
+        if not settled.followed:
+            return []
+        credit = self.store.get_transaction(settled.credit_txn_id or "")
+        since = credit.created_at if credit else settled.created_at
+        own: list[Hop] = []
+        for clawback_id in settled.followed:
+            hops = self.chain.follow(clawback_id, settled.user_id, since)
+            own = hops if txn is not None and clawback_id == txn.id else own
+        done = set(settled.followed)
+
+        def finish(p: Purchase) -> Purchase | None:
+            rest = [x for x in p.followed if x not in done]
+            return None if rest == p.followed else p.with_changes(self._now(), followed=rest)
+
+        self.store.update_purchase(settled.id, finish)
+        return own
+
     def _alert(
-        self, purchase: Purchase, txn: JournalTransaction, what: str, details: dict[str, Any]
+        self,
+        purchase: Purchase,
+        txn: JournalTransaction,
+        what: str,
+        details: dict[str, Any],
+        hops: list[Hop],
     ) -> None:
-        entry = txn.user_entry(purchase.user_id)
-        moved = -entry.amount
+        moved = -txn.user_entry(purchase.user_id).amount
+        debtor = purchase.buyer_id if _debtor(txn) else purchase.user_id
+        debt = self.store.get_account(debtor).debt
+        chain = describe(hops)
+        followed = f"; {sum(h.taken for h in hops)} more from {chain}" if chain else ""
+        owed = f"{debtor} owes {debt}" if debtor != purchase.user_id else f"debt now {debt}"
         self.security.alert(
             f"{what}_clawback",
             "warning",
             user_id=purchase.user_id,
             purchase_id=purchase.id,
-            reason=f"{what}: {moved} tokens taken back, debt now {entry.debt_after}",
+            reason=f"{what}: {moved} tokens taken back{followed}, {owed}",
             **{k: v for k, v in details.items() if isinstance(v, str)},
+            **({"chain": chain} if chain else {}),
         )
-        if entry.debt_after:
+        if debt:
             # Its own line, so that a log-based metric counts accounts pushed into debt.
             log.warning(
                 "%s clawback for purchase %s left the account owing %d tokens",
                 what,
                 purchase.id,
-                entry.debt_after,
+                debt,
                 extra={
                     "purchase_id": purchase.id,
-                    "user_id": purchase.user_id,
+                    "user_id": debtor,
                     "outcome": CLAWBACK_INTO_DEBT,
                 },
             )
@@ -390,6 +431,7 @@ class Clawbacks:
         reason = f"{before.pack_id} pack"
         if delta > 0:
             kind = TxnType.REFUND if refund > before.refunded_tokens else TxnType.DISPUTE
+            gift = before.buyer_id != before.user_id
             return validate(
                 Operation(
                     OpKind.CLAWBACK,
@@ -398,6 +440,8 @@ class Clawbacks:
                     delta,
                     kind,
                     reason=reason,
+                    # A gift's shortfall is the payer's debt, never the recipient's.
+                    counterparty_id=before.buyer_id if gift else None,
                     refs=refs,
                 )
             )
@@ -429,6 +473,18 @@ def _left_debt(txn: JournalTransaction | None, user_id: str) -> bool:
     if txn is None or txn.kind is not OpKind.CREDIT:
         return False
     return bool(txn.user_entry(user_id).debt_after)
+
+
+def _debtor(txn: JournalTransaction) -> bool:
+    """Whether the clawback's debt went to a counterparty (a gift's payer)."""
+    return sum(1 for e in txn.entries if e.user_id is not None) > 1
+
+
+def _to_follow(txn: JournalTransaction | None) -> list[str]:
+    """A clawback that left its own account a shortfall: followed to whom it sent tokens."""
+    if txn is None or txn.kind is not OpKind.CLAWBACK or _debtor(txn):
+        return []
+    return [txn.id] if "shortfall" in txn.refs else []
 
 
 def _deferred_item(obj: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from services.ledger.model import (
     utc_now,
 )
 from services.ledger.rules import validate, validate_user_id
+from services.payments.clawback_chain import DEFAULT_WINDOW_S
 from services.payments.clawbacks import Clawbacks
 from services.payments.fraud_warnings import FraudWarnings
 from services.payments.intent_attempts import IntentAttempts
@@ -108,12 +109,13 @@ class Fulfilment:
         payment_links: PaymentLinks | None = None,
         fraud_warnings: FraudWarnings | None = None,
         payments: PaymentsGateway | None = None,
+        clawback_window_s: int = DEFAULT_WINDOW_S,
     ) -> None:
         self.store = store
         self.ledger = ledger
         # Without a gateway declines are counted, but no intent is canceled.
         self.intents = IntentAttempts(store, payments, security.limits, clock)
-        self.clawbacks = Clawbacks(store, ledger, security, clock)
+        self.clawbacks = Clawbacks(store, ledger, security, clock, clawback_window_s)
         # Without a gateway: no session is adopted, and fraud warnings are alerts only.
         self.payment_links = payment_links or PaymentLinks(catalog, None, frozenset())
         self.fraud_warnings = fraud_warnings or FraudWarnings(store, security, None, False)

@@ -78,6 +78,9 @@ class Purchase:
     charge_refunded: int = 0
     # dispute id -> {"amount", "status", "rank", "funds"} (``disputes``).
     disputes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Clawback transactions whose shortfall is followed to whom the buyer sent tokens
+    # (``clawback_chain``); each later event of the purchase resumes any unfinished.
+    followed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

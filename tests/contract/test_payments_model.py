@@ -25,8 +25,11 @@ system total and purchase record:
   (``services/payments/disputes.py``). Refunds and disputes together take
   ``110 * min(999, refunded + disputed) // 999`` tokens, the refunds' share first,
   as ``services/payments/clawbacks.py`` states it; tokens given back repay debt first;
-- every clawback takes what the balance holds and records the rest as debt;
-  a user in debt cannot spend or send.
+- every clawback takes what the balance holds; what it does not hold is
+  followed to whom the buyer tipped since the purchase's credit, most recent
+  first, as far as each still holds it, onwards to whom they tipped after
+  (``services/payments/clawback_chain.py``), and only the rest is the buyer's
+  debt; a gift's shortfall is the payer's debt; a user in debt cannot spend or send.
 
 After every step the invariants are checked through public reads only:
 conservation against the system totals at the start of the example, each
@@ -99,6 +102,17 @@ def share(amount: int) -> int:
     return TOKENS * min(amount, PRICE) // PRICE
 
 
+@dataclass(frozen=True)
+class Tip:
+    step: int
+    sender: int
+    recipient: int
+    amount: int
+
+
+MAX_DEPTH = 3  # as clawback_chain.MAX_DEPTH
+
+
 @dataclass
 class PurchaseModel:
     """What the model expects one purchase record to hold."""
@@ -116,6 +130,7 @@ class PurchaseModel:
     refunded_tokens: int = 0
     disputed_tokens: int = 0
     dispute_status: str | None = None  # Stripe's status of the dispute that changed last
+    credited_at: int = 0  # the model's step of the credit, for the transfers since
 
     def refunded(self) -> int:
         active = sum(int(a) for a, status in self.refunds.values() if status in REFUND_ACTIVE)
@@ -223,6 +238,8 @@ class PaymentsMachine(RuleBasedStateMachine):
         self.system = dict.fromkeys(SystemAccount, 0)
         self.purchases: list[PurchaseModel] = []
         self.pending_amounts: dict[str, int] = {}  # refund id -> amount, before it is known
+        self.tips: list[Tip] = []
+        self.step = 0  # orders credits and tips, as their times do
         self.system_start = system_balances(self.ledger)
 
     # -- helpers -------------------------------------------------------------
@@ -260,17 +277,56 @@ class PaymentsMachine(RuleBasedStateMachine):
             self.system[COUNTER_ACCOUNT[TxnType.DEBT_REPAYMENT]] += repaid
             self.entry(user, TxnType.DEBT_REPAYMENT, -repaid)
 
-    def model_clawback(self, user: int, amount: int, txn_type: TxnType) -> None:
-        """Take what the balance holds; the rest becomes debt."""
+    def model_clawback(self, p: PurchaseModel, amount: int, txn_type: TxnType) -> None:
+        """Take what the balance holds; the rest is followed, and what is left becomes debt
+        (a gift's: the payer's)."""
+        user = p.user
         taken = min(self.balance[user], amount)
         self.balance[user] -= taken
-        self.debt[user] += amount - taken
         self.system[COUNTER_ACCOUNT[txn_type]] += taken
+        if p.buyer != user:
+            self.entry(user, txn_type, -taken)
+            self.debt[p.buyer] += amount - taken
+            self.entry(p.buyer, txn_type, 0)
+            return
+        self.debt[user] += amount - taken
         self.entry(user, txn_type, -taken)
+        if amount > taken:
+            self.model_follow(user, user, p.credited_at, amount - taken, 1, set())
+
+    def model_follow(
+        self, buyer: int, holder: int, since: int, owed: int, depth: int, seen: set[int]
+    ) -> int:
+        """The chain of hops: ``holder``'s tips since ``since``, newest first."""
+        total = 0
+        for tip in reversed(self.tips):
+            if total >= owed:
+                break
+            if tip.sender != holder or tip.step < since:
+                continue
+            if tip.step in seen or tip.recipient == buyer:
+                continue
+            seen.add(tip.step)
+            want = min(tip.amount, owed - total)
+            taken = 0
+            if min(self.balance[tip.recipient], self.debt[buyer]) > 0:
+                taken = min(self.balance[tip.recipient], want, self.debt[buyer])
+                self.balance[tip.recipient] -= taken
+                self.debt[buyer] -= taken
+                self.system[COUNTER_ACCOUNT[TxnType.CLAWBACK_HOP]] += taken
+                self.entry(tip.recipient, TxnType.CLAWBACK_HOP, -taken)
+                self.entry(buyer, TxnType.CLAWBACK_HOP, 0)
+            if taken < want and depth < MAX_DEPTH:
+                rest = want - taken
+                taken += self.model_follow(buyer, tip.recipient, tip.step, rest, depth + 1, seen)
+            total += taken
+        return total
 
     def credit_purchase(self, p: PurchaseModel) -> None:
         assert p.state is not PurchaseState.PAID
         p.state = PurchaseState.PAID
+        self.step += 1
+        p.credited_at = self.step
         self.model_credit(p.user, TOKENS, TxnType.PURCHASE, None if p.user == p.buyer else p.buyer)
 
     def credited(self) -> list[PurchaseModel]:
@@ -384,9 +440,18 @@ class PaymentsMachine(RuleBasedStateMachine):
         self.system[SystemAccount.SPEND] += amount
         self.entry(user, TxnType.SPEND, -amount)
 
-    @rule(sender=USER_INDEXES, step=st.integers(0, USERS - 1), amount=AMOUNTS, fit=st.booleans())
-    def transfer(self, sender: int, step: int, amount: int, fit: bool) -> None:
-        amount = self.fitted(amount, self.balance[sender]) if fit else amount
+    @rule(
+        sender=USER_INDEXES,
+        step=st.integers(0, USERS - 1),
+        amount=AMOUNTS,
+        how=st.sampled_from(["as drawn", "fitted", "all"]),
+    )
+    def transfer(self, sender: int, step: int, amount: int, how: str) -> None:
+        """A tip; ``all`` tips the whole balance away, so that clawbacks follow it."""
+        if how == "fitted":
+            amount = self.fitted(amount, self.balance[sender])
+        elif how == "all":
+            amount = self.balance[sender] or amount
         recipient = (sender + step) % USERS
         key = self.new_name("-send")
         refusal = SelfTransfer if recipient == sender else self.expected_refusal(sender, amount)
@@ -400,6 +465,8 @@ class PaymentsMachine(RuleBasedStateMachine):
         self.entry(sender, TxnType.TRANSFER, -amount)
         self.balance[recipient] += amount
         self.entry(recipient, TxnType.TRANSFER, amount)
+        self.step += 1
+        self.tips.append(Tip(self.step, sender, recipient, amount))
 
     # -- refunds -------------------------------------------------------------------
 
@@ -409,7 +476,7 @@ class PaymentsMachine(RuleBasedStateMachine):
         delta = refund + dispute - p.refunded_tokens - p.disputed_tokens
         if delta > 0:
             kind = TxnType.REFUND if refund > p.refunded_tokens else TxnType.DISPUTE
-            self.model_clawback(p.user, delta, kind)
+            self.model_clawback(p, delta, kind)
         elif delta < 0:
             kind = (
                 TxnType.REFUND_REVERSAL if refund < p.refunded_tokens else TxnType.DISPUTE_REVERSAL
@@ -626,6 +693,7 @@ class PaymentsMachine(RuleBasedStateMachine):
             assert (stored.credit_txn_id is not None) == (p.state is PurchaseState.PAID)
             assert stored.user_id == self.users[p.user]
             assert stored.gift_from == (None if p.user == p.buyer else self.users[p.buyer])
+            assert stored.followed == [], stored  # every chain walked to its end
 
 
 COMMON: dict[str, Any] = {
