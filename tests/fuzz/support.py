@@ -77,11 +77,7 @@ def pay_in_sandbox(server: AppServer, buyer: Buyer, pack: str, key: str) -> dict
     )
     assert response.status_code == 200, response.text
     started: dict[str, Any] = response.json()
-    paid = buyer.post(
-        started["url"].removeprefix(server.url),
-        data={"csrf_token": buyer.csrf, "card_number": CARD_PAYS},
-        allow_redirects=False,
-    )
+    paid = buyer.pay_on_checkout_page(started["url"], CARD_PAYS)
     assert paid.status_code == 303, paid.text
     tokens = load_catalog(None).get(pack)
     assert tokens is not None

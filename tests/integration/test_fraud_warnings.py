@@ -28,11 +28,7 @@ def paid(app: RunningApp, spent: int = 0) -> tuple[Buyer, Purchase]:
     """A popular pack paid on the sandbox's checkout page, and ``spent`` tokens spent."""
     buyer = Buyer(app.url, f"efw-{uuid.uuid4().hex[:8]}@example.com")
     started = buyer.checkout("popular")
-    buyer.post(
-        started["url"].removeprefix(app.url),
-        data={"csrf_token": buyer.csrf, "card_number": "4242424242424242"},
-        allow_redirects=False,
-    )
+    buyer.pay_on_checkout_page(started["url"])
     wait_for(lambda: buyer.balance() == 110, "the purchase to be credited")
     wait_for(lambda: pending(buyer) == 0, "the sandbox's deliveries")
     if spent:
@@ -125,11 +121,7 @@ def test_the_sandboxs_fraud_card_is_refunded_and_its_tokens_taken_back(
     app = start_app({})
     buyer = Buyer(app.url, f"efw-card-{uuid.uuid4().hex[:8]}@example.com")
     started = buyer.checkout("popular")
-    buyer.post(
-        started["url"].removeprefix(app.url),
-        data={"csrf_token": buyer.csrf, "card_number": "4000000000005423"},
-        allow_redirects=False,
-    )
+    buyer.pay_on_checkout_page(started["url"], "4000000000005423")
     wait_for(lambda: sandbox_refunds(app) == 1, "the warning's refund")
     wait_for(lambda: pending(buyer) == 0, "the refund's events to be delivered")
     assert account(buyer) == (0, 0)

@@ -49,11 +49,7 @@ def story(app: AppServer) -> dict[str, Any]:
     started = buyer.post(
         "/api/tokens/create-checkout-session", json={"package": "popular"}, headers=trace
     ).json()
-    paid = buyer.post(
-        started["url"].removeprefix(app.url),
-        data={"csrf_token": buyer.csrf, "card_number": CARD, "method": "card"},
-        allow_redirects=False,
-    )
+    paid = buyer.pay_on_checkout_page(started["url"], CARD, method="card")
     assert paid.status_code == 303
     wait_for(lambda: buyer.balance() == 110, "the credit")
     refund = buyer.post(f"/sandbox/sessions/{started['session_id']}/refund", data={})

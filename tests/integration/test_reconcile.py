@@ -459,11 +459,7 @@ def test_a_sandbox_purchase_reconciles_with_the_provider(tmp_path: Path) -> None
     try:
         buyer = Buyer(server.url, "reconcile@example.com")
         started = buyer.checkout("popular")
-        paid = buyer.post(
-            started["url"].removeprefix(server.url),
-            data={"csrf_token": buyer.csrf, "card_number": "4242 4242 4242 4242"},
-            allow_redirects=False,
-        )
+        paid = buyer.pay_on_checkout_page(started["url"], "4242 4242 4242 4242")
         assert paid.status_code == 303
         wait_for(lambda: buyer.balance() == 110, "the webhook to credit 110 tokens")
         db = Path(server.env["STORE_URL"].removeprefix("sqlite:///"))

@@ -25,7 +25,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
@@ -435,14 +434,8 @@ class CrashClient(SiteClient):
     def pay(self, checkout_url: str) -> None:
         """Pay on the sandbox's checkout form, without following the redirect to the
         success page: the webhook, not the page, is what these tests exercise."""
-        parts = urlsplit(checkout_url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
         answer = until_answered(
-            lambda: self.post(
-                path,
-                data={"csrf_token": self.csrf, "card_number": CARD_PAYS},
-                allow_redirects=False,
-            ),
+            lambda: self.pay_on_checkout_page(checkout_url, CARD_PAYS),
             f"payment of {checkout_url}",
         )
         assert answer.status == 303, answer.body

@@ -8,11 +8,13 @@ thread-safe: one thread at a time uses a client.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 SIGN_IN_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
+CARD_PAYS = "4242424242424242"
 
 
 class SiteClient:
@@ -55,3 +57,13 @@ class SiteClient:
     def get(self, path: str, *, via: str | None = None, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", REQUEST_TIMEOUT_S)
         return self.http.get(f"{via or self.server()}{path}", **kwargs)
+
+    def pay_on_checkout_page(
+        self, checkout_url: str, card: str = CARD_PAYS, **fields: str
+    ) -> requests.Response:
+        """Submit the sandbox's hosted checkout form, not following the redirect to the
+        success page (which would fulfil the purchase itself)."""
+        parts = urlsplit(checkout_url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        data = {"csrf_token": self.csrf, "card_number": card, **fields}
+        return self.post(path, data=data, allow_redirects=False)
