@@ -92,7 +92,7 @@ def test_a_decline_leaves_the_purchase_open_and_another_card_pays_it(
         "error": "Your card was declined.",
         "code": "card_declined",
     }
-    wait_for(lambda: pending_deliveries(buyer) == 0, "payment_failed to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "payment_failed to be delivered")
     # Stripe leaves a declined intent open for another card: so does the purchase.
     assert state_of(buyer, started["purchase_id"]) == "pending"
     assert buyer.balance() == 0
@@ -197,10 +197,6 @@ def test_a_key_reused_for_another_pack_is_a_conflict(sandbox_app: AppServer, pat
     assert same.json()["purchase_id"] == first.json()["purchase_id"]
 
 
-def pending_deliveries(buyer: Buyer) -> int:
-    return int(buyer.get("/sandbox/deliveries").json()["pending"])
-
-
 def test_declined_intents_still_count_toward_the_purchase_limits(sandbox_app: AppServer) -> None:
     """Each declined intent can still be paid, so it keeps its slot: five declined then
     paid intents leave no room for a sixth, and no more than five are credited."""
@@ -208,7 +204,7 @@ def test_declined_intents_still_count_toward_the_purchase_limits(sandbox_app: Ap
     started = [start_intent(buyer, "starter") for _ in range(5)]
     for intent in started:
         assert confirm(buyer, intent, DECLINED_CARD).status_code == 402
-    wait_for(lambda: pending_deliveries(buyer) == 0, "payment_failed events to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "payment_failed events to be delivered")
     sixth = buyer.post("/api/tokens/create-payment-intent", json={"package": "starter"})
     assert (sixth.status_code, sixth.json()["code"]) == (429, "purchase_limit_reached")
     for intent in started:

@@ -20,17 +20,13 @@ from tests.support.purchases import Buyer, send, wait_for
 from tests.support.stores import AppStarter
 
 
-def pending(buyer: Buyer) -> int:
-    return int(buyer.get("/sandbox/deliveries").json()["pending"])
-
-
 def paid(app: RunningApp, spent: int = 0) -> tuple[Buyer, Purchase]:
     """A popular pack paid on the sandbox's checkout page, and ``spent`` tokens spent."""
     buyer = Buyer(app.url, f"efw-{uuid.uuid4().hex[:8]}@example.com")
     started = buyer.checkout("popular")
     buyer.pay_on_checkout_page(started["url"])
     wait_for(lambda: buyer.balance() == 110, "the purchase to be credited")
-    wait_for(lambda: pending(buyer) == 0, "the sandbox's deliveries")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "the sandbox's deliveries")
     if spent:
         spend = buyer.post(
             "/api/tokens/spend", json={"amount": spent}, headers={"Idempotency-Key": "s1"}
@@ -67,7 +63,7 @@ def test_an_actionable_warning_refunds_once_and_the_refund_takes_the_tokens(
         answers = list(pool.map(lambda _: send(app.url, warning), range(2)))
     assert [a.status_code for a in answers] == [200, 200]
     assert "efw_refunded" in {a.json().get("outcome") for a in answers}
-    wait_for(lambda: pending(buyer) == 0, "charge.refunded to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "charge.refunded to be delivered")
     # The whole payment went back, so all 110 tokens: the 100 spent are debt.
     assert account(buyer) == (0, 100)
     assert sandbox_refunds(app) == 1
@@ -123,7 +119,7 @@ def test_the_sandboxs_fraud_card_is_refunded_and_its_tokens_taken_back(
     started = buyer.checkout("popular")
     buyer.pay_on_checkout_page(started["url"], "4000000000005423")
     wait_for(lambda: sandbox_refunds(app) == 1, "the warning's refund")
-    wait_for(lambda: pending(buyer) == 0, "the refund's events to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "the refund's events to be delivered")
     assert account(buyer) == (0, 0)
     assert [t["type"] for t in buyer.history()] == ["refund", "purchase"]
     outcomes = {(a["purchase_id"], a["outcome"]) for a in fraud_alerts(app)}

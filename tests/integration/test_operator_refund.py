@@ -43,10 +43,6 @@ def audit_of(server: AppServer, purchase_id: str) -> list[AuditRecord]:
         return store.list_audit(10, target=f"purchase:{purchase_id}")
 
 
-def pending(buyer: Buyer) -> int:
-    return int(buyer.get("/sandbox/deliveries").json()["pending"])
-
-
 def test_the_default_refund_is_what_the_unspent_tokens_cover(app: AppServer) -> None:
     buyer, purchase_id = bought_and_spent(app, 100)
     result = flask_cli(app, "refund", purchase_id, "--operator", "ops-1")
@@ -55,7 +51,7 @@ def test_the_default_refund_is_what_the_unspent_tokens_cover(app: AppServer) -> 
     assert [(r.admin_id, r.details["amount"]) for r in audit_of(app, purchase_id)] == [
         ("cli:ops-1", 99)
     ]
-    wait_for(lambda: pending(buyer) == 0, "the charge.refunded event to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "the charge.refunded event to be delivered")
     assert buyer.get("/api/tokens/balance").json() == {
         "success": True,
         "balance": 0,
@@ -74,7 +70,7 @@ def test_more_than_covered_needs_force_and_then_records_debt(app: AppServer) -> 
     assert buyer.balance() == 10
     forced = flask_cli(app, "refund", purchase_id, "--amount", "999", "--force")
     assert forced.returncode == 0, forced.stderr
-    wait_for(lambda: pending(buyer) == 0, "the charge.refunded event to be delivered")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "the charge.refunded event to be delivered")
     assert buyer.get("/api/tokens/balance").json() == {
         "success": True,
         "balance": 0,

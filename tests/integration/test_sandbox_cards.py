@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.test_sandbox_dashboard import act, card_payment
-from tests.integration.test_sandbox_purchase import pending
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer
 
@@ -31,7 +30,7 @@ def paid(buyer: Buyer, card: str) -> str:
 
 
 def settled(buyer: Buyer) -> None:
-    wait_for(lambda: pending(buyer) == 0, "every delivery to be acknowledged")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "every delivery to be acknowledged")
 
 
 def test_a_refund_that_fails_later_gives_the_tokens_back(sandbox_app: AppServer) -> None:
@@ -71,6 +70,8 @@ def test_an_inquiry_takes_nothing(sandbox_app: AppServer) -> None:
 def test_an_early_fraud_warning_refunds_the_payment(sandbox_app: AppServer) -> None:
     buyer = Buyer(sandbox_app.url, "cards-efw@example.com")
     card_payment(buyer, "4000 0000 0000 5423")
-    wait_for(lambda: pending(buyer) == 0 and buyer.balance() == 0, "the warning's refund")
+    wait_for(
+        lambda: buyer.pending_deliveries() == 0 and buyer.balance() == 0, "the warning's refund"
+    )
     kinds = [t["type"] for t in buyer.history()]
     assert kinds[-1] == "purchase" and len(kinds) == 2, kinds  # the credit, then its clawback

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.test_sandbox_purchase import pay, pending
+from tests.integration.test_sandbox_purchase import pay
 from tests.support.purchases import Buyer, wait_for
 from tests.support.server import AppServer
 
@@ -72,11 +72,11 @@ def test_a_failed_bank_debit_offers_nothing_and_cannot_be_settled(
     started = buyer.checkout("starter")
     pay(buyer, started["url"], method="bank_debit")
     assert act(buyer, started["session_id"], "fail") == 303
-    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "deliveries to finish")
     assert actions(buyer, started["session_id"]) == set()
     assert "bank debit failed" in row_of(buyer, started["session_id"])
     assert act(buyer, started["session_id"], "settle") == 409
-    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "deliveries to finish")
     assert buyer.balance() == 0
 
 
@@ -148,4 +148,4 @@ def test_the_dispute_and_inquiry_cards_open_them_after_the_payment(
     assert act(buyer, inquiry, "close_inquiry") == 303
     assert "dispute lost" in row_of(buyer, disputed)
     assert "dispute warning_closed" in row_of(buyer, inquiry)
-    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "deliveries to finish")

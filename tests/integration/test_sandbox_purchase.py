@@ -23,10 +23,6 @@ def sandbox_app() -> Iterator[AppServer]:
     server.stop()
 
 
-def pending(buyer: Buyer) -> int:
-    return int(buyer.get("/sandbox/deliveries").json()["pending"])
-
-
 def pay(buyer: Buyer, checkout_url: str, **form: str) -> tuple[int, str]:
     response = buyer.post(
         checkout_url.removeprefix(buyer.base_url),
@@ -47,7 +43,7 @@ def test_a_card_payment_credits_the_pack_once(sandbox_app: AppServer) -> None:
     wait_for(lambda: buyer.balance() == 110, "the webhook to credit 110 tokens")
     success = buyer.get(location.removeprefix(sandbox_app.url)).text
     assert re.search(r'data-testid="balance">110<', success)
-    wait_for(lambda: pending(buyer) == 0, "webhook deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "webhook deliveries to finish")
     assert [(t["type"], t["amount"]) for t in buyer.history()] == [("purchase", 110)]
 
 
@@ -57,7 +53,7 @@ def test_a_declined_card_credits_nothing(sandbox_app: AppServer) -> None:
     status, body = pay(buyer, started["url"], card_number="4000 0000 0000 0002")
     assert status == 402
     assert "declined" in body
-    assert pending(buyer) == 0  # no event was queued for a declined card
+    assert buyer.pending_deliveries() == 0  # no event was queued for a declined card
     assert buyer.balance() == 0
     # The session stays open: a good card then pays it.
     assert pay(buyer, started["url"], card_number="4242424242424242")[0] == 303
@@ -69,7 +65,9 @@ def test_a_bank_debit_credits_only_when_it_settles(sandbox_app: AppServer) -> No
     started = buyer.checkout("pro")
     status, location = pay(buyer, started["url"], method="bank_debit")
     assert status == 303
-    wait_for(lambda: pending(buyer) == 0, "the completed (unpaid) event to be delivered")
+    wait_for(
+        lambda: buyer.pending_deliveries() == 0, "the completed (unpaid) event to be delivered"
+    )
     assert buyer.balance() == 0
     assert (
         'data-testid="purchase-state">awaiting_payment<'
@@ -82,7 +80,7 @@ def test_a_bank_debit_credits_only_when_it_settles(sandbox_app: AppServer) -> No
     )
     wait_for(lambda: buyer.balance() == 250, "the async success event to credit 250 tokens")
     buyer.post(settle, data={"csrf_token": buyer.csrf})  # settling twice sends nothing new
-    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "deliveries to finish")
     assert [t["amount"] for t in buyer.history()] == [250]
 
 
@@ -91,7 +89,7 @@ def test_a_failed_bank_debit_credits_nothing(sandbox_app: AppServer) -> None:
     started = buyer.checkout("starter")
     pay(buyer, started["url"], method="bank_debit")
     buyer.post(f"/sandbox/sessions/{started['session_id']}/fail", data={"csrf_token": buyer.csrf})
-    wait_for(lambda: pending(buyer) == 0, "deliveries to finish")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "deliveries to finish")
     assert buyer.balance() == 0
 
 
@@ -145,6 +143,8 @@ def test_the_dashboard_sends_signed_refund_and_dispute_events(sandbox_app: AppSe
         )
         assert response.status_code == 303
     # Delivered means the app verified the signature and answered 2xx.
-    wait_for(lambda: pending(buyer) == 0, "the refund and dispute events to be delivered")
+    wait_for(
+        lambda: buyer.pending_deliveries() == 0, "the refund and dispute events to be delivered"
+    )
     dashboard = buyer.get("/sandbox/dashboard").text
     assert started["session_id"] in dashboard

@@ -33,10 +33,6 @@ def paid_event(
     return event(kind, obj)
 
 
-def pending_deliveries(buyer: Buyer) -> int:
-    return int(buyer.get("/sandbox/deliveries").json()["pending"])
-
-
 def state_of(app: RunningApp, purchase: Purchase) -> PurchaseState:
     stored = app.store.get_purchase(purchase.id)
     assert stored is not None
@@ -187,6 +183,6 @@ def test_success_page_and_webhook_racing_credit_once(running_app: RunningApp) ->
     with ThreadPoolExecutor(8) as pool:
         pages = list(pool.map(lambda _: buyer.get(success).status_code, range(8)))
     assert pages == [200] * 8
-    wait_for(lambda: pending_deliveries(buyer) == 0, "the sandbox's webhook delivery")
+    wait_for(lambda: buyer.pending_deliveries() == 0, "the sandbox's webhook delivery")
     assert buyer.balance() == 250
     assert [t["amount"] for t in buyer.history()] == [250]

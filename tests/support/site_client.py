@@ -67,3 +67,7 @@ class SiteClient:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         data = {"csrf_token": self.csrf, "card_number": card, **fields}
         return self.post(path, data=data, allow_redirects=False)
+
+    def pending_deliveries(self) -> int:
+        """The sandbox's webhook deliveries still to be made."""
+        return int(self.get("/sandbox/deliveries").json()["pending"])
