@@ -28,15 +28,14 @@ from typing import Any
 
 import requests
 
-from config.settings import DEV_WEBHOOK_SECRET
 from services.faults import ENV_SPEC, ENV_STATE
 from services.ledger.model import JournalTransaction, TxnType
-from services.payments.signature import sign
 from services.store.port import Store
 from tests.support.firestore_emulator import EMULATOR, FirestoreEmulator
 from tests.support.limits import LOAD_LIMITS
 from tests.support.server import AppServer
 from tests.support.site_client import SiteClient
+from tests.support.webhooks import WEBHOOK_PATH, delivery
 
 ANSWER_DEADLINE_S = 240.0
 REQUEST_TIMEOUT_S = 150.0  # longer than a Firestore transaction waiting out a dead one's lock
@@ -303,14 +302,9 @@ def deliver(
     rotation = where if isinstance(where, Rotation) else Rotation(where)
 
     def post() -> requests.Response:
+        body, headers = delivery(payload)
         return http.post(
-            f"{rotation()}/api/stripe/webhook",
-            data=payload,
-            headers={
-                "Stripe-Signature": sign(payload, DEV_WEBHOOK_SECRET),
-                "Content-Type": "application/json",
-            },
-            timeout=REQUEST_TIMEOUT_S,
+            f"{rotation()}{WEBHOOK_PATH}", data=body, headers=headers, timeout=REQUEST_TIMEOUT_S
         )
 
     answer = until_answered(post, f"delivery of {event['id']} ({event['type']})")
