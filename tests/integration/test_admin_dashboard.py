@@ -8,7 +8,7 @@ while everything else keeps working.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -144,6 +144,14 @@ def completed_event(app: Flask) -> dict[str, Any]:
     )
 
 
+def fail_credits(
+    monkeypatch: pytest.MonkeyPatch, store: object, failure: Callable[..., None]
+) -> None:
+    """Both ways a paid event credits (its one transaction, the general path) fail."""
+    monkeypatch.setattr(store, "paid_event", failure)
+    monkeypatch.setattr(store, "apply_for_purchase", failure)
+
+
 def test_a_failed_webhook_event_is_listed_until_it_goes_through(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,7 +161,7 @@ def test_a_failed_webhook_event_is_listed_until_it_goes_through(
     def outage(*args: object, **kwargs: object) -> None:
         raise StorageUnavailable("injected outage")
 
-    monkeypatch.setattr(store, "apply_for_purchase", outage)
+    fail_credits(monkeypatch, store, outage)
     stripe = app.test_client()
     assert webhook(stripe, body).status_code == 503
     assert webhook(stripe, body).status_code == 503
@@ -182,11 +190,11 @@ def test_recording_a_failure_never_hides_the_error(
     def broken(*args: object, **kwargs: object) -> None:
         raise StorageUnavailable("the store is down")
 
-    monkeypatch.setattr(store, "apply_for_purchase", leaky)
+    fail_credits(monkeypatch, store, leaky)
     assert webhook(app.test_client(), body).status_code == 500
     [failure] = store.list_event_failures(5)
     assert failure.error == "RuntimeError"  # the class only: its text may quote anything
-    monkeypatch.setattr(store, "apply_for_purchase", broken)
+    fail_credits(monkeypatch, store, broken)
     monkeypatch.setattr(store, "record_event_failure", broken)
     failed = webhook(app.test_client(), body)
     assert (failed.status_code, failed.get_json()["code"]) == (503, "storage_unavailable")
