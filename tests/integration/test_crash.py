@@ -35,8 +35,10 @@ sandbox as provider) exits 0, and:
   answered 402 or 403 has none;
 - each user's balance and debt are exactly ``max(0, net)`` and ``max(0, -net)``,
   where net = credits - refunded tokens - acknowledged spends and tips sent
-  + acknowledged tips received: no credit twice, no spend lost or doubled, and
-  no debt left beside a positive balance;
+  + acknowledged tips received, with what each clawback hop took from a tip's
+  recipient moved from the recipient's net to the buyer's (the hops' own rules are
+  tested in test_clawback_chain.py): no credit twice, no spend lost or doubled,
+  and no debt left beside a positive balance;
 - every event the sandbox recorded is recorded as processed.
 
 On Firestore the app runs as ``CRASH_FIRESTORE_PROCESSES`` (default 2) gunicorn
@@ -442,6 +444,9 @@ class CrashRun:
             if purchase.refunded_tokens != refunded:
                 problems.append(f"{bought.purchase_id}: {purchase.refunded_tokens} refunded")
         assert len(facts.credits) == len(self.bought)
+        for holder, buyer, taken in facts.hops:  # a clawback followed the buyer's tips
+            net[holder] -= taken
+            net[buyer] += taken
         accounts = self.store.get_accounts(list(net))
         for user_id, expected in net.items():
             account = accounts[user_id]

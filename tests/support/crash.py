@@ -470,10 +470,12 @@ class CrashClient(SiteClient):
 
 @dataclass
 class LedgerFacts:
-    """The journal read once: purchase credits by purchase, transactions by key."""
+    """The journal read once: purchase credits by purchase, transactions by key, and
+    what each clawback hop moved (holder, buyer, tokens)."""
 
     credits: dict[str, list[JournalTransaction]] = field(default_factory=dict)
     by_key: dict[str, list[JournalTransaction]] = field(default_factory=dict)
+    hops: list[tuple[str, str, int]] = field(default_factory=list)
 
     @classmethod
     def read(cls, store: Store) -> LedgerFacts:
@@ -482,7 +484,17 @@ class LedgerFacts:
             facts.by_key.setdefault(txn.key, []).append(txn)
             if txn.type is TxnType.PURCHASE:
                 facts.credits.setdefault(txn.refs.get("purchase_id", ""), []).append(txn)
+            if txn.type is TxnType.CLAWBACK_HOP:
+                facts.hops.append(_hop(txn))
         return facts
+
+
+def _hop(txn: JournalTransaction) -> tuple[str, str, int]:
+    """A hop takes from the holder what lowers the buyer's debt (services.ledger.rules)."""
+    holder, buyer = sorted(
+        (entry for entry in txn.entries if entry.user_id is not None), key=lambda e: e.index
+    )
+    return str(holder.user_id), str(buyer.user_id), -holder.amount
 
 
 def check_requests(facts: LedgerFacts, requests_made: Iterable[LedgerRequest]) -> list[str]:
