@@ -85,6 +85,7 @@ class AdminActions:
         self.fulfilment = fulfilment
         self.payments = payments
         self.clock = clock
+        self.refunds = RefundService(store, payments)  # built once, with the actions
 
     # -- the one path every action takes -------------------------------------------
 
@@ -170,7 +171,7 @@ class AdminActions:
     ) -> ActionResult:
         """Refund through the provider; its refund event then takes the tokens back."""
         checked = request.checked()
-        refunds = RefundService(self.store, self.payments)
+        refunds = self.refunds
 
         def act(audit_id: str) -> Outcome:
             plan = refunds.plan(purchase_id, amount, force)
