@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.store.sqlite_wal import connect_wal
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY, purchase_id TEXT UNIQUE, created REAL NOT NULL, body TEXT NOT NULL
@@ -37,9 +39,8 @@ class SandboxDb:
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """An autocommit connection: each statement commits unless a transaction is open."""
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        conn = connect_wal(self.path, timeout_s=10, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
             yield conn
         finally:
             conn.close()

@@ -34,6 +34,7 @@ from services.store.sqlite_operations import SqliteOperations
 from services.store.sqlite_purchases import OPEN_ACCOUNT, SqlitePurchases
 from services.store.sqlite_schema import TABLES, needs_upgrade, upgrade
 from services.store.sqlite_sessions import SqliteSessions
+from services.store.sqlite_wal import connect_wal
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -183,14 +184,13 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
+            conn = connect_wal(
                 self.path,
+                timeout_s=self.busy_timeout_ms / 1000,
                 isolation_level=None,  # we issue BEGIN ourselves
-                timeout=self.busy_timeout_ms / 1000,
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             # FULL: a committed credit survives a power cut, not only a crash.
             conn.execute("PRAGMA synchronous=FULL")
