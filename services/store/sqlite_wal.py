@@ -17,7 +17,7 @@ RETRY_S = 0.02
 
 def connect_wal(path: str, timeout_s: float, **kwargs: Any) -> sqlite3.Connection:
     """A connection to `path` in WAL mode, waiting up to `timeout_s` for the switch."""
-    conn = sqlite3.connect(path, timeout=timeout_s, **kwargs)
+    conn: sqlite3.Connection = sqlite3.connect(path, timeout=timeout_s, **kwargs)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -8,6 +8,8 @@ that met that failed to boot.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -19,18 +21,18 @@ PROCESSES = 8
 ROUNDS = 6
 
 
-def _open_sandbox(path: str, start: object) -> None:
-    start.wait()  # type: ignore[attr-defined]
+def _open_sandbox(path: str, start: Barrier) -> None:
+    start.wait()
     SandboxDb(path)
 
 
-def _open_store(path: str, start: object) -> None:
-    start.wait()  # type: ignore[attr-defined]
+def _open_store(path: str, start: Barrier) -> None:
+    start.wait()
     store = SqliteStore(path)
     store.ping()
 
 
-def _open_at_once(target: object, path: Path) -> list[int | None]:
+def _open_at_once(target: Callable[[str, Barrier], None], path: Path) -> list[int | None]:
     ctx = multiprocessing.get_context("fork")
     start = ctx.Barrier(PROCESSES)
     procs = [ctx.Process(target=target, args=(str(path), start)) for _ in range(PROCESSES)]
@@ -42,7 +44,9 @@ def _open_at_once(target: object, path: Path) -> list[int | None]:
 
 
 @pytest.mark.parametrize("target", [_open_sandbox, _open_store], ids=["sandbox", "store"])
-def test_processes_opening_one_new_file_at_once_all_start(target: object, tmp_path: Path) -> None:
+def test_processes_opening_one_new_file_at_once_all_start(
+    target: Callable[[str, Barrier], None], tmp_path: Path
+) -> None:
     for round_no in range(ROUNDS):
         codes = _open_at_once(target, tmp_path / f"round{round_no}.db")
         assert codes == [0] * PROCESSES, f"round {round_no}: exit codes {codes}"
