@@ -4,17 +4,20 @@ refund, close a dispute. ``SandboxPayments`` takes these as a base class."""
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from services.payments import sandbox_after as after
 
 
-class DashboardActions:
+class DashboardActions(abc.ABC):
+    @abc.abstractmethod
     def _now(self) -> int:
-        raise NotImplementedError
+        """The gateway's clock, in Unix seconds."""
 
+    @abc.abstractmethod
     def _change(self, session_id: str, change: after.Change) -> dict[str, Any]:
-        raise NotImplementedError
+        """Apply `change` to the stored session and queue the event it names."""
 
     def settle_bank_debit(self, session_id: str, succeeded: bool) -> dict[str, Any]:
         def change(session: dict[str, Any]) -> str | None:
