@@ -12,37 +12,36 @@ written by every purchase.
 Balances. An account's balance is its main document's ``balance`` plus every
 shard's, and its ``seq`` (entry count) likewise with the shards' ``count``.
 A credit (a purchase, a grant, a tip's recipient: ``rules.blind_credits``)
-reads the idempotency record and the main document, and adds to one random
-shard with ``Increment``, without reading it: credits to one account take no
-lock on anything another credit writes, and only share a read of the main
-document. Everything else (spend, send, hold, clawback, repay) reads the main
-document and every shard in its transaction, so it sees the exact balance;
-a debit takes from the main document's part first, then from shards as far
-as needed; it rewrites the main document. A credit to an account in debt
-behaves as before: it reads the debt (the shared read of the main document)
-and leaves it. The balance ceiling of a blind credit is checked against the
-part it read (the main document's), so it is a bound on each credit rather
-than on the sum of concurrent ones; it exists to keep sums far from int64.
+reads the idempotency record and the main document (for the debt), and adds to
+one random shard with ``Increment``, without reading it. Everything else
+(spend, send, hold, clawback, repay) reads the main document and every shard,
+so it sees the exact balance, and takes from shards first. It writes the main
+document only when the main document's own fields change (debt, holds, or a
+balance part from before shards): credits read that document, so a debit that
+wrote it would wait on their reads while they wait on its reads of the shards,
+a lock cycle that made a spending recipient's tips crawl. So no credit reads
+what a plain debit writes, and no debit reads-then-waits on what a credit
+holds. A credit to an account in debt reads the debt and leaves it (the
+payments code repays it). The balance ceiling of a blind credit is checked
+against the part it read, a bound on each credit rather than on the sum of
+concurrent ones; it exists to keep sums far from int64.
 
 Histories. A credit cannot know the balance after it without reading every
-shard, so its entry stores no ``seq`` or ``balance_after``. Entries are
-ordered instead by epochs of the main document: each write of the main
-document (the entry of a non-blind operation) opens epoch e, its entry has
-``pos`` 2e; credits made while the main document is at epoch e (they read it,
-so they serialize between its writes) have ``pos`` 2e+1, ordered among
-themselves by the server's time ``at`` and then id. A history page is a
-consistent read of the account (read-only transaction) and its newest entries
-in that order, each entry's ``balance_after`` and ``seq`` derived by walking
-back from the current balance; the cursor carries where it stopped (seq,
-balance, entry id), so later pages need no fresh snapshot: older entries never
-change place. The transaction an operation returns reads its blind entries'
-figures as of its commit time (one batched read at that moment); a replayed or
-looked-up one derives them as the history does: the balance its epoch opened
-with (kept on the entry) plus the credits of that epoch up to it (one
-aggregation query and one query for credits of the same millisecond). Credits
-committed at the same moment have no order of their own, so those figures may
-count each other's amount either way; the balance itself is always exact.
-Entries written before shards existed have no ``pos``: backfill ``pos = 2 * seq``.
+shard, so its entry stores no ``seq`` or ``balance_after``. Every user entry
+carries ``at``, the server's commit time, and histories are ordered by it and
+then by id: Firestore serializes transactions in commit-time order, so a
+debit's entry comes after every credit it saw. A history page is a consistent
+read of the account (read-only transaction) and its newest entries in that
+order, each entry's ``balance_after`` and ``seq`` derived by walking back from
+the current balance; the cursor carries where it stopped (seq, balance, entry
+id), so later pages need no fresh snapshot: older entries never change place.
+The transaction an operation returns reads its blind entries' figures as of
+its commit time (one batched read at that moment); a replayed or looked-up one
+derives them from the sum and count of the account's entries up to it (a
+balance is the sum of its entries): one aggregation query and one query for
+entries of the same instant. Entries committed at the same instant have no
+order of their own and are ordered by id. Entries written before shards
+existed have no ``at``: backfill it from ``created_at``.
 
 One module, over 400 lines, on purpose: the sharded layout, the unit of work
 that reads and writes it, and the history walk that derives figures from it
@@ -118,7 +117,8 @@ _TRANSIENT = (
 
 
 # Fields of an entry document that order histories; the Entry itself does not carry them.
-_ORDER_FIELDS = ("pos", "at", "epoch_balance", "epoch_seq")
+# (``pos`` and ``epoch_*`` were written by an earlier layout and are ignored.)
+_ORDER_FIELDS = ("at", "pos", "epoch_balance", "epoch_seq")
 
 
 def _entry(snap: Any) -> Entry:
@@ -162,12 +162,10 @@ class _Stored:
     account is credited blind, its shards."""
 
     def __init__(self, main: Mapping[str, Any], shards: dict[int, tuple[int, int]]) -> None:
+        # The main document's own part: a balance from before shards, and the entry
+        # count of operations that took from it.
         self.base_balance = int(main["balance"])
-        self.base_seq = int(main["seq"])  # the epoch: entries written with the main document
-        # The whole balance and seq right after the last such entry (a document from
-        # before shards has none, and no shard written since: its own are those).
-        self.epoch_balance = int(main.get("epoch_balance", self.base_balance))
-        self.epoch_seq = int(main.get("epoch_seq", self.base_seq))
+        self.base_seq = int(main["seq"])
         self.shards = shards
         whole = Account.from_dict(main)
         self.account = replace(
@@ -177,19 +175,22 @@ class _Stored:
         )
 
     def take(self, amount: int) -> tuple[int, dict[int, int]]:
-        """Where a debit of ``amount`` comes from: the main document's part first,
-        then shards as far as needed. Returns its new part and the shards changed."""
-        from_base = min(self.base_balance, amount)
-        need, changed = amount - from_base, {}
+        """Where a debit of ``amount`` comes from: shards first, so that most debits
+        leave the main document (which every credit reads) alone, then the main
+        document's part. Returns that part's new value and the shards changed."""
+        need, changed = amount, {}
         for number, (balance, _) in sorted(self.shards.items()):
-            if need == 0:
-                break
             taken = min(balance, need)
             if taken:
                 changed[number], need = balance - taken, need - taken
-        if need:
+        if need > self.base_balance:
             raise AssertionError("a debit larger than the balance it read")
-        return self.base_balance - from_base, changed
+        return self.base_balance - need, changed
+
+
+def _main_fields(base_balance: int, account: Account) -> dict[str, Any]:
+    """What an account's main document holds besides its entry count."""
+    return {"balance": base_balance, "debt": account.debt, "holds": account.to_dict()["holds"]}
 
 
 class _FirestoreUnitOfWork:
@@ -236,33 +237,21 @@ class _FirestoreUnitOfWork:
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.transaction.create(self.store.journal_ref(txn.id), txn.to_dict())
         for entry in txn.entries:
-            order = {} if entry.user_id is None else self._order(entry.user_id)
-            self.transaction.create(self.store.entry_ref(entry.id), {**entry.to_dict(), **order})
+            # Histories sort by commit time, the order Firestore serializes writes in.
+            at = {} if entry.user_id is None else {"at": firestore.SERVER_TIMESTAMP}
+            self.transaction.create(self.store.entry_ref(entry.id), {**entry.to_dict(), **at})
         for account in accounts:
             if account.user_id in self.blind:
-                self._credit_blind(account)
+                self._add_to_shard(account)
             else:
                 self._rewrite(account)
         fault_point(FIRESTORE_BEFORE_COMMIT)  # a kill here must leave nothing behind
 
-    def _order(self, user_id: str) -> dict[str, Any]:
-        """Where a user entry sorts in its history: ``pos`` 2e for the entry that opens
-        epoch e (written with the main document), 2e+1 for blind credits made in it;
-        credits of one epoch by the server's time and id. A blind entry also keeps
-        the balance and seq its epoch opened with, to derive its own from."""
-        stored = self.read_state[user_id]
-        if user_id not in self.blind:
-            return {"pos": 2 * (stored.base_seq + 1), "at": firestore.SERVER_TIMESTAMP}
-        return {
-            "pos": 2 * stored.base_seq + 1,
-            "at": firestore.SERVER_TIMESTAMP,
-            "epoch_balance": stored.epoch_balance,
-            "epoch_seq": stored.epoch_seq,
-        }
-
-    def _credit_blind(self, account: Account) -> None:
-        """Add to one random shard without reading it: credits do not collide."""
+    def _add_to_shard(self, account: Account) -> None:
+        """Add what changed to one random shard without reading it: credits do not collide."""
         before = self.read_state[account.user_id].account
+        if (account.balance, account.seq) == (before.balance, before.seq):
+            return
         shard = self.store.shard_refs(account.user_id)[random.randrange(SHARDS)]
         change = {
             "user_id": account.user_id,  # for the security rules and the shards' owner
@@ -272,23 +261,26 @@ class _FirestoreUnitOfWork:
         self.transaction.set(shard, change, merge=True)
 
     def _rewrite(self, account: Account) -> None:
+        """Write an account read whole. The main document is written only when its own
+        fields change (debt, holds, its balance part): credits read it, and a debit
+        that wrote it would wait on their reads while they wait on its shard reads."""
         stored = self.read_state[account.user_id]
-        change = account.balance - stored.account.balance
-        base, shards = (stored.base_balance + change, {}) if change >= 0 else stored.take(-change)
-        self.transaction.update(
-            self.store.account_ref(account.user_id),
-            {
-                "balance": base,
-                "debt": account.debt,
-                "seq": stored.base_seq + account.seq - stored.account.seq,
-                "holds": account.to_dict()["holds"],
-                "epoch_balance": account.balance,
-                "epoch_seq": account.seq,
-            },
-        )
-        refs = self.store.shard_refs(account.user_id)
-        for number, balance in shards.items():
-            self.transaction.update(refs[number], {"balance": balance})
+        before = stored.account
+        if account.balance >= before.balance:
+            self._add_to_shard(account)
+            base, added = stored.base_balance, 0
+        else:
+            base, shards = stored.take(before.balance - account.balance)
+            added = account.seq - before.seq  # counted once, on the first shard written
+            refs = self.store.shard_refs(account.user_id)
+            for number, balance in shards.items():
+                change = {"balance": balance, "count": firestore.Increment(added)}
+                self.transaction.update(refs[number], change)
+                added = 0
+        main = _main_fields(base, account)
+        if main != _main_fields(stored.base_balance, before) or added:
+            main["seq"] = stored.base_seq + added
+            self.transaction.update(self.store.account_ref(account.user_id), main)
 
 
 class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, FirestoreSessions):
@@ -463,20 +455,15 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return replace(txn, entries=tuple(entries))
 
     def _position(self, entry: Entry, data: Mapping[str, Any]) -> tuple[int, int]:
-        """A blind entry's balance and seq after it: its epoch's opening ones plus the
-        credits of that epoch up to and including it, in history order."""
-        same_epoch = (
-            self.db.collection(ENTRIES)
-            .where(filter=FieldFilter("user_id", "==", entry.user_id))
-            .where(filter=FieldFilter("pos", "==", data["pos"]))
-        )
-        earlier = same_epoch.where(filter=FieldFilter("at", "<", data["at"]))
-        total, count = self._sum_and_count(earlier)
-        # Credits of the same millisecond: few, ordered by id.
-        same_time = self._fetch(same_epoch.where(filter=FieldFilter("at", "==", data["at"])))
+        """A blind entry's balance and seq after it: the sum and count of its account's
+        entries up to and including it in history order (a balance is the sum of its
+        entries, and entries committed before it never change)."""
+        mine = self.db.collection(ENTRIES).where(filter=FieldFilter("user_id", "==", entry.user_id))
+        total, count = self._sum_and_count(mine.where(filter=FieldFilter("at", "<", data["at"])))
+        # Entries committed at the same moment: few, ordered by id.
+        same_time = self._fetch(mine.where(filter=FieldFilter("at", "==", data["at"])))
         ties = [int((t.to_dict() or {})["amount"]) for t in same_time if t.id <= entry.id]
-        balance = int(data["epoch_balance"]) + total + sum(ties)
-        return balance, int(data["epoch_seq"]) + count + len(ties)
+        return total + sum(ties), count + len(ties)
 
     def _sum_and_count(self, query: Any) -> tuple[int, int]:
         aggregation = query.count(alias="count").sum("amount", alias="total")
@@ -535,7 +522,6 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         query = (
             self.db.collection(ENTRIES)
             .where(filter=FieldFilter("user_id", "==", user_id))
-            .order_by("pos", direction=firestore.Query.DESCENDING)
             .order_by("at", direction=firestore.Query.DESCENDING)
             .order_by("__name__", direction=firestore.Query.DESCENDING)
             .limit(HISTORY_CHUNK)
@@ -562,7 +548,7 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def _walk(self, user_id: str, position: HistoryPosition | None) -> Iterator[Entry]:
         """The user's entries, newest first, each with the balance and seq after it:
         derived from a consistent read of the account walking back through its
-        entries in history order (see ``_FirestoreUnitOfWork._order``)."""
+        entries in history order: commit time, then id."""
         if position is None or position.entry_id is None or position.balance is None:
             balance, seq, snaps = self._newest(user_id)
         else:

@@ -150,7 +150,6 @@ LIST_CASES = [
             "entries",
             equals_filter("user_id", me),
             orderBy=[
-                {"field": {"fieldPath": "pos"}, "direction": "DESCENDING"},
                 {"field": {"fieldPath": "at"}, "direction": "DESCENDING"},
             ],
         ),
