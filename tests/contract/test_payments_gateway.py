@@ -193,6 +193,19 @@ class TestPaymentsGatewayContract:
             refund(harness.gateway, intent_id, 500, "refund-once")
         assert_kind(caught, Kind.REFUSED)
 
+    def test_refunds_are_listed_from_when_they_were_made(self, harness: Harness) -> None:
+        intent_id = harness.pay("pur_listed")
+        made = [refund(harness.gateway, intent_id, n, f"refund-listed-{n}") for n in (100, 200)]
+        listed = {r["id"]: r for r in harness.gateway.list_refunds(created_gte=0)}
+        assert {r["id"] for r in made} <= set(listed)
+        for one in made:
+            shown = listed[one["id"]]
+            assert (shown["amount"], shown["payment_intent"]) == (one["amount"], intent_id)
+        later = int(max(r["created"] for r in made)) + 1
+        assert not {r["id"] for r in made} & {
+            r["id"] for r in harness.gateway.list_refunds(created_gte=later)
+        }
+
     def test_an_unpaid_intent_is_canceled_and_a_paid_one_refused(self, harness: Harness) -> None:
         intent_id = new_intent(harness.gateway, "pur_cancel")
         canceled = harness.gateway.cancel_payment_intent(intent_id, "abandoned")
