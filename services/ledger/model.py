@@ -177,14 +177,22 @@ class Account:
         return self.balance - self.held(now)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        # A session's captured count rides in its hold, so adapters store it unchanged.
-        del data["metered"]
-        data["holds"] = {
+        # Field by field: dataclasses.asdict would deep-copy the holds only to replace them.
+        return {
+            "user_id": self.user_id,
+            "balance": self.balance,
+            "debt": self.debt,
+            "seq": self.seq,
+            "created_at": self.created_at,
+            "holds": self.stored_holds(),
+        }
+
+    def stored_holds(self) -> dict[str, list[Any]]:
+        """The holds as adapters store them: a session's captured count rides in its hold."""
+        return {
             k: [amount, until] + ([self.metered[k]] if k in self.metered else [])
             for k, (amount, until) in self.holds.items()
         }
-        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Account:

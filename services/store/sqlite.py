@@ -117,10 +117,7 @@ class SqliteUnitOfWork:
         )
         self.conn.executemany(
             "UPDATE accounts SET balance = ?, debt = ?, seq = ?, holds = ? WHERE user_id = ?",
-            [
-                (a.balance, a.debt, a.seq, json.dumps(a.to_dict()["holds"]), a.user_id)
-                for a in accounts
-            ],
+            [(a.balance, a.debt, a.seq, json.dumps(a.stored_holds()), a.user_id) for a in accounts],
         )
         fault_point(SQLITE_BEFORE_COMMIT)  # a kill here must leave nothing behind
 

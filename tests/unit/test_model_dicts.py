@@ -1,0 +1,59 @@
+"""The stored shapes of purchases and accounts: every field, and nothing shared with the object."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from services.ledger.model import Account
+from services.payments.model import Purchase, PurchaseState
+
+
+def purchase() -> Purchase:
+    return Purchase(
+        id="pur_1",
+        buyer_id="buyer",
+        user_id="buyer",
+        pack_id="popular",
+        tokens=110,
+        amount=999,
+        currency="usd",
+        state=PurchaseState.PAID,
+        created_at="2026-01-02T03:04:05.000006Z",
+        updated_at="2026-01-02T03:04:05.000006Z",
+        refunds={"re_1": {"amount": 500, "status": "succeeded"}},
+        disputes={"dp_1": {"amount": 999, "status": "lost", "rank": 3, "funds": "withdrawn"}},
+        followed=["txn_1"],
+    )
+
+
+def test_a_purchase_dict_has_every_field_in_order_and_the_state_as_text() -> None:
+    expected = {**asdict(purchase()), "state": "paid"}
+    data = purchase().to_dict()
+    assert data == expected
+    assert list(data) == list(expected)
+    assert Purchase.from_dict(data) == purchase()
+
+
+def test_changing_a_purchase_dict_leaves_the_purchase_as_it_was() -> None:
+    kept = purchase()
+    data = kept.to_dict()
+    data["refunds"]["re_1"]["amount"] = 1
+    data["disputes"]["dp_1"]["status"] = "won"
+    data["followed"].append("txn_2")
+    assert kept == purchase()
+
+
+def test_an_account_dict_keeps_a_sessions_captured_count_in_its_hold() -> None:
+    account = Account(
+        "u1", 50, 0, 3, "t", holds={"h1": (5, "z"), "s1": (7, "y")}, metered={"s1": 2}
+    )
+    data = account.to_dict()
+    assert data == {
+        "user_id": "u1",
+        "balance": 50,
+        "debt": 0,
+        "seq": 3,
+        "created_at": "t",
+        "holds": {"h1": [5, "z"], "s1": [7, "y", 2]},
+    }
+    assert Account.from_dict(data) == account
