@@ -9,11 +9,13 @@ import sys
 import pytest
 
 from config.logs import (
+    _REDACTIONS,
     SPAN_KEY,
     TRACE_KEY,
     CloudJsonFormatter,
     ReadableFormatter,
     RequestContext,
+    _redacted,
     redact,
 )
 
@@ -125,3 +127,23 @@ def test_the_request_context_filter_adds_what_the_lookup_gives() -> None:
     RequestContext(lambda: {"request_id": "r-12345678", "purchase_id": "other"}).filter(rec)
     assert rec.request_id == "r-12345678"  # type: ignore[attr-defined]
     assert rec.purchase_id == "pur_1"  # type: ignore[attr-defined]  # the record's own wins
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "stripe event evt_1Pgafy checkout.session.completed: paid",
+        "purchase pur_0123456789abcdef01234567 credited 110 tokens",
+        "key rk_test_51Habc and pk_live_9 and sk_test_",
+        "whsec_abc t=1732420000,v1=abc v1=0123456789abcdef0123",
+        "eyJa.b.c BEARER x.y \u017fession=abc cookie=\u212a; SESSION=z",  # long s, Kelvin
+        "pi_3Pab_secret_Qw12 seti_1_secret_2 card 4242-4242-4242-4242 and 4000000000000002",
+        "ann.lee@example.com and 王伟@例子.公司",
+        "",
+    ],
+)
+def test_skipping_a_pattern_whose_text_is_absent_changes_no_result(text: str) -> None:
+    every_scan = text
+    for pattern, replacement, _ in _REDACTIONS:
+        every_scan = pattern.sub(replacement, every_scan)
+    assert _redacted(text) == every_scan
