@@ -50,6 +50,11 @@ class AppServer:
             "APP_BASE_URL": self.url,
             "STORE_URL": f"sqlite:///{self.workdir.name}/tokens.db",
             "SANDBOX_DB_PATH": f"{self.workdir.name}/sandbox.db",
+            # A request sent on a kept-alive connection just as the server closes it
+            # for idleness is reset, and requests does not resend a POST. The tests'
+            # clients leave connections idle between phases, longer than gunicorn's
+            # 5 s on a loaded machine, so here they stay open longer than any phase.
+            "GUNICORN_KEEPALIVE": "120",
         }
         self.env = {**os.environ, **defaults, **env}
         self.env.pop("TOKEN_STORE_NO_MODULE_APP", None)
