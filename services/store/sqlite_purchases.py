@@ -86,6 +86,14 @@ def _load_user(conn: sqlite3.Connection, user_id: str) -> User | None:
     return None if row is None else User.from_dict(json.loads(row[0]))
 
 
+# What a paid event reads besides its account and deferred records, in one statement.
+PAID_READ = """SELECT
+    (SELECT outcome FROM stripe_events WHERE id = :event),
+    EXISTS (SELECT 1 FROM event_failures WHERE id = :event AND resolved_at IS NULL),
+    (SELECT body FROM purchases WHERE id = :purchase),
+    EXISTS (SELECT 1 FROM users WHERE id = :user)"""
+
+
 class _SqliteStart:
     """``start_rules.start``'s unit of work, inside the store's write transaction."""
 
@@ -150,30 +158,35 @@ class _PurchaseWork:
         )
 
     def read_paid(self, locator: rules.PaidLocator) -> rules.PaidRead:
-        one = self._one
-        event = one("SELECT outcome FROM stripe_events WHERE id = ?", locator.event_id)
-        failure = one(
-            "SELECT 1 FROM event_failures WHERE id = ? AND resolved_at IS NULL", locator.event_id
-        )
-        account = one("SELECT * FROM accounts WHERE user_id = ?", locator.user_id)
-        deferred: dict[str, dict[str, Any]] = {}
-        for kind in rules.DEFERRED_KINDS if locator.payment_intent else ():
-            name = rules.deferred_name(str(locator.payment_intent), kind)
-            row = one("SELECT body FROM app_settings WHERE name = ?", name)
-            if row is not None and (kept := json.loads(row[0])):
-                deferred[kind] = kept
+        # Three statements instead of one per record: each statement lets go of the
+        # GIL, and this thread holds the write lock until it has it back.
+        event, failure_open, body, user_exists = self.conn.execute(
+            PAID_READ,
+            {"event": locator.event_id, "purchase": locator.purchase_id, "user": locator.user_id},
+        ).fetchone()
+        account = self.conn.execute(
+            "SELECT * FROM accounts WHERE user_id = ?", (locator.user_id,)
+        ).fetchone()
         return rules.PaidRead(
-            event_outcome=None if event is None else str(event[0]),
-            failure_open=failure is not None,
-            purchase=_load_purchase(self.conn, "id", locator.purchase_id),
-            user_exists=_load_user(self.conn, locator.user_id) is not None,
+            event_outcome=None if event is None else str(event),
+            failure_open=bool(failure_open),
+            purchase=None if body is None else Purchase.from_dict(json.loads(body)),
+            user_exists=bool(user_exists),
             account=None if account is None else _account(account),
-            deferred=deferred,
+            deferred=self._deferred(locator.payment_intent),
         )
 
-    def _one(self, sql: str, arg: str) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.conn.execute(sql, (arg,)).fetchone()
-        return row
+    def _deferred(self, payment_intent: str | None) -> dict[str, dict[str, Any]]:
+        """The payment intent's kept refunds and disputes, in ``DEFERRED_KINDS`` order."""
+        if not payment_intent:
+            return {}
+        names = {rules.deferred_name(payment_intent, kind): kind for kind in rules.DEFERRED_KINDS}
+        marks = ", ".join("?" for _ in names)
+        rows = self.conn.execute(
+            f"SELECT name, body FROM app_settings WHERE name IN ({marks})", list(names)
+        )
+        kept = {names[name]: json.loads(body) for name, body in rows}
+        return {kind: kept[kind] for kind in rules.DEFERRED_KINDS if kept.get(kind)}
 
 
 def _account(row: sqlite3.Row) -> Account:
