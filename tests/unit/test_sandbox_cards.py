@@ -4,37 +4,17 @@ with the events Stripe sends, shaped like the pinned API version's fixtures."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import requests
 import stripe
 
-from config.settings import load_settings
 from services.payments.port import PaymentsError
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
 from tests.support.stripe_fixtures import fixture
-from tests.unit.test_sandbox_gateway import Clock, embedded, start
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SandboxPayments:
-    def no_http(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("SANDBOX_WEBHOOKS=off must not POST")
-
-    monkeypatch.setattr(requests, "post", no_http)
-    settings = load_settings(
-        {"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"), "SANDBOX_WEBHOOKS": "off"}
-    )
-    return SandboxPayments(settings, clock=clock)
-
+from tests.unit.conftest import Clock
+from tests.unit.test_sandbox_gateway import embedded, start
 
 AUTHENTICATION_CARDS = ["4000 0025 0000 3155", "4000 0027 6000 3184", "4000 0000 0000 3220"]
 
