@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -73,13 +73,20 @@ def _row_to_account(row: sqlite3.Row) -> Account:
 
 
 class SqliteUnitOfWork:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
+    ) -> None:
         self.conn = conn
+        # Accounts read earlier in this write transaction (a paid event's read), so
+        # still current: they are not read again.
+        self.prefetched = prefetched or {}
 
     def read(self, op: Operation) -> LedgerRead:
         # One writer at a time: every account is read whole, none blind.
         existing = _load_transaction(self.conn, op.transaction_id)
-        return LedgerRead(existing, _load_accounts(self.conn, list(op.user_ids)))
+        known = {u: self.prefetched[u] for u in op.user_ids if u in self.prefetched}
+        missing = [u for u in op.user_ids if u not in known]
+        return LedgerRead(existing, {**known, **_load_accounts(self.conn, missing)})
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.conn.execute(
@@ -229,8 +236,10 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
 
         return self._write(work)
 
-    def _unit_of_work(self, conn: sqlite3.Connection) -> SqliteUnitOfWork:
-        return SqliteUnitOfWork(conn)
+    def _unit_of_work(
+        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
+    ) -> SqliteUnitOfWork:
+        return SqliteUnitOfWork(conn, prefetched)
 
     def apply(self, op: Operation, now: datetime) -> JournalTransaction:
         return self._write(lambda conn: execute(self._unit_of_work(conn), op, now))

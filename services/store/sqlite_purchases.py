@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -36,7 +36,9 @@ class _SqliteBase(Protocol):
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
-    def _unit_of_work(self, conn: sqlite3.Connection) -> UnitOfWork: ...
+    def _unit_of_work(
+        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
+    ) -> UnitOfWork: ...
 
     def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]: ...
 
@@ -135,6 +137,7 @@ class _PurchaseWork:
     def __init__(self, store: _SqliteBase, conn: sqlite3.Connection) -> None:
         self.store = store
         self.conn = conn
+        self.prefetched: dict[str, Account] = {}  # accounts read_paid read, for the ledger
 
     def purchase(self, purchase_id: str) -> Purchase | None:
         return _load_purchase(self.conn, "id", purchase_id)
@@ -143,7 +146,9 @@ class _PurchaseWork:
         _save_purchase(self.conn, purchase)
 
     def ledger(self) -> UnitOfWork:
-        return self.store._unit_of_work(self.conn)
+        # Handed over once: the ledger's write makes them stale.
+        prefetched, self.prefetched = self.prefetched, {}
+        return self.store._unit_of_work(self.conn, prefetched)
 
     def add_event_once(self, record: rules.EventRecord) -> None:
         self.conn.execute(
@@ -164,15 +169,18 @@ class _PurchaseWork:
             PAID_READ,
             {"event": locator.event_id, "purchase": locator.purchase_id, "user": locator.user_id},
         ).fetchone()
-        account = self.conn.execute(
+        row = self.conn.execute(
             "SELECT * FROM accounts WHERE user_id = ?", (locator.user_id,)
         ).fetchone()
+        account = None if row is None else _account(row)
+        if account is not None:
+            self.prefetched[account.user_id] = account
         return rules.PaidRead(
             event_outcome=None if event is None else str(event),
             failure_open=bool(failure_open),
             purchase=None if body is None else Purchase.from_dict(json.loads(body)),
             user_exists=bool(user_exists),
-            account=None if account is None else _account(account),
+            account=account,
             deferred=self._deferred(locator.payment_intent),
         )
 
