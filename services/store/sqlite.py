@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from services.ledger.model import (
 from services.ledger.rules import LedgerRead, execute
 from services.store.sqlite_alerts import SqliteAlerts
 from services.store.sqlite_operations import SqliteOperations
-from services.store.sqlite_purchases import OPEN_ACCOUNT, SqlitePurchases
+from services.store.sqlite_purchases import OPEN_ACCOUNT, Prefetched, SqlitePurchases
 from services.store.sqlite_schema import TABLES, needs_upgrade, upgrade
 from services.store.sqlite_sessions import SqliteSessions
 from services.store.sqlite_wal import connect_wal
@@ -73,20 +73,21 @@ def _row_to_account(row: sqlite3.Row) -> Account:
 
 
 class SqliteUnitOfWork:
-    def __init__(
-        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
-    ) -> None:
+    def __init__(self, conn: sqlite3.Connection, prefetched: Prefetched | None = None) -> None:
         self.conn = conn
-        # Accounts read earlier in this write transaction (a paid event's read), so
-        # still current: they are not read again.
-        self.prefetched = prefetched or {}
+        self.prefetched = prefetched or Prefetched()
 
     def read(self, op: Operation) -> LedgerRead:
         # One writer at a time: every account is read whole, none blind.
-        existing = _load_transaction(self.conn, op.transaction_id)
-        known = {u: self.prefetched[u] for u in op.user_ids if u in self.prefetched}
-        missing = [u for u in op.user_ids if u not in known]
-        return LedgerRead(existing, {**known, **_load_accounts(self.conn, missing)})
+        known = self.prefetched
+        existing = (
+            None
+            if op.transaction_id in known.absent_transactions
+            else _load_transaction(self.conn, op.transaction_id)
+        )
+        accounts = {u: known.accounts[u] for u in op.user_ids if u in known.accounts}
+        missing = [u for u in op.user_ids if u not in accounts]
+        return LedgerRead(existing, {**accounts, **_load_accounts(self.conn, missing)})
 
     def write(self, txn: JournalTransaction, accounts: list[Account]) -> None:
         self.conn.execute(
@@ -255,7 +256,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         return self._write(work)
 
     def _unit_of_work(
-        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
+        self, conn: sqlite3.Connection, prefetched: Prefetched | None = None
     ) -> SqliteUnitOfWork:
         return SqliteUnitOfWork(conn, prefetched)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +30,15 @@ OPEN_ACCOUNT = (
 )
 
 
+@dataclass
+class Prefetched:
+    """What a write transaction read before its ledger operation: still current in it,
+    so the ledger's unit of work does not read it again."""
+
+    accounts: dict[str, Account] = field(default_factory=dict)
+    absent_transactions: set[str] = field(default_factory=set)  # journal ids not stored
+
+
 class _SqliteBase(Protocol):
     def _conn(self) -> sqlite3.Connection: ...
 
@@ -37,7 +47,7 @@ class _SqliteBase(Protocol):
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T: ...
 
     def _unit_of_work(
-        self, conn: sqlite3.Connection, prefetched: Mapping[str, Account] | None = None
+        self, conn: sqlite3.Connection, prefetched: Prefetched | None = None
     ) -> UnitOfWork: ...
 
     def _pages(self, table: str, key: str) -> Iterator[list[sqlite3.Row]]: ...
@@ -101,6 +111,7 @@ PAID_READ = f"""SELECT
         AS failure_open,
     (SELECT body FROM purchases WHERE id = :purchase) AS purchase,
     EXISTS (SELECT 1 FROM users WHERE id = :user) AS user_exists,
+    EXISTS (SELECT 1 FROM journal_transactions WHERE id = :txn) AS credited,
     {_DEFERRED_COLUMNS},
     accounts.user_id, accounts.balance, accounts.debt, accounts.seq, accounts.created_at,
     accounts.holds
@@ -149,7 +160,7 @@ class _PurchaseWork:
     def __init__(self, store: _SqliteBase, conn: sqlite3.Connection) -> None:
         self.store = store
         self.conn = conn
-        self.prefetched: dict[str, Account] = {}  # accounts read_paid read, for the ledger
+        self.prefetched = Prefetched()  # what read_paid read, for the ledger
 
     def purchase(self, purchase_id: str) -> Purchase | None:
         return _load_purchase(self.conn, "id", purchase_id)
@@ -159,7 +170,7 @@ class _PurchaseWork:
 
     def ledger(self) -> UnitOfWork:
         # Handed over once: the ledger's write makes them stale.
-        prefetched, self.prefetched = self.prefetched, {}
+        prefetched, self.prefetched = self.prefetched, Prefetched()
         return self.store._unit_of_work(self.conn, prefetched)
 
     def add_event_once(self, record: rules.EventRecord) -> None:
@@ -180,11 +191,19 @@ class _PurchaseWork:
             kind: rules.deferred_name(intent, kind) if intent else None
             for kind in rules.DEFERRED_KINDS
         }
-        ids = {"event": locator.event_id, "purchase": locator.purchase_id, "user": locator.user_id}
+        txn_id = locator.credit.transaction_id
+        ids = {
+            "event": locator.event_id,
+            "purchase": locator.purchase_id,
+            "user": locator.user_id,
+            "txn": txn_id,
+        }
         row = self.conn.execute(PAID_READ, {**ids, **names}).fetchone()
         account = None if row["user_id"] is None else _account(row)
         if account is not None:
-            self.prefetched[account.user_id] = account
+            self.prefetched.accounts[account.user_id] = account
+        if not row["credited"]:
+            self.prefetched.absent_transactions.add(txn_id)
         body, outcome = row["purchase"], row["event_outcome"]
         kept = {kind: json.loads(row[kind]) for kind in names if row[kind] is not None}
         return rules.PaidRead(
