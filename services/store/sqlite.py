@@ -165,8 +165,6 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        # Reentrant: a write inside a write still reaches SQLite, which refuses it.
-        self._writer = threading.RLock()
         if self._create_schema():
             self._write(upgrade)
 
@@ -215,7 +213,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
-        with self._writer_turn(), self._guard():
+        with self._guard():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)
@@ -224,22 +222,6 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
                 raise
             conn.execute("COMMIT")
             return result
-
-    @contextmanager
-    def _writer_turn(self) -> Iterator[None]:
-        """This process's writers take turns here before BEGIN IMMEDIATE.
-
-        A waiting thread is woken as soon as the write before it ends. Waiting in
-        SQLite's busy handler instead, it would poll the lock after sleeps of 1, 2,
-        5, 10 ms and more, while the lock stood free. SQLite's lock still orders
-        writers of different processes; the wait is as long as its busy timeout.
-        """
-        if not self._writer.acquire(timeout=self.busy_timeout_ms / 1000):
-            raise StorageContention("SQLite is busy: another write of this process held the lock")
-        try:
-            yield
-        finally:
-            self._writer.release()
 
     def ping(self) -> None:
         with self._guard():
