@@ -11,7 +11,7 @@ import pytest
 
 from config.catalog import load_catalog
 from services.errors import DomainError
-from services.ledger.model import TxnType, format_time
+from services.ledger.model import TxnType
 from services.operations.actions import ActionRequest, AdminActions
 from services.payments.fulfilment import Fulfilment
 from services.payments.model import Purchase, PurchaseState, User
@@ -21,6 +21,7 @@ from services.store.port import Store
 from services.tokens import TokenLedger
 from tests.contract.conftest import StoreFactory
 from tests.support.purchases import charge_event, event, session_object
+from tests.support.records import purchase_record
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 ADMIN = User(id="admin-1", email="ops@example.com")
@@ -33,20 +34,7 @@ def fulfilment(store: Store) -> Fulfilment:
 def held(store: Store) -> Purchase:
     """A checkout whose paid event reported the wrong amount."""
     store.ensure_user(User(id="buyer"), NOW)
-    stamp = format_time(NOW)
-    purchase = Purchase(
-        id="pur_held",
-        buyer_id="buyer",
-        user_id="buyer",
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=PurchaseState.PENDING,
-        created_at=stamp,
-        updated_at=stamp,
-        session_id="cs_test_held_0001",
-    )
+    purchase = purchase_record("pur_held", "buyer", NOW, session_id="cs_test_held_0001")
     store.start_purchase(purchase, None, NOW)
     obj = session_object("cs_test_held_0001", "pur_held", "buyer", amount_total=100)
     fulfilment(store).handle_event(event("checkout.session.completed", obj))

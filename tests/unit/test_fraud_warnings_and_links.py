@@ -15,11 +15,12 @@ from config.settings import load_settings
 from services.errors import InvalidPayload
 from services.payments.errors import Kind, PaymentsError, not_found, refused
 from services.payments.fraud_warnings import FraudWarnings
-from services.payments.model import Purchase, PurchaseState
+from services.payments.model import PurchaseState
 from services.payments.payment_links import PaymentLinks
 from services.payments.port import PaymentsGateway
 from services.security import SecurityService
 from services.store.sqlite import SqliteStore
+from tests.support.records import purchase_record
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 INTENT = "pi_efw_unit"
@@ -49,18 +50,9 @@ class StubGateway:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     store = SqliteStore(str(tmp_path / "s.db"))
-    purchase = Purchase(
-        id="pur_efw",
-        buyer_id="u1",
-        user_id="u1",
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=PurchaseState.PAID,
-        created_at="2026-12-01T00:00:00Z",
-        updated_at="2026-12-01T00:00:00Z",
-        payment_intent_id=INTENT,
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    purchase = purchase_record(
+        "pur_efw", "u1", at, PurchaseState.PAID, session_id=None, payment_intent_id=INTENT
     )
     store.start_purchase(purchase, None, NOW)
     yield store

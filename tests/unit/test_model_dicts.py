@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from services.ledger.model import Account
 from services.payments.model import Purchase, PurchaseState
+from tests.support.records import purchase_record
 
 
 def purchase() -> Purchase:
-    return Purchase(
-        id="pur_1",
-        buyer_id="buyer",
-        user_id="buyer",
-        pack_id="popular",
-        tokens=110,
-        amount=999,
-        currency="usd",
-        state=PurchaseState.PAID,
-        created_at="2026-01-02T03:04:05.000006Z",
-        updated_at="2026-01-02T03:04:05.000006Z",
+    return purchase_record(
+        "pur_1",
+        "buyer",
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        PurchaseState.PAID,
         refunds={"re_1": {"amount": 500, "status": "succeeded"}},
         disputes={"dp_1": {"amount": 999, "status": "lost", "rank": 3, "funds": "withdrawn"}},
         followed=["txn_1"],
