@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from config.settings import load_settings
 from services.ledger.model import format_time
 from services.payments.intent_attempts import IntentAttempts
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState
 from services.payments.sandbox import PaymentDeclined, SandboxPayments
 from services.store.port import Store
 from tests.support.clock import Clock
+from tests.support.offline_sandbox import offline_sandbox
 from tests.unit.test_sandbox_gateway import gateway_pack
 
 LIMITS = PurchaseLimits()
@@ -31,14 +30,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SandboxPayments:
-    def no_http(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("SANDBOX_WEBHOOKS=off must not POST")
-
-    monkeypatch.setattr(requests, "post", no_http)
-    settings = load_settings(
-        {"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"), "SANDBOX_WEBHOOKS": "off"}
-    )
-    return SandboxPayments(settings, clock=lambda: clock().timestamp())
+    return offline_sandbox(tmp_path, monkeypatch, lambda: clock().timestamp())
 
 
 def started(store: Store, sandbox: SandboxPayments, clock: Clock, n: int) -> tuple[Purchase, str]:

@@ -4,13 +4,11 @@ clock the test moves."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 
-from config.settings import load_settings
 from services.payments.sandbox import SandboxPayments
+from tests.support.offline_sandbox import offline_sandbox
 
 START = 1_800_000_000
 
@@ -32,11 +30,4 @@ def clock() -> Clock:
 
 @pytest.fixture
 def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clock: Clock) -> SandboxPayments:
-    def no_http(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("SANDBOX_WEBHOOKS=off must not POST")
-
-    monkeypatch.setattr(requests, "post", no_http)
-    settings = load_settings(
-        {"SANDBOX_DB_PATH": str(tmp_path / "sandbox.db"), "SANDBOX_WEBHOOKS": "off"}
-    )
-    return SandboxPayments(settings, clock=clock)
+    return offline_sandbox(tmp_path, monkeypatch, clock)
