@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 
@@ -24,7 +25,22 @@ from services.store.port import Store
 from tests.contract.conftest import StoreFactory
 from tests.support.records import purchase_record
 
-UPDATE_ATTEMPTS = 3
+ATTEMPTS = 3
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T]) -> T:
+    """``call``, retried on a retryable 503 as a caller would: two clients rewriting one
+    document deadlock on the emulator, which breaks the tie only after a wait, and a
+    call out of time answers 503. The calls retried here are idempotent."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return call()
+        except (StorageContention, StorageUnavailable):
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 LIMITS = PurchaseLimits(per_hour=5, per_day=20, open_session_s=35 * 60)
@@ -102,7 +118,7 @@ def test_concurrent_checkouts_cannot_pass_the_limit(store_factory: StoreFactory)
     def attempt(n: int) -> bool:
         barrier.wait()
         try:
-            stores[n % 2].start_purchase(purchase(n), LIMITS, NOW)
+            retrying(lambda: stores[n % 2].start_purchase(purchase(n), LIMITS, NOW))
         except PurchaseLimitReached:
             return False
         return True
@@ -145,16 +161,7 @@ def test_concurrent_updates_are_not_lost(store_factory: StoreFactory) -> None:
         return change
 
     def bump(n: int) -> None:
-        # Two clients rewriting one document deadlock on the emulator, which breaks
-        # the tie only after a wait; a call out of time answers a retryable 503, and
-        # a caller retries it. Each change is idempotent, so a retry cannot count twice.
-        for attempt in range(UPDATE_ATTEMPTS):
-            try:
-                stores[n % 2].update_purchase("pur_buyer_1", mark(n))
-                return
-            except (StorageContention, StorageUnavailable):
-                if attempt == UPDATE_ATTEMPTS - 1:
-                    raise
+        retrying(lambda: stores[n % 2].update_purchase("pur_buyer_1", mark(n)))
 
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(bump, range(6)))
