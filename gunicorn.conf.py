@@ -54,3 +54,13 @@ logger_class = "ops.gunicorn_logging.CloudRunLogger"
 # No runtime control socket: nobody attaches to a Cloud Run instance, and local
 # runs side by side would otherwise share one socket under $HOME.
 control_socket_disable = True
+
+
+def post_worker_init(worker: object) -> None:
+    """``kill -USR2 <worker pid>`` writes every thread's stack to stderr: what a hung
+    request is waiting on. (Only the master acts on SIGUSR2 itself; in a worker it
+    would otherwise end the process.)"""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 # Tests build their own apps with create_app(); importing app.py must not
 # also open the default development database.
@@ -14,6 +15,7 @@ os.environ.setdefault("TOKEN_STORE_NO_MODULE_APP", "1")
 
 from tests.support.firebase_auth_emulator import FirebaseAuthEmulator, FirebaseAuthEmulatorError
 from tests.support.firestore_emulator import FirestoreEmulator
+from tests.support.server import AppServer
 from tests.support.stores import STORE_KINDS, StoreUrls
 
 
@@ -78,3 +80,15 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 def store_urls(store_kind: str, tmp_path: Path) -> StoreUrls:
     """New, empty databases of the test's store kind."""
     return StoreUrls(store_kind, tmp_path)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A request that timed out: attach every live server's thread stacks to the report."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(requests.Timeout):
+        for server in list(AppServer.live):
+            report.sections.append((f"thread stacks of {' '.join(server.urls)}", server.stacks()))
+    return report

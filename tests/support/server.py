@@ -5,17 +5,21 @@ each its own process with its own store) on one database, as Cloud Run runs N
 instances: ``urls`` lists them and ``url_for(n)`` spreads requests over them. They
 share the environment, the sandbox's database and ``APP_BASE_URL`` (the first one's).
 ``root`` serves another checkout of the project (the webhook bench's baseline).
+A test that fails on a request's timeout reports the stacks of every live server's
+threads (``stacks()``, from tests/conftest.py): what the request was waiting on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
 
 import requests
 
@@ -26,9 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+STACKS_TAIL_CHARS = 40_000
 
 
 class AppServer:
+    live: ClassVar[set[AppServer]] = set()  # started and not yet stopped: see stacks()
+
     def __init__(
         self,
         env: dict[str, str],
@@ -100,6 +107,7 @@ class AppServer:
         return process
 
     def start(self) -> AppServer:
+        AppServer.live.add(self)
         for n in range(len(self.ports)):
             self.launch_one(n)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -144,12 +152,32 @@ class AppServer:
                 process.wait()
         self.running[n] = None
 
+    def stacks(self, wait_s: float = 1.0) -> str:
+        """Every worker thread's stack now (gunicorn.conf.py: SIGUSR2), with the log tail."""
+        for process in self.running:
+            for worker in _children(process):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGUSR2)
+        time.sleep(wait_s)  # faulthandler writes from a signal handler, at once
+        return self.output(tail=STACKS_TAIL_CHARS)
+
     def stop(self) -> None:
+        AppServer.live.discard(self)
         for n in range(len(self.running)):
             self.halt_one(n)
         for log in self.logs:
             log.close()
         self.workdir.cleanup()
+
+
+def _children(process: subprocess.Popen[bytes] | None) -> list[int]:
+    """The gunicorn master's worker processes (Linux /proc)."""
+    if process is None or process.poll() is not None:
+        return []
+    path = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    with contextlib.suppress(OSError):
+        return [int(pid) for pid in path.read_text().split()]
+    return []
 
 
 def tokens_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
