@@ -88,9 +88,8 @@ class Purchase:
         # nested records are copied here, so the result shares nothing mutable.
         data = {name: getattr(self, name) for name in _PURCHASE_FIELDS}
         data["state"] = str(self.state)
-        data["refunds"] = {k: dict(v) for k, v in self.refunds.items()}
-        data["disputes"] = {k: dict(v) for k, v in self.disputes.items()}
-        data["followed"] = list(self.followed)
+        for name in ("refunds", "disputes", "followed"):
+            data[name] = _plain_copy(data[name])
         return data
 
     @classmethod
@@ -104,6 +103,15 @@ class Purchase:
 
 
 _PURCHASE_FIELDS = tuple(Purchase.__dataclass_fields__)
+
+
+def _plain_copy(value: Any) -> Any:
+    """A copy of JSON-like data (mappings, lists, scalars) at every depth."""
+    if isinstance(value, Mapping):
+        return {k: _plain_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_copy(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,20 @@ def test_changing_a_purchase_dict_leaves_the_purchase_as_it_was() -> None:
     assert kept == purchase()
 
 
+def test_a_record_nested_deeper_is_copied_too() -> None:
+    kept = purchase_record(
+        "pur_2",
+        "buyer",
+        datetime(2026, 1, 2, tzinfo=UTC),
+        PurchaseState.PAID,
+        refunds={"re_1": {"amount": 500, "parts": [{"amount": 200}], "by": {"who": "ops"}}},
+    )
+    data = kept.to_dict()
+    data["refunds"]["re_1"]["parts"][0]["amount"] = 1
+    data["refunds"]["re_1"]["by"]["who"] = "someone else"
+    assert kept.refunds["re_1"] == {"amount": 500, "parts": [{"amount": 200}], "by": {"who": "ops"}}
+
+
 def test_an_account_dict_keeps_a_sessions_captured_count_in_its_hold() -> None:
     account = Account(
         "u1", 50, 0, 3, "t", holds={"h1": (5, "z"), "s1": (7, "y")}, metered={"s1": 2}
