@@ -41,7 +41,14 @@ from tests.support.stripe_fixtures import fixture
 PROJECT = "rpc-bench"
 START, END = "<!-- rpc_bench:start -->", "<!-- rpc_bench:end -->"
 PACK = "popular"
-KINDS = ("BatchGetDocuments", "BeginTransaction", "Commit", "RunQuery", "RunAggregationQuery")
+KINDS = (
+    "BatchGetDocuments",
+    "BeginTransaction",
+    "Commit",
+    "Rollback",
+    "RunQuery",
+    "RunAggregationQuery",
+)
 
 
 class RpcCounter(

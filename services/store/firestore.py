@@ -1,5 +1,8 @@
 """Firestore adapter: one transaction per ledger operation, credits that never collide.
 
+Transactions begin inside their first batched read (``firestore_transaction``):
+an operation is one read and one commit.
+
 Collections: ``accounts/{user_id}`` (debt, holds, and a part of the balance),
 ``accounts/{user_id}/shards/{0..SHARDS-1}`` (the rest of the balance, spread
 so that many writers can credit one account at once), ``journal/{txn_id}``
@@ -83,6 +86,7 @@ from services.ledger.model import (
     format_time,
 )
 from services.ledger.rules import LedgerRead, blind_credits, execute
+from services.store import firestore_transaction
 from services.store.firestore_alerts import FirestoreAlerts
 from services.store.firestore_client import open_client
 from services.store.firestore_deadline import BudgetSpent, OutageMemory, budget, remaining_s
@@ -339,9 +343,8 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def _attempts(self, body: Callable[[firestore.Transaction], T], read_only: bool) -> T:
         delay = BACKOFF_START_S
         for attempt in range(CONTENTION_ATTEMPTS):
-            transaction = self.db.transaction(read_only=read_only)
             try:
-                return firestore.transactional(body)(transaction)  # type: ignore[no-any-return]
+                return firestore_transaction.run(self.db, body, read_only)[0]
             except (gexc.GoogleAPICallError, gexc.RetryError, ValueError) as caught:
                 exc = _driver_error(caught)
                 retryable = _is_contention(exc) or isinstance(exc, _TRANSIENT)

@@ -1,0 +1,139 @@
+"""Firestore transactions that begin with their first read: one round trip fewer.
+
+The client library begins every transaction with a BeginTransaction RPC before
+its first read. Firestore can instead begin it inside that read: a
+BatchGetDocuments with ``new_transaction`` reads the documents in a new
+transaction, and its first answer carries the transaction's id. Every unit of
+work here starts with one batched read, so each transaction costs its reads and
+its commit, and nothing else. A transaction whose first read is a query, or a
+single-document ``get``, still begins with its own RPC.
+
+``run`` plays the part of the library's ``transactional``: it runs the body,
+commits, retries a commit that Firestore aborted for contention at once with the
+aborted transaction's id (which keeps its place in line, as the library does),
+and rolls back whatever began when the body or the commit fails otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_client import _parse_batch_get
+from google.cloud.firestore_v1.types import common
+
+T = TypeVar("T")
+# Immediate retries of an aborted commit, as the library's ``transactional`` makes.
+COMMIT_ATTEMPTS = 5
+
+
+class LazyTransaction(firestore.Transaction):
+    """A transaction that begins in its first ``get_all``."""
+
+    def __init__(self, client: firestore.Client, read_only: bool, retry_id: bytes | None) -> None:
+        super().__init__(client, read_only=read_only)
+        self._retry_id = retry_id
+        self.write_results: list[Any] = []
+
+    def _options(self) -> common.TransactionOptions:
+        # None for a first read-write attempt, which BeginTransaction takes as the default.
+        options = self._options_protobuf(self._retry_id)
+        if options is None:
+            read_write = common.TransactionOptions.ReadWrite()
+            return common.TransactionOptions(read_write=read_write)
+        return options
+
+    def begin_now(self) -> None:
+        """Begin with an RPC of its own, unless begun: for a first read that is not a get_all."""
+        if not self.in_progress:
+            self._begin(retry_id=self._retry_id)
+
+    def get_all(self, references: list[Any], *args: Any, **kwargs: Any) -> Iterator[Any]:  # type: ignore[override]
+        if self.in_progress or args or set(kwargs) - {"timeout"}:
+            self.begin_now()
+            return super().get_all(references, *args, **kwargs)
+        return iter(self._begin_in_read(references, kwargs.get("timeout")))
+
+    def _begin_in_read(self, references: list[Any], timeout: float | None) -> list[Any]:
+        """Read ``references`` in a new transaction, whose id comes with the first answer."""
+        client = self._client
+        by_path = {ref._document_path: ref for ref in references}
+        request = {
+            "database": client._database_string,
+            "documents": list(by_path),
+            "new_transaction": self._options(),
+        }
+        answers = client._firestore_api.batch_get_documents(
+            request=request, metadata=client._rpc_metadata, retry=None, timeout=timeout
+        )
+        snapshots = []
+        for answer in answers:
+            if answer.transaction:
+                self._id = answer.transaction
+            if answer._pb.WhichOneof("result") is not None:  # the first may carry only the id
+                snapshots.append(_parse_batch_get(answer, by_path, client))
+        if not self.in_progress:
+            raise gexc.InternalServerError("Firestore began no transaction")  # type: ignore[no-untyped-call]
+        return snapshots
+
+    def get(self, ref_or_query: Any, *args: Any, **kwargs: Any) -> Any:
+        self.begin_now()
+        return super().get(ref_or_query, *args, **kwargs)
+
+    def commit_or_end(self) -> None:
+        """Commit the writes; a transaction that wrote nothing only ends (read-only: no
+        commit needed, no locks held). Writes with no read before them commit as one
+        atomic batch, without a transaction."""
+        if not self._write_pbs:
+            if self.in_progress:
+                self._rollback()
+            return
+        client = self._client
+        request = {"database": client._database_string, "writes": self._write_pbs}
+        if self.in_progress:
+            request["transaction"] = self._id
+        answer = client._firestore_api.commit(request=request, metadata=client._rpc_metadata)
+        self._clean_up()
+        self.write_results = list(answer.write_results)
+        self.commit_time = answer.commit_time
+
+    def abandon(self) -> None:
+        """Roll back what began; the error that led here is the one to report."""
+        if self.in_progress:
+            try:
+                self._rollback()
+            except gexc.GoogleAPIError:  # a spent time budget among them
+                self._clean_up()
+
+
+Body = Callable[[LazyTransaction], T]
+
+
+def run(
+    client: firestore.Client, body: Body[T], read_only: bool = False
+) -> tuple[T, LazyTransaction]:
+    """``body`` in a transaction, committed; the transaction comes back for its commit time."""
+    retry_id: bytes | None = None
+    for attempt in range(COMMIT_ATTEMPTS):
+        transaction = LazyTransaction(client, read_only, retry_id)
+        try:
+            result = body(transaction)
+        except BaseException:
+            transaction.abandon()
+            raise
+        began = transaction.id
+        try:
+            transaction.commit_or_end()
+        except gexc.Aborted:
+            transaction._clean_up()  # Firestore ended it; nothing to roll back
+            if read_only or attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            retry_id = retry_id or began
+            continue
+        except BaseException:
+            transaction.abandon()
+            raise
+        return result, transaction
+    raise AssertionError("unreachable")
