@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 
 from services.payments.model import Purchase, PurchaseLimits, PurchaseState
 from services.store import firestore_purchases
 from services.store.firestore import FirestoreStore
+from services.store.port import Store
 from tests.support.firestore_emulator import FirestoreEmulator
 from tests.support.records import purchase_record
 
@@ -26,7 +28,7 @@ LATER = "2026-05-01T12:05:00.000000Z"
 
 
 @pytest.fixture
-def store(firestore_emulator: FirestoreEmulator) -> Iterator[FirestoreStore]:
+def store(firestore_emulator: FirestoreEmulator) -> Iterator[Store]:
     project = f"demo-purchase-writes-{uuid.uuid4().hex[:8]}"
     made = FirestoreStore(project)
     yield made
@@ -34,12 +36,13 @@ def store(firestore_emulator: FirestoreEmulator) -> Iterator[FirestoreStore]:
     firestore_emulator.clear(project)
 
 
-def stored(store: FirestoreStore, purchase_id: str) -> dict[str, Any]:
+def stored(store: Store, purchase_id: str) -> dict[str, Any]:
+    assert isinstance(store, FirestoreStore)
     snap = store.db.collection(firestore_purchases.PURCHASES).document(purchase_id).get()
     return snap.to_dict() or {}
 
 
-def test_the_stored_purchase_follows_each_change_exactly(store: FirestoreStore) -> None:
+def test_the_stored_purchase_follows_each_change_exactly(store: Store) -> None:
     first = purchase_record("pur_w1", "ann", NOW)
     store.start_purchase(first, PurchaseLimits(), NOW)
     refunds = {"re_1": {"amount": 500, "status": "pending"}, "re_2": {"amount": 1, "status": "x"}}
@@ -56,17 +59,17 @@ def test_the_stored_purchase_follows_each_change_exactly(store: FirestoreStore) 
 
 
 def test_a_change_writes_only_the_changed_fields(
-    store: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.start_purchase(purchase_record("pur_w2", "bob", NOW), PurchaseLimits(), NOW)
     written: list[dict[str, Any]] = []
-    update = firestore_purchases.firestore.Transaction.update
+    update = firestore.Transaction.update
 
     def spy(transaction: Any, ref: Any, field_updates: dict[str, Any], **kwargs: Any) -> Any:
         written.append(dict(field_updates))
         return update(transaction, ref, field_updates, **kwargs)
 
-    monkeypatch.setattr(firestore_purchases.firestore.Transaction, "update", spy)
+    monkeypatch.setattr(firestore.Transaction, "update", spy)
     store.update_purchase("pur_w2", lambda p: p.with_changes(LATER, state=PurchaseState.PAID))
     assert written == [{"state": "paid", "updated_at": LATER}]
     assert stored(store, "pur_w2")["state"] == "paid"
