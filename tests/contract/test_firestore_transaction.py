@@ -149,3 +149,19 @@ def test_writes_without_a_read_commit_together_without_a_transaction(
     with pytest.raises(gexc.Conflict):
         firestore_transaction.run(client, blind)  # one create fails: none is made again
     assert not refs[2].get().exists
+
+
+def test_a_retry_begins_with_its_own_rpc_carrying_the_aborted_id(
+    counted: tuple[firestore.Client, RpcCounter],
+) -> None:
+    client, counter = counted
+    ref = fresh(client)
+    first = firestore_transaction.LazyTransaction(client, read_only=False, retry_id=None)
+    list(first.get_all([ref]))
+    aborted_id = first.id
+    first.abandon()
+    with counter.measuring() as rpcs:
+        retry = firestore_transaction.LazyTransaction(client, read_only=False, retry_id=aborted_id)
+        list(retry.get_all([ref]))
+        retry.abandon()
+    assert dict(rpcs) == {"BeginTransaction": 1, "BatchGetDocuments": 1, "Rollback": 1}
