@@ -31,6 +31,7 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 STACKS_TAIL_CHARS = 40_000
+ESTABLISHED = "01"  # a socket's state in /proc/net/tcp
 
 
 class AppServer:
@@ -160,6 +161,15 @@ class AppServer:
                     os.kill(worker, signal.SIGUSR2)
         time.sleep(wait_s)  # faulthandler writes from a signal handler, at once
         return self.output(tail=STACKS_TAIL_CHARS)
+
+    def open_connections(self) -> int:
+        """Established TCP connections to the servers' ports, counted on the server side."""
+        ports = {f"{port:04X}" for port in self.ports}
+        count = 0
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            count += local.rsplit(":", 1)[1] in ports and state == ESTABLISHED
+        return count
 
     def stop(self) -> None:
         AppServer.live.discard(self)
