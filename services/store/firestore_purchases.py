@@ -114,12 +114,13 @@ class _PurchaseWork:
 
     def purchase(self, purchase_id: str) -> Purchase | None:
         data = _get(self.transaction, _doc(self.store, PURCHASES, purchase_id))
-        return None if data is None else self._read_purchase(data)
+        self._remember(purchase_id, data)
+        return None if data is None else Purchase.from_dict(data)
 
-    def _read_purchase(self, data: dict[str, Any]) -> Purchase:
-        purchase = Purchase.from_dict(data)
-        self.stored[purchase.id] = data
-        return purchase
+    def _remember(self, purchase_id: str, data: dict[str, Any] | None) -> None:
+        """Keep a purchase as read, for save_purchase to write only what changed."""
+        if data is not None:
+            self.stored[purchase_id] = data
 
     def save_purchase(self, purchase: Purchase) -> None:
         """Write the fields that changed since this transaction read the purchase (the
@@ -165,10 +166,8 @@ class _PurchaseWork:
         snaps = self.transaction.get_all(list(refs.values()))
         self.prefetched = {snap.reference.path: snap for snap in snaps}
         data = {key: self._data(ref) for key, ref in named.items()}
-        read = _paid_read(data)
-        if read.purchase is not None and data["purchase"] is not None:
-            self.stored[read.purchase.id] = data["purchase"]
-        return read
+        self._remember(locator.purchase_id, data["purchase"])
+        return _paid_read(data)
 
     def _data(self, ref: Any) -> dict[str, Any] | None:
         snap = self.prefetched.get(ref.path)

@@ -87,9 +87,9 @@ class LazyTransaction(firestore.Transaction):
         return super().get(ref_or_query, *args, **kwargs)
 
     def commit_or_end(self) -> None:
-        """Commit the writes; a transaction that wrote nothing only ends (read-only: no
-        commit needed, no locks held). Writes with no read before them commit as one
-        atomic batch, without a transaction."""
+        """Commit the writes; a transaction that wrote nothing rolls back, which releases
+        its locks, as Google advises for read-only transactions. Writes with no read
+        before them commit as one atomic batch, without a transaction."""
         if not self._write_pbs:
             if self.in_progress:
                 self._rollback()
