@@ -3,6 +3,12 @@
 BEGIN IMMEDIATE takes the write lock before the first read, so the
 read-check-write of ``rules.execute`` cannot interleave with another writer;
 readers keep working on their WAL snapshot meanwhile.
+
+The threads of one process queue for the write lock on a ``threading.Lock`` first:
+SQLite's busy handler polls with growing sleeps (1, 2, 5, 10 ms ...), so a lock freed
+during a sleep stayed idle while the waiters slept, and their retries cost CPU. The
+queue hands the lock on at once (webhook bench at 16 in flight: 295 to about 350
+events/s, p99 175 to 66 ms). Processes still meet in SQLite's own lock.
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writing = threading.Lock()
         if self._create_schema():
             self._write(upgrade)
 
@@ -211,9 +218,19 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         except sqlite3.Error as exc:
             raise _storage_error(exc) from exc
 
+    @contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        """This process's turn to write, waiting no longer than SQLite's busy timeout."""
+        if not self._writing.acquire(timeout=self.busy_timeout_ms / 1000):
+            raise StorageContention("SQLite is busy: another thread holds the write lock")
+        try:
+            yield
+        finally:
+            self._writing.release()
+
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
-        with self._guard():
+        with self._one_writer(), self._guard():
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)

@@ -47,6 +47,32 @@ def test_a_locked_database_is_a_retryable_storage_error(tmp_path: Path) -> None:
     assert TokenLedger(store).balance("u").balance == 0
 
 
+def test_a_thread_waits_for_another_threads_write_no_longer_than_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """Threads of one store queue for the write lock in-process; that wait is bounded too."""
+    store = SqliteStore(str(tmp_path / "ledger.db"), busy_timeout_ms=100)
+    ledger = TokenLedger(store)
+    ledger.open_account("u")
+    writing, release = threading.Event(), threading.Event()
+
+    def long_write(conn: sqlite3.Connection) -> None:
+        writing.set()
+        release.wait(10)
+
+    holder = threading.Thread(target=store._write, args=(long_write,))
+    holder.start()
+    try:
+        assert writing.wait(10)
+        with pytest.raises(StorageContention):
+            ledger.credit("u", 1, key="k")
+    finally:
+        release.set()
+        holder.join(10)
+    ledger.credit("u", 1, key="k")  # the lock was handed on
+    assert ledger.balance("u").balance == 1
+
+
 def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
     """Several workers opening a new database together: none is refused with "locked".
 
