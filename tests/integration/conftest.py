@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.pages_site import Site, Visitor
+from tests.support.server import AppServer
 from tests.support.stores import AppStarter, RunningApp, StoreUrls
 
 __all__ = ["RunningApp"]
@@ -25,6 +26,14 @@ def start_app(store_urls: StoreUrls) -> Iterator[AppStarter]:
 @pytest.fixture
 def running_app(start_app: AppStarter) -> RunningApp:
     return start_app({})
+
+
+@pytest.fixture
+def quiet_app() -> Iterator[AppServer]:
+    """One gunicorn server on SQLite whose sandbox sends no events: the test sends them."""
+    server = AppServer({"SANDBOX_WEBHOOKS": "off"}).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ idle. A client used by many threads at once must close its extra connections.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer
@@ -23,21 +20,14 @@ REQUESTS = 40
 SETTLE_S = 5.0
 
 
-@pytest.fixture
-def app() -> Iterator[AppServer]:
-    server = AppServer({"SANDBOX_WEBHOOKS": "off"}).start()
-    yield server
-    server.stop()
-
-
-def test_a_client_used_by_many_threads_keeps_one_connection(app: AppServer) -> None:
-    buyer = Buyer(app.url, "many-threads@example.com")
+def test_a_client_used_by_many_threads_keeps_one_connection(quiet_app: AppServer) -> None:
+    buyer = Buyer(quiet_app.url, "many-threads@example.com")
     with ThreadPoolExecutor(THREADS) as pool:
         codes = list(
             pool.map(lambda _: buyer.get("/api/tokens/balance").status_code, range(REQUESTS))
         )
     assert codes == [200] * REQUESTS
     deadline = time.monotonic() + SETTLE_S
-    while app.open_connections() > 1 and time.monotonic() < deadline:
+    while quiet_app.open_connections() > 1 and time.monotonic() < deadline:
         time.sleep(0.1)  # the server closes each connection the client closed
-    assert app.open_connections() <= 1
+    assert quiet_app.open_connections() <= 1

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-
-import pytest
 
 from tests.support.purchases import Buyer
 from tests.support.server import AppServer
@@ -20,16 +17,9 @@ from tests.support.server import AppServer
 ATTEMPTS = 20
 
 
-@pytest.fixture
-def app() -> Iterator[AppServer]:
-    server = AppServer({"SANDBOX_WEBHOOKS": "off"}).start()
-    yield server
-    server.stop()
-
-
-def test_the_stacks_show_where_a_hung_request_waits(app: AppServer) -> None:
-    buyer = Buyer(app.url, "hung@example.com")
-    store_path = app.env["STORE_URL"].removeprefix("sqlite:///")
+def test_the_stacks_show_where_a_hung_request_waits(quiet_app: AppServer) -> None:
+    buyer = Buyer(quiet_app.url, "hung@example.com")
+    store_path = quiet_app.env["STORE_URL"].removeprefix("sqlite:///")
     holder = sqlite3.connect(store_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # the app's next write waits for this lock
     answers: list[int] = []
@@ -43,7 +33,7 @@ def test_the_stacks_show_where_a_hung_request_waits(app: AppServer) -> None:
     try:
         stacks = ""
         for _ in range(ATTEMPTS):  # until the spend has reached the lock
-            stacks = app.stacks(wait_s=0.5)
+            stacks = quiet_app.stacks(wait_s=0.5)
             if "in _write" in stacks:
                 break
     finally:
