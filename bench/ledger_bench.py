@@ -294,7 +294,8 @@ def interpret_sqlite(got: dict[str, Row]) -> str:
         f"rate, which {verdict} the target of at least half, and two store objects on one file "
         f"ran at {ratio(got[HOT2], spread):.0%}. {gave_up} operations gave up; the gap between "
         f"p50 ({hot.p50_ms:.1f} ms) and p99 ({hot.p99_ms:.1f} ms) on the hot account is time "
-        f"spent waiting in SQLite's busy handler for that lock."
+        f"spent waiting for that lock: behind the store's other threads in-process, and in "
+        f"SQLite's busy handler behind the other store."
     )
 
 
@@ -328,7 +329,7 @@ def section(context: str, rows: list[Row]) -> str:
     notes = (
         "ops/s counts successful operations over wall-clock time; p50/p99 are latencies of "
         "successful operations; retries are extra Firestore transaction attempts "
-        "(n/a on SQLite, whose busy wait happens inside SQLite)."
+        "(n/a on SQLite, whose writers wait for the lock instead of retrying)."
     )
     parts = ["## Ledger throughput (`bench/ledger_bench.py`)", context, table(rows), notes]
     parts += [
