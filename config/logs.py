@@ -219,11 +219,6 @@ def configure_logging(fmt: str, context: Callable[[], Mapping[str, Any]]) -> Non
 
     Handlers others installed (a test's log capture, say) are left in place.
     """
-    # Nothing here prints a line's source, thread or process, so logging need not look
-    # them up for every record (the logging HOWTO's "Optimization"): about a third of
-    # a line's cost.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = _StoreHandler(sys.stderr)
     handler.setFormatter(formatter_for(fmt))
     handler.addFilter(RequestContext(context))
