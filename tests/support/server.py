@@ -167,7 +167,7 @@ class AppServer:
         ports = {f"{port:04X}" for port in self.ports}
         count = 0
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
+            _, local, _, state = line.split()[:4]
             count += local.rsplit(":", 1)[1] in ports and state == ESTABLISHED
         return count
 
