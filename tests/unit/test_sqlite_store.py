@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from services.errors import StorageContention
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
+
+SLACK_S = 0.5  # scheduling on a loaded machine
 
 
 def test_journal_rows_cannot_be_edited_or_deleted(tmp_path: Path) -> None:
@@ -71,6 +75,52 @@ def test_a_thread_waits_for_another_threads_write_no_longer_than_the_busy_timeou
         holder.join(10)
     ledger.credit("u", 1, key="k")  # the lock was handed on
     assert ledger.balance("u").balance == 1
+
+
+def test_a_writer_waits_no_longer_than_the_busy_timeout_in_the_queue_and_sqlite_together(
+    tmp_path: Path,
+) -> None:
+    """A thread queued behind another of its process, then meeting another process's
+    write lock, waits one busy timeout in all, not one in the queue and one more in SQLite.
+
+    The thread ahead holds the queue for the whole timeout (it waits in SQLite); the
+    queued thread joins halfway, so half its timeout is left when its turn comes."""
+    path = tmp_path / "ledger.db"
+    store = SqliteStore(str(path), busy_timeout_ms=2000)
+    ledger = TokenLedger(store)
+    ledger.open_account("u")
+    other_process = sqlite3.connect(path, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")
+    ahead = threading.Thread(target=_refused_credit, args=(ledger, "ahead"))
+    try:
+        ahead.start()
+        _wait_until(store._writing.locked)
+        time.sleep(1.0)
+        began = time.monotonic()
+        with pytest.raises(StorageContention):
+            ledger.credit("u", 1, key="queued")
+        waited = time.monotonic() - began
+        ahead.join(10)
+    finally:
+        other_process.execute("ROLLBACK")
+        other_process.close()
+    assert waited < 2.0 + SLACK_S, f"waited {waited:.2f} s for a 2 s busy timeout"
+    # The shortened wait was for that one BEGIN: this thread's connection waits in full again.
+    assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    ledger.credit("u", 1, key="after")
+    assert ledger.balance("u").balance == 1
+
+
+def _refused_credit(ledger: TokenLedger, key: str) -> None:
+    with pytest.raises(StorageContention):
+        ledger.credit("u", 1, key=key)
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
 
 
 def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
