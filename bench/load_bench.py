@@ -39,7 +39,6 @@ import requests
 from bench.report import context_line, emulator, percentile, write_section
 from bench.webhook_bench import (
     PACK_TOKENS,
-    SETUP_CONCURRENCY,
     Order,
     app_server,
     pid_of,
@@ -61,7 +60,7 @@ READ_PATHS = {
 }
 DUPLICATE_EVERY = 5  # every 5th webhook repeats a recent purchase
 RECENT = 50  # a duplicate picks one of the last 50 purchases sent (1 s at 50/s)
-SETUP_CONCURRENCY_DEFAULT = 16
+SETUP_CONCURRENCY = 16
 TIMEOUT_S = 30
 LEAD_S = 0.5  # between building the schedule and its first send
 SEED = 7
@@ -298,8 +297,7 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
         purchases = first_deliveries(webhooks)
         print(f"{store}: setting up {purchases} purchases ...", flush=True)
         began = time.perf_counter()
-        setup = SETUP_CONCURRENCY.get(store, SETUP_CONCURRENCY_DEFAULT)
-        buyers, orders = start_purchases(server.url, f"load-{store}", purchases, setup)
+        buyers, orders = start_purchases(server.url, f"load-{store}", purchases, SETUP_CONCURRENCY)
         jobs = webhook_jobs(orders, buyers, webhooks, profile.webhooks_per_s)
         jobs += read_jobs(len(buyers), reads, profile.reads_per_s)
         jobs.sort(key=lambda job: job.at)
