@@ -38,6 +38,10 @@ class _InterceptedClient(firestore.Client):
         self._interceptors = interceptors
 
     def _firestore_api_helper(self, transport: Any, client_class: Any, client_module: Any) -> Any:
+        # The library asks for its API object on every RPC and builds it once: the
+        # wrapping class is made only for that first build, not on each call.
+        if self._firestore_api_internal is not None:
+            return self._firestore_api_internal
         interceptors = self._interceptors
 
         class Intercepted(transport):  # type: ignore[misc]
