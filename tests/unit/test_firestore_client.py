@@ -31,6 +31,6 @@ def test_asking_for_the_api_again_makes_no_new_transport_class(
         made = len(FirestoreGrpcTransport.__subclasses__()) - before
     finally:
         gc.enable()
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
     assert all(api is first for api in again)
     assert made == 0, f"{made} transport classes made by 10 asks"
