@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from services.errors import StorageContention
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
+from tests.support.purchases import wait_for
 
 SLACK_S = 0.5  # scheduling on a loaded machine
 
@@ -91,10 +91,11 @@ def test_a_writer_waits_no_longer_than_the_busy_timeout_in_the_queue_and_sqlite_
     ledger.open_account("u")
     other_process = sqlite3.connect(path, isolation_level=None)
     other_process.execute("BEGIN IMMEDIATE")
-    ahead = threading.Thread(target=_refused_credit, args=(ledger, "ahead"))
+    ahead_errors: list[Exception] = []
+    ahead = threading.Thread(target=_credit, args=(ledger, "ahead", ahead_errors))
     try:
         ahead.start()
-        _wait_until(store._writing.locked)
+        wait_for(store._writing.locked, "the thread ahead to take the queue")
         time.sleep(1.0)
         began = time.monotonic()
         with pytest.raises(StorageContention):
@@ -105,22 +106,18 @@ def test_a_writer_waits_no_longer_than_the_busy_timeout_in_the_queue_and_sqlite_
         other_process.execute("ROLLBACK")
         other_process.close()
     assert waited < 2.0 + SLACK_S, f"waited {waited:.2f} s for a 2 s busy timeout"
+    assert [type(error) for error in ahead_errors] == [StorageContention]
     # The shortened wait was for that one BEGIN: this thread's connection waits in full again.
     assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
     ledger.credit("u", 1, key="after")
     assert ledger.balance("u").balance == 1
 
 
-def _refused_credit(ledger: TokenLedger, key: str) -> None:
-    with pytest.raises(StorageContention):
+def _credit(ledger: TokenLedger, key: str, errors: list[Exception]) -> None:
+    try:
         ledger.credit("u", 1, key=key)
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
+    except Exception as exc:
+        errors.append(exc)
 
 
 def test_stores_opened_at_once_on_a_new_file_all_open(tmp_path: Path) -> None:
