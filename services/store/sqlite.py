@@ -167,6 +167,11 @@ def _to_transaction(row: sqlite3.Row, entries: list[sqlite3.Row]) -> JournalTran
     return JournalTransaction.from_dict(data)
 
 
+def _wait_for_other_writers(conn: sqlite3.Connection, ms: int) -> None:
+    """How long SQLite's busy handler lets ``conn`` wait for another connection's lock."""
+    conn.execute(f"PRAGMA busy_timeout={int(ms)}")
+
+
 class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSessions):
     def __init__(self, path: str, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
@@ -208,7 +213,7 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            _wait_for_other_writers(conn, self.busy_timeout_ms)
             # FULL: a committed credit survives a power cut, not only a crash.
             conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
@@ -242,11 +247,11 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         if left_ms >= self.busy_timeout_ms - QUEUE_WAIT_IGNORED_MS:
             conn.execute("BEGIN IMMEDIATE")
             return
-        conn.execute(f"PRAGMA busy_timeout={max(left_ms, 1)}")
+        _wait_for_other_writers(conn, max(left_ms, 1))
         try:
             conn.execute("BEGIN IMMEDIATE")
         finally:
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            _wait_for_other_writers(conn, self.busy_timeout_ms)
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn()
