@@ -108,9 +108,34 @@ def test_a_writer_waits_no_longer_than_the_busy_timeout_in_the_queue_and_sqlite_
     assert waited < 2.0 + SLACK_S, f"waited {waited:.2f} s for a 2 s busy timeout"
     assert [type(error) for error in ahead_errors] == [StorageContention]
     # The shortened wait was for that one BEGIN: this thread's connection waits in full again.
-    assert store._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    assert store._writer_conn().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
     ledger.credit("u", 1, key="after")
     assert ledger.balance("u").balance == 1
+
+
+def test_the_threads_of_a_store_write_on_one_connection_and_read_on_their_own(
+    tmp_path: Path,
+) -> None:
+    """A connection's page cache is dropped when another connection commits, so one
+    writer per process keeps its pages between writes; each thread keeps its reader."""
+    store = SqliteStore(str(tmp_path / "ledger.db"))
+    writers: list[sqlite3.Connection] = []
+    readers: list[sqlite3.Connection] = []
+
+    def write_and_read() -> None:
+        writers.append(store._write(lambda conn: conn))
+        readers.append(store._conn())
+
+    threads = [threading.Thread(target=write_and_read) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(writers) == 3 and len({id(conn) for conn in writers}) == 1
+    assert len({id(conn) for conn in readers}) == 3
+    assert writers[0] not in readers
+    store.close()
+    assert store._write(lambda conn: conn) is not writers[0]  # closed with the store
 
 
 def _credit(ledger: TokenLedger, key: str, errors: list[Exception]) -> None:
