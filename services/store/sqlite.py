@@ -276,11 +276,25 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
             self._begin_immediate(conn, left_s)
             try:
                 result = work(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                self._abandon(conn)
                 raise
-            conn.execute("COMMIT")
             return result
+
+    def _abandon(self, conn: sqlite3.Connection) -> None:
+        """Roll back a write that failed, at its COMMIT too (a full disk): every write of
+        the process uses this connection, and one left in a transaction would refuse them
+        all. One that cannot even roll back is closed; the next write opens another."""
+        if not conn.in_transaction:  # SQLite rolled it back itself
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            with self._lock:
+                self._all.remove(conn)
+            conn.close()
+            self._writer = None
 
     def ping(self) -> None:
         with self._guard():

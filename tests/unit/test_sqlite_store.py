@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from services.errors import StorageContention
+from services.errors import StorageContention, StorageUnavailable
 from services.store.sqlite import SqliteStore
 from services.tokens import TokenLedger
 from tests.support.purchases import wait_for
@@ -136,6 +137,36 @@ def test_the_threads_of_a_store_write_on_one_connection_and_read_on_their_own(
     assert writers[0] not in readers
     store.close()
     assert store._write(lambda conn: conn) is not writers[0]  # closed with the store
+
+
+def _refusing(*statements: str) -> Callable[..., int]:
+    def authorize(action: int, arg1: str | None, *_: str | None) -> int:
+        refused = action == sqlite3.SQLITE_TRANSACTION and arg1 in statements
+        return sqlite3.SQLITE_DENY if refused else sqlite3.SQLITE_OK
+
+    return authorize
+
+
+@pytest.mark.parametrize("refused", [("COMMIT",), ("COMMIT", "ROLLBACK")])
+def test_a_write_whose_commit_fails_is_rolled_back_and_the_next_write_goes_through(
+    tmp_path: Path, refused: tuple[str, ...]
+) -> None:
+    """The process's writes share one connection: a failed COMMIT (a full disk, an I/O
+    error; here refused by an authorizer) must not leave it inside that transaction,
+    and one that cannot roll back either is replaced."""
+    store = SqliteStore(str(tmp_path / "ledger.db"))
+    ledger = TokenLedger(store)
+    ledger.open_account("u")
+    writer = store._writer_conn()
+    writer.set_authorizer(_refusing(*refused))
+    with pytest.raises(StorageUnavailable, match="not authorized"):
+        ledger.credit("u", 5, key="refused")
+    if "ROLLBACK" not in refused:
+        writer.set_authorizer(None)
+    ledger.credit("u", 1, key="next")
+    assert ledger.balance("u").balance == 1
+    assert [entry.amount for entry in ledger.history("u").entries] == [1]
+    assert (store._writer_conn() is writer) == ("ROLLBACK" not in refused)
 
 
 def _credit(ledger: TokenLedger, key: str, errors: list[Exception]) -> None:
