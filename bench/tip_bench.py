@@ -336,7 +336,8 @@ def hot_check_line(row: HotRow) -> str:
     named = ", ".join(f"{k}: {n}" for k, n in sorted(errors.items()) if n)
     spend_errors = ", ".join(f"{k}: {n}" for k, n in sorted(run.spend.errors.items()))
     return (
-        f"- {row.store}, {run.plan.processes} processes: recipient holds {c.recipient_balance} "
+        f"- {row.store}, {run.plan.processes} process{'es' if run.plan.processes > 1 else ''}: "
+        f"recipient holds {c.recipient_balance} "
         f"= {c.tipped} tipped - {c.spent} spent; its history sums to {c.entries_total}; "
         f"senders exact: {'yes' if c.senders_exact else 'no'}; {c.held} of {c.funded} funded "
         f"tokens held"
