@@ -137,6 +137,7 @@ def test_the_threads_of_a_store_write_on_one_connection_and_read_on_their_own(
     assert writers[0] not in readers
     store.close()
     assert store._write(lambda conn: conn) is not writers[0]  # closed with the store
+    store.close()
 
 
 def _refusing(*statements: str) -> Callable[..., int]:
@@ -167,6 +168,7 @@ def test_a_write_whose_commit_fails_is_rolled_back_and_the_next_write_goes_throu
     assert ledger.balance("u").balance == 1
     assert [entry.amount for entry in ledger.history("u").entries] == [1]
     assert (store._writer_conn() is writer) == ("ROLLBACK" not in refused)
+    store.close()
 
 
 def _credit(ledger: TokenLedger, key: str, errors: list[Exception]) -> None:
