@@ -201,8 +201,10 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         """
         for attempt in range(SCHEMA_ATTEMPTS):
             try:
-                with self._guard():
-                    conn = self._conn()
+                # On the writer, like every write: a reader opened here would belong to
+                # the thread that builds the app, which serves no request under gunicorn.
+                with self._writing, self._guard():
+                    conn = self._writer_conn()
                     conn.executescript(TABLES)
                     return needs_upgrade(conn)
             except StorageContention:
