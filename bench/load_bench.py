@@ -1,14 +1,18 @@
 """A steady load profile against the app under gunicorn: signed webhooks and API reads.
 
 Run: ``PYTHONPATH=. .venv/bin/python -m bench.load_bench [--store sqlite|firestore|all]
-[--seconds 60] [--webhooks 50] [--reads 100] [--threads 64] [--write docs/benchmarks.md]``.
+[--seconds 60] [--webhooks 50] [--reads 100] [--threads 64] [--warmup W]
+[--write docs/benchmarks.md]``.
 
 A benchmark, not a test: it prints tables and asserts no timings; it exits with 1 when the
 ledger does not hold exactly what was paid. Per store, on one gunicorn server in sandbox
 mode (tests/support/server.py: 1 worker, 4 threads):
 
 * set-up, untimed: buyers sign in and start, through the API, the checkouts to be paid (at
-  most 5 per buyer, the hourly purchase limit);
+  most 5 per buyer, the hourly purchase limit), and W more;
+* warm-up, untimed: those W purchases paid by signed webhooks and W reads, 16 at a time, as
+  the webhook bench does (bench/webhook_bench.py: the emulator, a JVM, runs its first
+  thousands of requests far slower than the rest);
 * webhooks, ``--webhooks`` a second: four in five are the first signed, paid
   ``checkout.session.completed`` of a purchase; every fifth repeats a purchase paid within
   the last second or so, alternately the same event again (a redelivery) or a new event
@@ -38,11 +42,14 @@ import requests
 
 from bench.report import context_line, emulator, percentile, write_section
 from bench.webhook_bench import (
+    DEFAULT_WARMUP,
     PACK_TOKENS,
     Order,
     app_server,
+    paid_body,
     pid_of,
     process_cpu_s,
+    send_events,
     start_purchases,
     this_code,
 )
@@ -124,6 +131,16 @@ def first_deliveries(count: int) -> int:
 
 def read_jobs(buyers: int, count: int, rate: float) -> list[Job]:
     return [Job(i / rate, READ_KINDS[i % len(READ_KINDS)], i % buyers) for i in range(count)]
+
+
+def warm_up(sender: Sender, buyers: list[Buyer], orders: list[Order]) -> int:
+    """Untimed, closed loop: ``orders`` paid, and as many reads; returns the failures."""
+    bodies = [paid_body(order, buyers[order.buyer], i) for i, order in enumerate(orders)]
+    paid = send_events(sender.url, bodies, SETUP_CONCURRENCY, (0, 0))
+    reads = read_jobs(len(buyers), len(orders), rate=1.0)
+    with ThreadPoolExecutor(SETUP_CONCURRENCY) as pool:
+        read = list(pool.map(sender.delivered, reads))
+    return paid.errors + read.count(False)
 
 
 # -- the run --------------------------------------------------------------------------
@@ -246,6 +263,7 @@ class Profile:
     webhooks_per_s: float
     reads_per_s: float
     threads: int
+    warmup: int | None = None  # None: the store's default, DEFAULT_WARMUP
 
     def rate(self, kind: str) -> float:
         if kind in READ_KINDS:
@@ -265,6 +283,7 @@ class Run:
     client_cpu_s: float
     resent: int
     ledger: LedgerCheck
+    warmup: int = 0
 
     @property
     def elapsed_s(self) -> float:
@@ -295,18 +314,21 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
     with app_server(store, this_code()) as server:
         server_pid = pid_of(server.process)
         purchases = first_deliveries(webhooks)
-        print(f"{store}: setting up {purchases} purchases ...", flush=True)
+        warm = DEFAULT_WARMUP[store] if profile.warmup is None else profile.warmup
+        print(f"{store}: setting up {purchases} + {warm} purchases ...", flush=True)
         began = time.perf_counter()
-        buyers, orders = start_purchases(server.url, f"load-{store}", purchases, SETUP_CONCURRENCY)
+        buyers, orders = start_purchases(
+            server.url, f"load-{store}", purchases + warm, SETUP_CONCURRENCY
+        )
+        sender = Sender(server.url, buyers, profile.threads)
+        print(f"{store}: set up in {time.perf_counter() - began:.1f} s; warming up", flush=True)
+        failed = warm_up(sender, buyers, orders[purchases:])
+        if failed:
+            print(f"{store}: {failed} warm-up requests failed", flush=True)
         jobs = webhook_jobs(orders, buyers, webhooks, profile.webhooks_per_s)
         jobs += read_jobs(len(buyers), reads, profile.reads_per_s)
         jobs.sort(key=lambda job: job.at)
-        print(
-            f"{store}: set up in {time.perf_counter() - began:.1f} s; sending {len(jobs)}"
-            f" requests over {profile.seconds:g} s",
-            flush=True,
-        )
-        sender = Sender(server.url, buyers, profile.threads)
+        print(f"{store}: sending {len(jobs)} requests over {profile.seconds:g} s", flush=True)
         server_before, store_before = process_cpu_s(server_pid), process_cpu_s(store_pid)
         client_before = time.process_time()
         outcomes = sender.run(jobs)
@@ -319,7 +341,9 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
         for buyer in buyers:
             buyer.http.close()
     last = max(job.at for job in jobs)
-    run = Run(store, profile, last, outcomes, server_cpu, store_cpu, client_cpu, resent, ledger)
+    run = Run(
+        store, profile, last, outcomes, server_cpu, store_cpu, client_cpu, resent, ledger, warm
+    )
     print(table([run]) + "\n", flush=True)
     return run
 
@@ -402,7 +426,8 @@ def summary(run: Run) -> str:
     )
     ledger = run.ledger
     return (
-        f"**{run.store}**: {len(run.outcomes)} requests over {run.profile.seconds:g} s; webhooks "
+        f"**{run.store}**: after an untimed warm-up of {run.warmup} paid events and as many "
+        f"reads, {len(run.outcomes)} requests over {run.profile.seconds:g} s; webhooks "
         f"p50 {percentile(hook_ms, 0.5):.0f} ms, p99 {percentile(hook_ms, 0.99):.0f} ms, reads "
         f"p50 {percentile(read_ms, 0.5):.0f} ms, p99 {percentile(read_ms, 0.99):.0f} ms, "
         f"{run.errors} errors; {pace}. The client sent each request a p99 of "
@@ -446,16 +471,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--webhooks", type=float, default=50.0, help="webhooks per second")
     parser.add_argument("--reads", type=float, default=100.0, help="API reads per second")
     parser.add_argument("--threads", type=int, default=64, help="the client's thread pool")
+    parser.add_argument(
+        "--warmup", type=int, help="untimed paid events and reads first (200 SQLite, 1000 FS)"
+    )
     parser.add_argument("--write", type=Path, help="replace the load_bench section here")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.webhooks <= 0 or args.reads <= 0 or args.threads < 1:
         parser.error("--seconds, --webhooks, --reads and --threads must be positive")
+    if args.warmup is not None and args.warmup < 0:
+        parser.error("--warmup must not be negative")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    profile = Profile(args.seconds, args.webhooks, args.reads, args.threads)
+    profile = Profile(args.seconds, args.webhooks, args.reads, args.threads, args.warmup)
     context = context_line()
     print(context, flush=True)
     stores = ("sqlite", "firestore") if args.store == "all" else (args.store,)
