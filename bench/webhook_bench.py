@@ -57,7 +57,7 @@ from tests.support.server import ROOT, AppServer
 START, END = "<!-- webhook_bench:start -->", "<!-- webhook_bench:end -->"
 PACK, PACK_TOKENS = "popular", 110
 PER_BUYER = 5  # checkouts one user may start per hour
-DEFAULT_EVENTS = {"sqlite": 1000, "firestore": 500}
+DEFAULT_EVENTS = {"sqlite": 5000, "firestore": 2000}
 DEFAULT_WARMUP = {"sqlite": 200, "firestore": 1000}
 STORE_URLS = {"firestore": "firestore://demo-bench"}  # SQLite: AppServer's temp file
 TARGET_RATIO, TARGET_P99_MS = 0.5, 250.0
@@ -158,6 +158,10 @@ def sign_in(url: str, store: str, index: int, count: int) -> tuple[Buyer, list[O
     for _ in range(count):
         started = buyer.checkout(PACK)
         orders.append(Order(index, started["session_id"], started["purchase_id"]))
+    # Its connection is closed (a later request opens another): a thousand buyers' idle
+    # keep-alive connections made every request the server answered while they lasted
+    # cost it a quarter more CPU (/healthz 0.57 ms against 0.46 ms).
+    buyer.http.close()
     return buyer, orders
 
 
@@ -576,7 +580,7 @@ def section(context: str, results: list[Result]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--store", choices=("sqlite", "firestore", "all"), default="all")
-    parser.add_argument("--events", type=int, help="timed events per store (1000 SQLite, 500 FS)")
+    parser.add_argument("--events", type=int, help="timed events per store (5000 SQLite, 2000 FS)")
     parser.add_argument(
         "--warmup", type=int, help="untimed events sent first (200 SQLite, 1000 Firestore)"
     )
