@@ -240,8 +240,11 @@ def check_ledger(buyers: list[Buyer], orders: list[Order]) -> LedgerCheck:
         bought[order.buyer] += 1
 
     def read(buyer: Buyer) -> tuple[int, int]:
-        entries = buyer.get("/api/tokens/transactions?type=purchase&limit=100").json()
-        return buyer.balance(), len(entries["transactions"])
+        try:
+            entries = buyer.get("/api/tokens/transactions?type=purchase&limit=100").json()
+            return buyer.balance(), len(entries["transactions"])
+        finally:
+            buyer.http.close()  # see webhook_bench.balance_of
 
     with ThreadPoolExecutor(8) as pool:
         seen = list(pool.map(read, buyers))

@@ -280,13 +280,23 @@ def hit_healthz(url: str, count: int, concurrency: int, pids: tuple[int, int]) -
 # -- checks ------------------------------------------------------------------------
 
 
+def balance_of(buyer: Buyer) -> int:
+    """The buyer's balance through the API, on a connection closed afterwards: a thousand
+    left open would fill the server's 1,000 connections (gunicorn's worker_connections),
+    and the next buyer's read would wait for one to time out."""
+    try:
+        return buyer.balance()
+    finally:
+        buyer.http.close()
+
+
 def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -> bool:
     """Every buyer holds exactly 110 tokens per purchase, read through the API."""
     expected = [0] * len(buyers)
     for order in orders:
         expected[order.buyer] += PACK_TOKENS
     with ThreadPoolExecutor(concurrency) as pool:
-        actual = list(pool.map(lambda b: b.balance(), buyers))
+        actual = list(pool.map(balance_of, buyers))
     wrong = [(b.user_id, a, e) for b, a, e in zip(buyers, actual, expected, strict=True) if a != e]
     for user_id, got, want in wrong[:5]:
         print(f"  {user_id}: balance {got}, expected {want}", flush=True)
