@@ -6,7 +6,8 @@ Run: ``PYTHONPATH=. .venv/bin/python -m bench.webhook_bench [--store sqlite|fire
 A benchmark, not a test: it prints tables and asserts no timings; it exits with 1 when a
 buyer's balance is not exactly what their purchases paid for. Per store, on one gunicorn
 server (tests/support/server.py: 1 worker; 4 threads on SQLite, 8 on the Firestore
-emulator, production's default), each on a fresh database (the emulator started anew):
+emulator, production's default), each on a fresh database (the emulator started anew
+and warmed up by bench.report.emulator):
 
 * set-up, untimed: buyers sign in and start W + N checkouts of the popular pack through
   the API (at most 5 per buyer, the hourly purchase limit), and W + N distinct paid
