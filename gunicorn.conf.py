@@ -58,9 +58,8 @@ control_socket_disable = True
 
 def post_worker_init(worker: object) -> None:
     """``kill -USR2 <worker pid>`` writes every thread's stack to stderr: what a hung
-    request is waiting on. (Only the master acts on SIGUSR2 itself; in a worker it
-    would otherwise end the process.)"""
-    import faulthandler
-    import signal
+    request is waiting on (ops/thread_stacks.py). (Only the master acts on SIGUSR2
+    itself; in a worker it would otherwise end the process.)"""
+    from ops import thread_stacks
 
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
+    thread_stacks.install()

@@ -153,13 +153,16 @@ class AppServer:
                 process.wait()
         self.running[n] = None
 
+    def workers(self) -> list[int]:
+        """The process ids of every server's gunicorn workers."""
+        return [worker for process in self.running for worker in _children(process)]
+
     def stacks(self, wait_s: float = 1.0) -> str:
         """Every worker thread's stack now (gunicorn.conf.py: SIGUSR2), with the log tail."""
-        for process in self.running:
-            for worker in _children(process):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker, signal.SIGUSR2)
-        time.sleep(wait_s)  # faulthandler writes from a signal handler, at once
+        for worker in self.workers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGUSR2)
+        time.sleep(wait_s)  # the worker writes them within its next poll (at most 1 s)
         return self.output(tail=STACKS_TAIL_CHARS)
 
     def open_connections(self) -> int:
