@@ -240,11 +240,9 @@ def check_ledger(buyers: list[Buyer], orders: list[Order]) -> LedgerCheck:
         bought[order.buyer] += 1
 
     def read(buyer: Buyer) -> tuple[int, int]:
-        try:
+        with buyer.http:  # closed afterwards: see webhook_bench.balance_of
             entries = buyer.get("/api/tokens/transactions?type=purchase&limit=100").json()
             return buyer.balance(), len(entries["transactions"])
-        finally:
-            buyer.http.close()  # see webhook_bench.balance_of
 
     with ThreadPoolExecutor(8) as pool:
         seen = list(pool.map(read, buyers))
@@ -268,6 +266,10 @@ class Profile:
     threads: int
     warmup: int | None = None  # None: the store's default, DEFAULT_WARMUP
 
+    def warm(self, store: str) -> int:
+        """The untimed paid events (and reads) sent first to ``store``."""
+        return DEFAULT_WARMUP[store] if self.warmup is None else self.warmup
+
     def rate(self, kind: str) -> float:
         if kind in READ_KINDS:
             return self.reads_per_s / len(READ_KINDS)
@@ -286,7 +288,6 @@ class Run:
     client_cpu_s: float
     resent: int
     ledger: LedgerCheck
-    warmup: int = 0
 
     @property
     def elapsed_s(self) -> float:
@@ -317,7 +318,7 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
     with app_server(store, this_code()) as server:
         server_pid = pid_of(server.process)
         purchases = first_deliveries(webhooks)
-        warm = DEFAULT_WARMUP[store] if profile.warmup is None else profile.warmup
+        warm = profile.warm(store)
         print(f"{store}: setting up {purchases} + {warm} purchases ...", flush=True)
         began = time.perf_counter()
         buyers, orders = start_purchases(
@@ -344,9 +345,7 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
         for buyer in buyers:
             buyer.http.close()
     last = max(job.at for job in jobs)
-    run = Run(
-        store, profile, last, outcomes, server_cpu, store_cpu, client_cpu, resent, ledger, warm
-    )
+    run = Run(store, profile, last, outcomes, server_cpu, store_cpu, client_cpu, resent, ledger)
     print(table([run]) + "\n", flush=True)
     return run
 
@@ -429,8 +428,9 @@ def summary(run: Run) -> str:
     )
     ledger = run.ledger
     return (
-        f"**{run.store}**: after an untimed warm-up of {run.warmup} paid events and as many "
-        f"reads, {len(run.outcomes)} requests over {run.profile.seconds:g} s; webhooks "
+        f"**{run.store}**: after an untimed warm-up of {run.profile.warm(run.store)} paid "
+        f"events and as many reads, {len(run.outcomes)} requests over "
+        f"{run.profile.seconds:g} s; webhooks "
         f"p50 {percentile(hook_ms, 0.5):.0f} ms, p99 {percentile(hook_ms, 0.99):.0f} ms, reads "
         f"p50 {percentile(read_ms, 0.5):.0f} ms, p99 {percentile(read_ms, 0.99):.0f} ms, "
         f"{run.errors} errors; {pace}. The client sent each request a p99 of "

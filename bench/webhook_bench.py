@@ -285,10 +285,8 @@ def balance_of(buyer: Buyer) -> int:
     """The buyer's balance through the API, on a connection closed afterwards: a thousand
     left open would fill the server's 1,000 connections (gunicorn's worker_connections),
     and the next buyer's read would wait for one to time out."""
-    try:
+    with buyer.http:
         return buyer.balance()
-    finally:
-        buyer.http.close()
 
 
 def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -> bool:
