@@ -1,8 +1,9 @@
-"""Firestore RPCs of a paid event, counted on the wire by bench.rpc_bench's interceptor.
+"""Firestore RPCs of a paid event and of a balance read, counted on the wire by
+bench.rpc_bench's interceptor.
 
 A count, not a timing: a paid event is one event-record get, then one
 transaction of one batched read (which also begins it) and one commit; a
-redelivered processed event is the get alone.
+redelivered processed event is the get alone; a balance read is one batched read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.contract.test_paid_event import TOKENS, Shop
 from tests.support.firestore_emulator import FirestoreEmulator
 
 PROJECT = "demo-paid-rpcs"
-PAID_EVENT_RPCS, REDELIVERED_RPCS = 3, 1
+PAID_EVENT_RPCS, REDELIVERED_RPCS, BALANCE_RPCS = 3, 1, 1
 
 
 @pytest.fixture
@@ -50,3 +51,13 @@ def test_a_paid_event_costs_at_most_3_rpcs_and_a_redelivery_1(
     assert sum(first.values()) <= PAID_EVENT_RPCS, first
     assert sum(again.values()) == REDELIVERED_RPCS, again
     assert shop.ledger.balance(buyer).balance == TOKENS
+
+
+def test_a_balance_read_costs_1_rpc(counted: tuple[Shop, RpcCounter]) -> None:
+    shop, counter = counted
+    buyer = shop.user("reader")
+    assert shop.events.process(shop.paid(shop.checkout(buyer, "b"))).outcome == "paid"
+    with counter.measuring() as read:
+        balance = shop.ledger.balance(buyer).balance
+    assert balance == TOKENS
+    assert dict(read) == {"BatchGetDocuments": BALANCE_RPCS}, read
