@@ -34,10 +34,11 @@ shard, so its entry stores no ``seq`` or ``balance_after``. Every user entry
 carries ``at``, the server's commit time, and histories are ordered by it and
 then by id: Firestore serializes transactions in commit-time order, so a
 debit's entry comes after every credit it saw. A history page is a consistent
-read of the account (read-only transaction) and its newest entries in that
-order, each entry's ``balance_after`` and ``seq`` derived by walking back from
-the current balance; the cursor carries where it stopped (seq, balance, entry
-id), so later pages need no fresh snapshot: older entries never change place.
+read of the account (one batched read) and its newest entries in that order
+(queried as of that read's read_time), each entry's ``balance_after`` and
+``seq`` derived by walking back from the current balance; the cursor carries
+where it stopped (seq, balance, entry id), so later pages need no fresh
+snapshot: older entries never change place.
 The transaction an operation returns reads its blind entries' figures as of
 its commit time (one batched read at that moment); a replayed or looked-up one
 derives them from the sum and count of the account's entries up to it (a
@@ -326,8 +327,8 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
                 raise StorageContention(f"Firestore contention: {exc}") from exc
             raise StorageUnavailable(f"Firestore failed: {exc}") from exc
 
-    def _fetch(self, query: Any) -> list[Any]:
-        return self._call(lambda: list(query.stream(timeout=CALL_TIMEOUT_S)))
+    def _fetch(self, query: Any, read_time: datetime | None = None) -> list[Any]:
+        return self._call(lambda: list(query.stream(timeout=CALL_TIMEOUT_S, read_time=read_time)))
 
     def _in_transaction(
         self, body: Callable[[firestore.Transaction], T], read_only: bool = False
@@ -481,18 +482,20 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return account
 
     def get_accounts(self, user_ids: list[str]) -> dict[str, Account]:
-        # One BatchGetDocuments: Firestore answers every document as of one moment (a
-        # later answer's read_time vouches that the earlier ones had not changed since
-        # theirs), as a read-only transaction would, without the transaction's Rollback.
-        # The emulator shows a commit's documents one by one, so there a read racing a
-        # commit can see half of it, in a read-only transaction as without (measured).
-        if not user_ids:
-            return {}
+        return self._accounts(self._account_snapshots(user_ids)) if user_ids else {}
+
+    def _account_snapshots(self, user_ids: list[str]) -> list[Any]:
+        """The accounts' main documents and shards, in one BatchGetDocuments.
+
+        Firestore answers one as of one moment (a later answer's read_time vouches that
+        the earlier ones had not changed since theirs), as it would a read-only
+        transaction, without the transaction's Rollback. The emulator shows a commit's
+        documents one by one, so there a read racing a commit can see half of it, in a
+        read-only transaction as without (measured: README).
+        """
         refs = [self.account_ref(u) for u in user_ids]
         refs += [ref for u in user_ids for ref in self.shard_refs(u)]
-        return self._accounts(
-            self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
-        )
+        return self._call(lambda: list(self.db.get_all(refs, timeout=CALL_TIMEOUT_S)))
 
     @staticmethod
     def _accounts(snaps: list[Any]) -> dict[str, Account]:
@@ -522,10 +525,10 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         return found
 
     def _history_chunk(
-        self, user_id: str, after: Any = None, transaction: firestore.Transaction | None = None
+        self, user_id: str, after: Any = None, read_time: datetime | None = None
     ) -> list[Any]:
         """The next HISTORY_CHUNK entry documents of the user, newest first, after the
-        snapshot ``after`` (from the newest when None), in ``transaction`` if given."""
+        snapshot ``after`` (from the newest when None), as of ``read_time`` if given."""
         query = (
             self.db.collection(ENTRIES)
             .where(filter=FieldFilter("user_id", "==", user_id))
@@ -535,22 +538,22 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
         )
         if after is not None:
             query = query.start_after(after)
-        if transaction is not None:
-            return list(transaction.get(query, timeout=CALL_TIMEOUT_S))
-        return self._fetch(query)
+        return self._fetch(query, read_time)
 
     def _newest(self, user_id: str) -> tuple[int, int, list[Any]]:
-        """The account's balance and entry count, and its newest entries, at one moment."""
+        """The account's balance and entry count, and its newest entries, at one moment:
+        the account's batched read, then the entries queried as of that read's
+        read_time. Two RPCs, where a read-only transaction added its Rollback."""
 
-        def read(transaction: firestore.Transaction) -> tuple[int, int, list[Any]]:
-            refs = [self.account_ref(user_id), *self.shard_refs(user_id)]
-            account = self._accounts(list(transaction.get_all(refs, timeout=CALL_TIMEOUT_S)))
-            snaps = self._history_chunk(user_id, transaction=transaction)
-            if user_id not in account:
+        def read() -> tuple[int, int, list[Any]]:
+            snaps = self._account_snapshots([user_id])
+            account = self._accounts(snaps).get(user_id)
+            if account is None:
                 return 0, 0, []
-            return account[user_id].balance, account[user_id].seq, snaps
+            at = snaps[0].read_time
+            return account.balance, account.seq, self._history_chunk(user_id, read_time=at)
 
-        return self._in_transaction(read, read_only=True)
+        return self._call(read)  # one time budget for both reads
 
     def _walk(self, user_id: str, position: HistoryPosition | None) -> Iterator[Entry]:
         """The user's entries, newest first, each with the balance and seq after it:

@@ -1,9 +1,11 @@
-"""Firestore RPCs of a paid event and of a balance read, counted on the wire by
-bench.rpc_bench's interceptor.
+"""Firestore RPCs of a paid event and of balance and history reads, counted on the wire
+by bench.rpc_bench's interceptor.
 
 A count, not a timing: a paid event is one event-record get, then one
 transaction of one batched read (which also begins it) and one commit; a
-redelivered processed event is the get alone; a balance read is one batched read.
+redelivered processed event is the get alone; a balance read is one batched read; a
+history page is the service's check that the account exists (a balance read), then one
+batched read of the account and one query of its entries as of that read's moment.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tests.support.firestore_emulator import FirestoreEmulator
 
 PROJECT = "demo-paid-rpcs"
 PAID_EVENT_RPCS, REDELIVERED_RPCS, BALANCE_RPCS = 3, 1, 1
+HISTORY_RPCS = {"BatchGetDocuments": 2, "RunQuery": 1}
 
 
 @pytest.fixture
@@ -61,3 +64,13 @@ def test_a_balance_read_costs_1_rpc(counted: tuple[Shop, RpcCounter]) -> None:
         balance = shop.ledger.balance(buyer).balance
     assert balance == TOKENS
     assert dict(read) == {"BatchGetDocuments": BALANCE_RPCS}, read
+
+
+def test_a_history_page_costs_a_batched_read_and_a_query(counted: tuple[Shop, RpcCounter]) -> None:
+    shop, counter = counted
+    buyer = shop.user("historian")
+    assert shop.events.process(shop.paid(shop.checkout(buyer, "c"))).outcome == "paid"
+    with counter.measuring() as read:
+        page = shop.ledger.history(buyer)
+    assert [(e.amount, e.balance_after) for e in page.entries] == [(TOKENS, TOKENS)]
+    assert dict(read) == HISTORY_RPCS, read
