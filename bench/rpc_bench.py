@@ -204,6 +204,10 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
         user = work.user(funded=100)
         return lambda: services.ledger.balance(user.id)
 
+    def history() -> Callable[[], object]:
+        user = work.user(funded=100)
+        return lambda: services.ledger.history(user.id)
+
     return {
         "paid checkout.session.completed": paid_event,
         "paid payment_intent.succeeded (embedded)": paid_intent,
@@ -215,6 +219,7 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
         "checkout creation": checkout,
         "checkout creation, returning buyer": returning_checkout,
         "balance read": balance,
+        "history page": history,
     }
 
 
