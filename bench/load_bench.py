@@ -342,8 +342,6 @@ def bench_store(store: str, profile: Profile, store_pid: int = 0) -> Run:
         resent = resend_unacknowledged(sender, jobs, outcomes)
         sender.close()
         ledger = check_ledger(buyers, orders)
-        for buyer in buyers:
-            buyer.http.close()
     last = max(job.at for job in jobs)
     run = Run(store, profile, last, outcomes, server_cpu, store_cpu, client_cpu, resent, ledger)
     print(table([run]) + "\n", flush=True)

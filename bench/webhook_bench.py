@@ -348,8 +348,6 @@ def bench_store(
         webhook = send_events(server.url, bodies[warmup:], concurrency, pids)
         healthz = hit_healthz(server.url, events, concurrency, pids)
         exact = balances_exact(buyers, orders, concurrency)
-        for buyer in buyers:
-            buyer.http.close()
     threads = SERVER_THREADS[store]
     result = Result(store, events, concurrency, webhook, healthz, exact, code.name, threads, warmup)
     print(table([result]) + "\n", flush=True)
