@@ -9,6 +9,14 @@ The same wrapper caps the library's sleep between retries at ``MAX_BACKOFF_S``.
 Its default ceiling grows to 60 s, so against a refused Firestore a sleep begun
 inside a call's 10 s budget could end seconds past it (a webhook's 503 once came
 after 15.7 s); now a call ends at most one short sleep after its budget.
+
+Both channels (the emulator's and production's) also carry ``STREAM_OPTION``. A
+batched read or a query is a unary-stream RPC, and by default gRPC starts a thread
+for each one, which hands every answer to the caller across the interpreter lock.
+With the option the calling thread reads its own answers: in process, a paid
+event's client CPU fell from 3.24 to 2.18 ms and a balance read's from 1.24 to 0.55
+(``bench.rpc_bench``); under gunicorn's threads the webhook's CPU per event fell by
+about 5%, since there a busy channel keeps its thread anyway.
 """
 
 from __future__ import annotations
@@ -18,10 +26,12 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 from google.api_core.retry import Retry
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_client import _GRPC_MSG_SIZE_OPTIONS
 
 from services.store.firestore_deadline import DeadlineInterceptor
 
 MAX_BACKOFF_S = 1.0
+STREAM_OPTION = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
 
 
 def _cap_backoff(wrapped_methods: dict[Any, Any]) -> None:
@@ -37,6 +47,13 @@ class _InterceptedClient(firestore.Client):
         super().__init__(project=project)
         self._interceptors = interceptors
 
+    def _emulator_channel(self, transport: Any) -> grpc.Channel:
+        # The library's emulator channel (insecure, its bearer token, its message
+        # sizes), with STREAM_OPTION; it only serves the emulator, so the sync one.
+        token = getattr(self._credentials, "id_token", None) or "owner"
+        options = [("Authorization", f"Bearer {token}"), *_GRPC_MSG_SIZE_OPTIONS, STREAM_OPTION]
+        return grpc.insecure_channel(self._emulator_host, options=options)
+
     def _firestore_api_helper(self, transport: Any, client_class: Any, client_module: Any) -> Any:
         # The library asks for its API object on every RPC and builds it once: the
         # wrapping class is made only for that first build, not on each call.
@@ -45,6 +62,12 @@ class _InterceptedClient(firestore.Client):
         interceptors = self._interceptors
 
         class Intercepted(transport):  # type: ignore[misc]
+            @classmethod
+            def create_channel(cls, *args: Any, **kwargs: Any) -> grpc.Channel:
+                # Production's channel: the library's options and STREAM_OPTION.
+                kwargs["options"] = [*kwargs.get("options", ()), STREAM_OPTION]
+                return super().create_channel(*args, **kwargs)
+
             def __init__(self, *, host: str, channel: grpc.Channel, **kwargs: Any) -> None:
                 channel = grpc.intercept_channel(channel, *interceptors)
                 super().__init__(host=host, channel=channel, **kwargs)

@@ -10,6 +10,7 @@ batched read of the account and one query of its entries as of that read's momen
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -29,6 +30,20 @@ from tests.support.firestore_emulator import FirestoreEmulator
 PROJECT = "demo-paid-rpcs"
 PAID_EVENT_RPCS, REDELIVERED_RPCS, BALANCE_RPCS = 3, 1, 1
 HISTORY_RPCS = {"BatchGetDocuments": 2, "RunQuery": 1}
+
+
+@pytest.fixture
+def thread_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of every thread started from now on, in this process."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted_start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", counted_start)
+    return started
 
 
 @pytest.fixture
@@ -74,3 +89,19 @@ def test_a_history_page_costs_a_batched_read_and_a_query(counted: tuple[Shop, Rp
         page = shop.ledger.history(buyer)
     assert [(e.amount, e.balance_after) for e in page.entries] == [(TOKENS, TOKENS)]
     assert dict(read) == HISTORY_RPCS, read
+
+
+def test_streamed_answers_are_read_on_the_calling_thread(
+    counted: tuple[Shop, RpcCounter], thread_starts: list[str]
+) -> None:
+    """A batched read or a query is a streamed RPC, for which gRPC would start a thread
+    each time (to move the answers to the caller) unless the channel says otherwise."""
+    shop, counter = counted
+    buyer = shop.user("quiet")
+    paid = shop.paid(shop.checkout(buyer, "d"))
+    thread_starts.clear()
+    with counter.measuring() as rpcs:
+        assert shop.events.process(paid).outcome == "paid"
+        assert [e.amount for e in shop.ledger.history(buyer).entries] == [TOKENS]
+    assert rpcs["BatchGetDocuments"] + rpcs["RunQuery"] >= 3, rpcs
+    assert thread_starts == []
