@@ -22,6 +22,11 @@ return (a clock shared by the processes), and starts/s is the starts made over
 the rounds' summed time. ``--baseline REV`` (default fcf6448, before the per-buyer record, when
 the start queried the buyer's purchases inside its transaction) runs the same
 variants on commit REV's store code, from a temporary ``git worktree``.
+
+It exits with 1 when a start did not begin, except in the one-buyer row, where a start
+may end as a 503 (contention, or its 10 s budget spent waiting): on the emulator two
+transactions that read and then write one document wait for its lock timeout, where
+Firestore fails or delays one of them at once, so a few of one buyer's 16 end so there.
 """
 
 from __future__ import annotations
@@ -358,7 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         write_section(args.write, section(context, rows, args.rounds), START, END)
         print(f"\nwrote {args.write}")
-    return 0 if all(r.outcomes["started"] == len(r.samples) for r in rows) else 1
+    return 0 if all(map(as_expected, rows)) else 1
+
+
+# How a start that waited on another start of its buyer may end: a 503 for the user to
+# retry, nothing written (see the module docstring).
+CONTENDED = frozenset({"contention", "StorageUnavailable"})
+
+
+def as_expected(row: Row) -> bool:
+    """Every start began, but for contended ones in the one-buyer row."""
+    allowed = {"started"} | (CONTENDED if row.variant == ONE else set())
+    return set(row.outcomes) <= allowed
 
 
 if __name__ == "__main__":
