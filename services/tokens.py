@@ -307,7 +307,6 @@ class TokenLedger:
             raise DomainError(f"limit must be a whole number from 1 to {MAX_PAGE}")
         if txn_type is not None and txn_type not in set(TxnType):
             raise DomainError(f"unknown transaction type {txn_type!r}")
-        self.store.get_account(user_id)
         before = decode_cursor(cursor) if cursor else None
         # One extra row tells whether another page exists.
         rows = self.store.list_entries(user_id, limit + 1, before, txn_type)

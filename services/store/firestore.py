@@ -543,13 +543,14 @@ class FirestoreStore(FirestorePurchases, FirestoreOperations, FirestoreAlerts, F
     def _newest(self, user_id: str) -> tuple[int, int, list[Any]]:
         """The account's balance and entry count, and its newest entries, at one moment:
         the account's batched read, then the entries queried as of that read's
-        read_time. Two RPCs, where a read-only transaction added its Rollback."""
+        read_time. Two RPCs, where a read-only transaction added its Rollback.
+        AccountNotFound when there is no account: the ledger reads it nowhere else."""
 
         def read() -> tuple[int, int, list[Any]]:
             snaps = self._account_snapshots([user_id])
             account = self._accounts(snaps).get(user_id)
             if account is None:
-                return 0, 0, []
+                raise AccountNotFound(f"no token account for user {user_id}")
             at = snaps[0].read_time
             return account.balance, account.seq, self._history_chunk(user_id, read_time=at)
 

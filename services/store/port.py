@@ -44,7 +44,8 @@ class LedgerStore(Protocol):
         self, user_id: str, limit: int, before: int | HistoryPosition | None, txn_type: str | None
     ) -> list[Entry]:
         """The user's entries, newest first, older than ``before`` (a seq or a position),
-        each with its ``seq`` and ``balance_after``."""
+        each with its ``seq`` and ``balance_after``. Raise AccountNotFound when the user
+        has no account (none of its entries could exist)."""
 
     def get_transaction(self, txn_id: str) -> JournalTransaction | None:
         """One journal transaction, or None."""

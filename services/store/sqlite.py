@@ -347,7 +347,10 @@ class SqliteStore(SqlitePurchases, SqliteOperations, SqliteAlerts, SqliteSession
         sql += " ORDER BY seq DESC LIMIT ?"
         args.append(limit)
         with self._guard():
-            return [_row_to_entry(row) for row in self._conn().execute(sql, args)]
+            entries = [_row_to_entry(row) for row in self._conn().execute(sql, args)]
+        if not entries:
+            self.get_account(user_id)  # none: AccountNotFound, as the port says
+        return entries
 
     def get_transaction(self, txn_id: str) -> JournalTransaction | None:
         with self._guard():

@@ -336,6 +336,15 @@ class TestHistory:
         with pytest.raises(DomainError, match="type"):
             funded.history("alice", txn_type="bonus")
 
+    def test_the_store_tells_an_unknown_account_from_an_empty_one(
+        self, funded: TokenLedger, store: Store
+    ) -> None:
+        # The ledger's history relies on this rather than reading the account first.
+        assert store.list_entries("bob", 10, None, None) == []
+        for before in (None, 5):
+            with pytest.raises(AccountNotFound):
+                store.list_entries("nobody", 10, before, None)
+
 
 def test_every_transaction_is_streamed_for_reconciliation(funded: TokenLedger) -> None:
     funded.transfer("alice", "bob", 10, key="t")
