@@ -25,6 +25,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_client import _parse_batch_get
 from google.cloud.firestore_v1.types import common
 
+from services.store.firestore_writes import create_write
+
 T = TypeVar("T")
 # Immediate retries of an aborted commit, as the library's ``transactional`` makes.
 COMMIT_ATTEMPTS = 5
@@ -45,6 +47,11 @@ class LazyTransaction(firestore.Transaction):
             read_write = common.TransactionOptions.ReadWrite()
             return common.TransactionOptions(read_write=read_write)
         return options
+
+    def create(self, reference: Any, document_data: dict[str, Any]) -> None:
+        # The library's create, with the Write built by firestore_writes (the same one).
+        self._document_references[reference._document_path] = reference
+        self._add_write_pbs([create_write(reference._document_path, document_data)])
 
     def begin_now(self) -> None:
         """Begin with an RPC of its own, unless begun: for a first read that is not a get_all."""
