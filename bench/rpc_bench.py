@@ -11,9 +11,9 @@ table gives the fewest and most RPCs seen, and the kinds of the last run.
 
 It also gives the median CPU time this process spent on one run (``time.process_time``:
 every thread of the process, gRPC's own among them): the client's cost of an
-operation, the emulator's not included. Operations run one at a time here, so a
-read's answer stream starts a gRPC receiving thread each time; in a busy server that
-thread stays up, and the same calls cost a little less.
+operation, the emulator's not included. Operations run one at a time here, in
+process; served under gunicorn's threads the same calls cost more (the webhook
+bench gives the server's CPU per event).
 """
 
 from __future__ import annotations
