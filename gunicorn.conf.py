@@ -51,6 +51,16 @@ errorlog = "-"  # stderr: start-up, worker and error messages
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # JSON lines for Cloud Logging with LOG_FORMAT=json or APP_ENV=production.
 logger_class = "ops.gunicorn_logging.CloudRunLogger"
+# gRPC (Firestore's client) reads replies on the request thread that waits for them
+# rather than on its own I/O threads, which then wake that thread: two thread switches
+# fewer per RPC, about a tenth more webhook events per second on the emulator
+# (docs/benchmarks.md). gRPC reads this once, when a worker first imports it; the master
+# never does. An operator's own GRPC_EXPERIMENTS wins. grpcio is pinned in
+# requirements.txt: these are experiments of that release (src/core/lib/experiments).
+os.environ.setdefault(
+    "GRPC_EXPERIMENTS",
+    "-event_engine_client,-event_engine_callback_cq,-event_engine_for_all_other_endpoints",
+)
 # No runtime control socket: nobody attaches to a Cloud Run instance, and local
 # runs side by side would otherwise share one socket under $HOME.
 control_socket_disable = True

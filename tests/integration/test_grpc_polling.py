@@ -1,0 +1,50 @@
+"""The served app's Firestore client reads its replies on the threads that wait for them.
+
+gRPC's default moves every reply through its own I/O threads (named ``event_engine``)
+and then wakes the waiting request thread: two thread switches more per RPC, which cost
+the webhook about a tenth of its throughput on the emulator (docs/benchmarks.md).
+gunicorn.conf.py turns those experiments off (GRPC_EXPERIMENTS) before any worker
+imports gRPC. A count of thread switches, not a timing: with the default the I/O
+threads switch about twice per RPC, here almost never.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import requests
+
+from tests.support.firestore_emulator import FirestoreEmulator
+from tests.support.server import AppServer
+
+READS = 200
+
+
+def io_thread_switches(pid: int) -> int:
+    """Voluntary context switches so far of the process's gRPC I/O threads (Linux /proc)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().strip() == "event_engine":
+            status = (task / "status").read_text()
+            found = re.search(r"^voluntary_ctxt_switches:\s+(\d+)$", status, re.MULTILINE)
+            assert found is not None
+            total += int(found.group(1))
+    return total
+
+
+def test_firestore_replies_are_read_by_the_request_threads(
+    firestore_emulator: FirestoreEmulator,
+) -> None:
+    server = AppServer({"STORE_URL": "firestore://demo-grpc-polling"}).start()
+    try:
+        with requests.Session() as http:
+            assert http.get(f"{server.url}/readyz", timeout=30).status_code == 200
+            (worker,) = server.workers()
+            before = io_thread_switches(worker)
+            for _ in range(READS):  # each one Firestore read
+                assert http.get(f"{server.url}/readyz", timeout=30).status_code == 200
+            switches = io_thread_switches(worker) - before
+    finally:
+        server.stop()
+    assert switches < READS // 4, f"gRPC's I/O threads switched {switches} times for {READS} reads"
