@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -107,6 +107,79 @@ def _header(headers: object, name: str) -> str | None:
     return None
 
 
+def _pairs(headers: Any) -> Iterable[tuple[str, Any]]:
+    return headers.items() if hasattr(headers, "items") else headers  # type: ignore[no-any-return]
+
+
+class LazyAtoms(Mapping[str, Any]):
+    """gunicorn's access-log atoms as its SafeAtoms gives them (a string's ``"`` escaped,
+    ``-`` for what is missing, ``{name}i/o/e`` case-insensitive), but a request header,
+    response header or environ entry looked up only when the format names it.
+
+    gunicorn's own ``atoms`` copies every header and every WSGI environ entry into one
+    dict per request, and SafeAtoms copies that again: most of the readable access
+    line's cost, for a format that uses none of them by default.
+    """
+
+    def __init__(
+        self,
+        logger: glogging.Logger,
+        resp: Any,
+        environ: Mapping[str, Any],
+        request_time: timedelta,
+        req_headers: object,
+    ) -> None:
+        status = resp.status
+        sent = getattr(resp, "sent", None)
+        seconds, micros = request_time.seconds, request_time.microseconds
+        self._base: dict[str, Any] = {
+            "h": environ.get("REMOTE_ADDR", "-"),
+            "l": "-",
+            "u": logger._get_user(environ) or "-",
+            "t": logger.now(),
+            "r": f"{environ['REQUEST_METHOD']} {environ['RAW_URI']} {environ['SERVER_PROTOCOL']}",
+            "s": status.split(None, 1)[0] if isinstance(status, str) else status,
+            "m": environ.get("REQUEST_METHOD"),
+            "U": environ.get("PATH_INFO"),
+            "q": environ.get("QUERY_STRING"),
+            "H": environ.get("SERVER_PROTOCOL"),
+            "b": str(sent) if sent is not None else "-",
+            "B": sent,
+            "f": environ.get("HTTP_REFERER", "-"),
+            "a": environ.get("HTTP_USER_AGENT", "-"),
+            "T": seconds,
+            "D": seconds * 1000000 + micros,
+            "M": seconds * 1000 + int(micros / 1000),
+            "L": f"{seconds}.{micros:06d}",
+            "p": f"<{os.getpid()}>",
+        }
+        self._sources = {
+            "i": getattr(req_headers, "headers", req_headers),
+            "o": resp.headers,
+            "e": environ,
+        }
+
+    def _braced(self, key: str) -> Any:
+        name, kind = key[1:-2], key[-1]
+        if not key.endswith(("}i", "}o", "}e")):
+            return "-"
+        found: Any = "-"
+        for header, value in _pairs(self._sources[kind]):
+            if header.lower() == name:
+                found = value  # the last one, as gunicorn's dict keeps it
+        return found
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._braced(key.lower()) if key.startswith("{") else self._base.get(key, "-")
+        return value.replace('"', '\\"') if isinstance(value, str) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
 class CloudRunLogger(glogging.Logger):  # type: ignore[misc]
     """Gunicorn's Logger with JSON access lines (and JSON error lines) when enabled."""
 
@@ -119,10 +192,10 @@ class CloudRunLogger(glogging.Logger):  # type: ignore[misc]
                 handler.setFormatter(CloudJsonFormatter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        if not self.json_lines:
-            super().access(resp, req, environ, request_time)
-            return
         if not self.access_log_enabled:
+            return
+        if not self.json_lines:
+            self._readable_access(resp, req, environ, request_time)
             return
         try:
             entry = access_entry(
@@ -135,5 +208,15 @@ class CloudRunLogger(glogging.Logger):  # type: ignore[misc]
             )
             # json.dumps escapes quotes, backslashes and control characters a client may send.
             self.access_log.info("%s", json.dumps(entry, ensure_ascii=False))
+        except Exception:
+            self.error(traceback.format_exc())
+
+    def _readable_access(
+        self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta
+    ) -> None:
+        """gunicorn's own access line, its atoms computed as the format asks for them."""
+        try:
+            atoms = LazyAtoms(self, resp, environ, request_time, req)
+            self.access_log.info(self.cfg.access_log_format, atoms)
         except Exception:
             self.error(traceback.format_exc())
