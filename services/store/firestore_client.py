@@ -21,14 +21,17 @@ about 5%, since there a busy channel keeps its thread anyway.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
+from google.api_core import gapic_v1
 from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_client import _GRPC_MSG_SIZE_OPTIONS
 
 from services.store.firestore_deadline import DeadlineInterceptor
+from services.store.firestore_reads import snapshot
 
 MAX_BACKOFF_S = 1.0
 STREAM_OPTION = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
@@ -53,6 +56,27 @@ class _InterceptedClient(firestore.Client):
         token = getattr(self._credentials, "id_token", None) or "owner"
         options = [("Authorization", f"Bearer {token}"), *_GRPC_MSG_SIZE_OPTIONS, STREAM_OPTION]
         return grpc.insecure_channel(self._emulator_host, options=options)
+
+    def get_all(  # type: ignore[override]
+        self,
+        references: list[Any],
+        field_paths: Any = None,
+        transaction: Any = None,
+        retry: Any = gapic_v1.method.DEFAULT,
+        timeout: float | None = None,
+        *,
+        read_time: Any = None,
+    ) -> Iterator[Any]:
+        # The library's get_all (a transaction's reads come here too), its answers
+        # parsed from their protobufs by firestore_reads: the same snapshots, less CPU.
+        request, references_by_path, kwargs = self._prep_get_all(
+            references, field_paths, transaction, retry, timeout, read_time
+        )
+        answers = self._firestore_api.batch_get_documents(
+            request=request, metadata=self._rpc_metadata, **kwargs
+        )
+        for answer in answers:
+            yield snapshot(answer._pb, references_by_path, self)
 
     def _firestore_api_helper(self, transport: Any, client_class: Any, client_module: Any) -> Any:
         # The library asks for its API object on every RPC and builds it once: the

@@ -73,6 +73,14 @@ def _doc(store: _FirestoreBase, collection: str, doc_id: str) -> Any:
     return store.db.collection(collection).document(doc_id)
 
 
+def _data(store: _FirestoreBase, collection: str, doc_id: str) -> dict[str, Any] | None:
+    """One document's fields, or None: the batched read of one document that
+    DocumentReference.get makes, through the client's get_all (firestore_reads)."""
+    ref = _doc(store, collection, doc_id)
+    snaps = store._call(lambda: list(store.db.get_all([ref])))
+    return snaps[0].to_dict() if snaps else None
+
+
 class _Calls(Protocol):
     def _call(self, work: Callable[[], T]) -> T: ...
 
@@ -253,7 +261,7 @@ class FirestorePurchases:
         user_ref = _doc(self, USERS, user.id)
         name_ref = _doc(self, USERNAMES, user.username.lower()) if user.username else None
 
-        known = self._call(user_ref.get).to_dict()
+        known = _data(self, USERS, user.id)
         if known is not None:  # the common case, answered without a transaction
             return User.from_dict(known)
 
@@ -277,16 +285,14 @@ class FirestorePurchases:
             return self._in_transaction(body)
 
     def get_user(self: _FirestoreBase, user_id: str) -> User | None:
-        snap = self._call(lambda: _doc(self, USERS, user_id).get())
-        data = snap.to_dict()
+        data = _data(self, USERS, user_id)
         return None if data is None else User.from_dict(data)
 
     def find_user_by_username(self: _FirestoreBase, username: str) -> User | None:
-        owner = self._call(_doc(self, USERNAMES, username.lower()).get).to_dict()
+        owner = _data(self, USERNAMES, username.lower())
         if owner is None:
             return None
-        data = self._call(_doc(self, USERS, str(owner["user_id"])).get).to_dict()
-        return None if data is None else User.from_dict(data)
+        return FirestorePurchases.get_user(self, str(owner["user_id"]))
 
     def set_customer_id(self: _FirestoreBase, user_id: str, customer_id: str) -> str:
         ref = _doc(self, USERS, user_id)
@@ -313,8 +319,7 @@ class FirestorePurchases:
             return self._in_transaction(body)
 
     def get_purchase(self: _FirestoreBase, purchase_id: str) -> Purchase | None:
-        snap = self._call(lambda: _doc(self, PURCHASES, purchase_id).get())
-        data = snap.to_dict()
+        data = _data(self, PURCHASES, purchase_id)
         return None if data is None else Purchase.from_dict(data)
 
     def find_purchase(
@@ -374,7 +379,7 @@ class FirestorePurchases:
         return FirestorePurchases.event_outcome(self, event_id) is not None
 
     def event_outcome(self: _FirestoreBase, event_id: str) -> str | None:
-        data = self._call(lambda: _doc(self, EVENTS, event_id).get()).to_dict()
+        data = _data(self, EVENTS, event_id)
         return None if data is None else str(data.get("outcome", ""))
 
     def record_event(
@@ -387,7 +392,7 @@ class FirestorePurchases:
         self._call(lambda: _doc(self, ALERTS, alert.id).create(alert.to_dict()))
 
     def get_setting(self: _FirestoreBase, name: str) -> dict[str, Any] | None:
-        data = self._call(lambda: _doc(self, SETTINGS, name).get()).to_dict()
+        data = _data(self, SETTINGS, name)
         return None if data is None else dict(data)
 
     def put_setting(self: _FirestoreBase, name: str, value: dict[str, Any]) -> None:

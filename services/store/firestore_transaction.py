@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_client import _parse_batch_get
 from google.cloud.firestore_v1.types import common
 
+from services.store.firestore_reads import snapshot
 from services.store.firestore_writes import create_write
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class LazyTransaction(firestore.Transaction):
             if answer.transaction:
                 self._id = answer.transaction
             if answer._pb.WhichOneof("result") is not None:  # the first may carry only the id
-                snapshots.append(_parse_batch_get(answer, by_path, client))
+                snapshots.append(snapshot(answer._pb, by_path, client))
         if not self.in_progress:
             raise gexc.InternalServerError("Firestore began no transaction")  # type: ignore[no-untyped-call]
         return snapshots
