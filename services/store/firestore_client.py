@@ -21,6 +21,7 @@ about 5%, since there a busy channel keeps its thread anyway.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,9 @@ class _InterceptedClient(firestore.Client):
     def __init__(self, project: str, interceptors: tuple[Any, ...]) -> None:
         super().__init__(project=project)
         self._interceptors = interceptors
+        # The library builds its API object on first use without a lock; threads racing
+        # there each made a channel, and one freed while its call read closed that call.
+        self._api_lock = threading.Lock()
 
     def _emulator_channel(self, transport: Any) -> grpc.Channel:
         # The library's emulator channel (insecure, its bearer token, its message
@@ -83,6 +87,12 @@ class _InterceptedClient(firestore.Client):
         # wrapping class is made only for that first build, not on each call.
         if self._firestore_api_internal is not None:
             return self._firestore_api_internal
+        with self._api_lock:
+            if self._firestore_api_internal is None:  # no other thread built it meanwhile
+                self._build_api(transport, client_class, client_module)
+        return self._firestore_api_internal
+
+    def _build_api(self, transport: Any, client_class: Any, client_module: Any) -> Any:
         interceptors = self._interceptors
 
         class Intercepted(transport):  # type: ignore[misc]
