@@ -19,17 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.store.firestore_writes import create_write
+from tests.support.firestore_values import FIELD_NAMES, SCALARS
 
 PATH = "projects/demo/databases/(default)/documents/journal/t-1"
-NAMES = st.one_of(st.from_regex(r"[_a-zA-Z][_a-zA-Z0-9]{0,8}", fullmatch=True), st.text(max_size=6))
-SCALARS = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.floats(allow_nan=False),
-    st.text(max_size=12),
-    st.datetimes(timezones=st.just(UTC)),
-)
+NAMES = FIELD_NAMES
 VALUES = st.recursive(
     SCALARS,
     lambda inner: st.one_of(
