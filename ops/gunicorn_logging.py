@@ -98,17 +98,17 @@ def _status_code(status: object) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def _pairs(headers: Any) -> Iterable[tuple[str, Any]]:
+    """(name, value) pairs from gunicorn's list of them, or from a mapping."""
+    return headers.items() if hasattr(headers, "items") else (headers or ())
+
+
 def _header(headers: object, name: str) -> str | None:
     """A response header's value from gunicorn's list of (name, value) pairs."""
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    for key, value in items or ():  # type: ignore[attr-defined]
+    for key, value in _pairs(headers):
         if str(key).lower() == name:
             return str(value)
     return None
-
-
-def _pairs(headers: Any) -> Iterable[tuple[str, Any]]:
-    return headers.items() if hasattr(headers, "items") else headers  # type: ignore[no-any-return]
 
 
 class LazyAtoms(Mapping[str, Any]):
@@ -127,7 +127,7 @@ class LazyAtoms(Mapping[str, Any]):
         resp: Any,
         environ: Mapping[str, Any],
         request_time: timedelta,
-        req_headers: object,
+        req: object,
     ) -> None:
         status = resp.status
         sent = getattr(resp, "sent", None)
@@ -154,17 +154,17 @@ class LazyAtoms(Mapping[str, Any]):
             "p": f"<{os.getpid()}>",
         }
         self._sources = {
-            "i": getattr(req_headers, "headers", req_headers),
+            "i": getattr(req, "headers", req),  # gunicorn's request, or its headers
             "o": resp.headers,
             "e": environ,
         }
 
     def _braced(self, key: str) -> Any:
-        name, kind = key[1:-2], key[-1]
         if not key.endswith(("}i", "}o", "}e")):
             return "-"
+        name = key[1:-2]
         found: Any = "-"
-        for header, value in _pairs(self._sources[kind]):
+        for header, value in _pairs(self._sources[key[-1]]):
             if header.lower() == name:
                 found = value  # the last one, as gunicorn's dict keeps it
         return found
