@@ -4,11 +4,8 @@ A call on a gRPC channel takes that channel's Python-level condition several tim
 (to start the call, and for each event it reads), so the threads of a served worker
 queue for it on every RPC and hand the interpreter lock to each other as they do. With
 a channel per thread they no longer meet there. The channels are made together and
-connect on first use. gRPC's core shares one connection among channels with the same
-target and arguments: on the emulator, 8 channels used by 8 threads held one
-connection (counted with ``ss``). Production's channels each carry their own
-credentials object, so they may hold a connection each: at most ``CHANNELS`` per
-process.
+connect on first use; gRPC's core shares one connection among channels with the same
+target and arguments, so this adds no connections.
 
 A thread is given a channel on its first call, in turn, and keeps it; beyond
 ``CHANNELS`` threads, threads share. The store's client always puts its deadline
