@@ -31,7 +31,6 @@ from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_client import _GRPC_MSG_SIZE_OPTIONS
 
-from services.store.firestore_channels import ThreadChannels
 from services.store.firestore_deadline import DeadlineInterceptor
 from services.store.firestore_reads import snapshot
 
@@ -60,7 +59,7 @@ class _InterceptedClient(firestore.Client):
         # sizes), with STREAM_OPTION; it only serves the emulator, so the sync one.
         token = getattr(self._credentials, "id_token", None) or "owner"
         options = [("Authorization", f"Bearer {token}"), *_GRPC_MSG_SIZE_OPTIONS, STREAM_OPTION]
-        return ThreadChannels(lambda: grpc.insecure_channel(self._emulator_host, options=options))
+        return grpc.insecure_channel(self._emulator_host, options=options)
 
     def get_all(  # type: ignore[override]
         self,
@@ -99,10 +98,9 @@ class _InterceptedClient(firestore.Client):
         class Intercepted(transport):  # type: ignore[misc]
             @classmethod
             def create_channel(cls, *args: Any, **kwargs: Any) -> grpc.Channel:
-                # Production's channels: the library's options and STREAM_OPTION.
+                # Production's channel: the library's options and STREAM_OPTION.
                 kwargs["options"] = [*kwargs.get("options", ()), STREAM_OPTION]
-                create = super().create_channel
-                return ThreadChannels(lambda: create(*args, **kwargs))
+                return super().create_channel(*args, **kwargs)
 
             def __init__(self, *, host: str, channel: grpc.Channel, **kwargs: Any) -> None:
                 channel = grpc.intercept_channel(channel, *interceptors)
