@@ -68,7 +68,7 @@ test: system-packages lint typecheck pytest
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.ledger_bench --store all --write docs/benchmarks.md
-	$(BIN)/python -m bench.webhook_bench --store all --baseline --write docs/benchmarks.md
+	$(BIN)/python -m bench.webhook_bench --store all --baseline --rounds 3 --write docs/benchmarks.md
 	$(BIN)/python -m bench.tip_bench --store all --write docs/benchmarks.md
 	$(BIN)/python -m bench.reconcile_bench --write docs/benchmarks.md
 	$(BIN)/python -m bench.load_bench --store all --write docs/benchmarks.md
