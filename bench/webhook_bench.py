@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -339,7 +339,13 @@ def pid_of(process: subprocess.Popen[bytes] | None) -> int:
 
 
 def bench_store(
-    store: str, events: int, warmup: int, concurrency: int, code: Code, store_pid: int = 0
+    store: str,
+    events: int,
+    warmup: int,
+    concurrency: int,
+    code: Code,
+    store_pid: int = 0,
+    round_: int = 1,
 ) -> Result:
     with app_server(store, code) as server:
         pids = (pid_of(server.process), store_pid)
@@ -358,21 +364,28 @@ def bench_store(
         healthz = hit_healthz(server.url, events, concurrency, pids)
         exact = balances_exact(buyers, orders, concurrency)
     threads = SERVER_THREADS[store]
-    result = Result(store, events, concurrency, webhook, healthz, exact, code.name, threads, warmup)
+    result = Result(
+        store, events, concurrency, webhook, healthz, exact, code.name, threads, warmup, round_
+    )
     print(table([result]) + "\n", flush=True)
     return result
 
 
 def run_store(
-    store: str, events: int | None, warmup: int | None, concurrency: int, code: Code
+    store: str,
+    events: int | None,
+    warmup: int | None,
+    concurrency: int,
+    code: Code,
+    round_: int = 1,
 ) -> Result:
     count = events or DEFAULT_EVENTS[store]
     warm = DEFAULT_WARMUP[store] if warmup is None else warmup
     if store != "firestore":
-        return bench_store(store, count, warm, concurrency, code)
+        return bench_store(store, count, warm, concurrency, code, round_=round_)
     print("starting the Firestore emulator ...", flush=True)
     with emulator() as emu:
-        return bench_store("firestore", count, warm, concurrency, code, pid_of(emu.process))
+        return bench_store("firestore", count, warm, concurrency, code, pid_of(emu.process), round_)
 
 
 # -- the baseline: another commit, served from a temporary worktree ---------------------
@@ -654,7 +667,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="repeat the comparison, alternating which runs first"
     )
     parser.add_argument("--write", type=Path, help="replace the webhook_bench section here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -667,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             codes.append(stack.enter_context(baseline_checkout(args.baseline)))
         results = [
-            replace(run_store(store, args.events, args.warmup, args.concurrency, code), round=k)
+            run_store(store, args.events, args.warmup, args.concurrency, code, k)
             for k in range(1, args.rounds + 1)
             for store in stores
             for code in (codes if k % 2 else codes[::-1])  # who runs first alternates
