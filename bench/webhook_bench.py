@@ -455,8 +455,7 @@ def ms(value: float | None) -> str:
 
 def format_row(r: Result) -> str:
     cells = [r.store, r.code, str(r.round), f"1 worker x {r.threads} threads", str(r.warmup)]
-    cells += [str(r.events)]
-    cells += [str(r.concurrency), f"{r.webhook.per_s:.1f}"]
+    cells += [str(r.events), str(r.concurrency), f"{r.webhook.per_s:.1f}"]
     cells += [f"{r.webhook.p(0.5):.1f}", f"{r.webhook.p(0.99):.1f}", str(r.webhook.errors)]
     cells += [f"{r.healthz.per_s:.1f}", f"{r.healthz.p(0.5):.1f}", f"{r.ratio:.2f}"]
     cells += [ms(r.webhook.cpu_ms), ms(r.healthz.cpu_ms), "yes" if r.balances_exact else "no"]

@@ -22,6 +22,7 @@ from services.store.firestore_purchases import (
     FAILURES,
     PURCHASES,
     USERS,
+    _data,
     _doc,
     _FirestoreBase,
     _get,
@@ -117,7 +118,7 @@ class FirestoreOperations:
     def resolve_event_failure(self: _FirestoreBase, event_id: str, now: datetime) -> None:
         ref = _doc(self, FAILURES, event_id)
         # Nearly every event never failed: one read tells, and no write follows.
-        known = self._call(ref.get).to_dict()
+        known = _data(self, FAILURES, event_id)
         if known is None or known.get("resolved"):
             return
         update = {"resolved": True, "resolved_at": format_time(now)}
@@ -176,7 +177,7 @@ class FirestoreOperations:
         return self._in_transaction(body)
 
     def get_audit(self: _FirestoreBase, audit_id: str) -> AuditRecord | None:
-        data = self._call(_doc(self, AUDIT, audit_id).get).to_dict()
+        data = _data(self, AUDIT, audit_id)
         return None if data is None else AuditRecord.from_dict(data)
 
     def list_audit(
