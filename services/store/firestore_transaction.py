@@ -25,7 +25,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.types import common
 
 from services.store.firestore_reads import snapshot
-from services.store.firestore_writes import create_write
+from services.store.firestore_writes import create_write, set_write, update_write
 
 T = TypeVar("T")
 # Immediate retries of an aborted commit, as the library's ``transactional`` makes.
@@ -52,6 +52,22 @@ class LazyTransaction(firestore.Transaction):
         # The library's create, with the Write built by firestore_writes (the same one).
         self._document_references[reference._document_path] = reference
         self._add_write_pbs([create_write(reference._document_path, document_data)])
+
+    def set(self, reference: Any, document_data: dict[str, Any], merge: Any = False) -> None:
+        # The library's set, with the Write built by firestore_writes, for merge True or False.
+        if merge is not True and merge is not False:
+            super().set(reference, document_data, merge=merge)
+            return
+        self._document_references[reference._document_path] = reference
+        self._add_write_pbs([set_write(reference._document_path, document_data, merge)])
+
+    def update(self, reference: Any, field_updates: dict[str, Any], option: Any = None) -> None:
+        # The library's update, with the Write built by firestore_writes, without an option.
+        if option is not None:
+            super().update(reference, field_updates, option=option)
+            return
+        self._document_references[reference._document_path] = reference
+        self._add_write_pbs([update_write(reference._document_path, field_updates)])
 
     def begin_now(self) -> None:
         """Begin with an RPC of its own, unless begun: for a first read that is not a get_all."""

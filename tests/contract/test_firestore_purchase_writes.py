@@ -62,14 +62,16 @@ def test_a_change_writes_only_the_changed_fields(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.start_purchase(purchase_record("pur_w2", "bob", NOW), PurchaseLimits(), NOW)
-    written: list[dict[str, Any]] = []
-    update = firestore.Transaction.update
+    written: list[tuple[list[str], dict[str, Any]]] = []
+    add = firestore.Transaction._add_write_pbs
 
-    def spy(transaction: Any, ref: Any, field_updates: dict[str, Any], **kwargs: Any) -> Any:
-        written.append(dict(field_updates))
-        return update(transaction, ref, field_updates, **kwargs)
+    def spy(transaction: Any, write_pbs: list[Any]) -> Any:
+        for pb in write_pbs:  # what the commit will carry, masks and values
+            fields = {name: value.string_value for name, value in pb.update.fields.items()}
+            written.append((list(pb.update_mask.field_paths), fields))
+        return add(transaction, write_pbs)
 
-    monkeypatch.setattr(firestore.Transaction, "update", spy)
+    monkeypatch.setattr(firestore.Transaction, "_add_write_pbs", spy)
     store.update_purchase("pur_w2", lambda p: p.with_changes(LATER, state=PurchaseState.PAID))
-    assert written == [{"state": "paid", "updated_at": LATER}]
+    assert written == [(["state", "updated_at"], {"state": "paid", "updated_at": LATER})]
     assert stored(store, "pur_w2")["state"] == "paid"
