@@ -20,6 +20,7 @@ from services.faults import BEFORE_EVENT_RECORD, fault_point
 from services.ledger.model import utc_now
 from services.operations.model import error_summary
 from services.payments.fulfilment import Fulfilment
+from services.payments.model import Purchase
 from services.store.port import OperationsStore, PurchaseStore
 
 log = logging.getLogger("token_store.events")
@@ -34,6 +35,31 @@ class EventResult:
     event_id: str
     outcome: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class _Handled:
+    outcome: str | None
+    recorded: bool
+    credited: Purchase | None = None  # credited in the commit that recorded the event
+
+
+def _log_processed(event_id: str, event_type: str, handled: _Handled) -> None:
+    """One line an event; a credit made with it is on the same line, with its ids."""
+    fields = {"event_id": event_id, "event_type": event_type, "outcome": handled.outcome}
+    paid = handled.credited
+    if paid is None:
+        log.info("stripe event %s %s: %s", event_id, event_type, handled.outcome, extra=fields)
+        return
+    log.info(
+        "stripe event %s %s: %s, purchase %s credited %d tokens",
+        event_id,
+        event_type,
+        handled.outcome,
+        paid.id,
+        paid.tokens,
+        extra={**fields, "purchase_id": paid.id, "user_id": paid.user_id},
+    )
 
 
 class EventProcessor:
@@ -54,7 +80,7 @@ class EventProcessor:
         if self.store.event_processed(event_id):
             return EventResult(event_id, "duplicate", duplicate=True)
         try:
-            outcome, recorded = self._handle(event_id, event)
+            handled = self._handle(event_id, event)
         except Exception as exc:
             log.error(
                 "stripe event %s %s failed: %s",
@@ -65,32 +91,28 @@ class EventProcessor:
             )
             self._record_failure(event_id, str(event["type"]), exc)
             raise
-        if outcome is None:  # another delivery recorded it meanwhile
+        if handled.outcome is None:  # another delivery recorded it meanwhile
             return EventResult(event_id, "duplicate", duplicate=True)
-        if not recorded:  # a recorded paid event resolved its failure in the same commit
+        if not handled.recorded:  # a recorded paid event resolved its failure in the same commit
             self._resolve_failure(event_id)
-        log.info(
-            "stripe event %s %s: %s",
-            event_id,
-            event["type"],
-            outcome,
-            extra={"event_id": event_id, "event_type": event["type"], "outcome": outcome},
-        )
-        return EventResult(event_id, outcome, duplicate=False)
+        _log_processed(event_id, str(event["type"]), handled)
+        return EventResult(event_id, handled.outcome, duplicate=False)
 
-    def _handle(self, event_id: str, event: Mapping[str, Any]) -> tuple[str | None, bool]:
-        """The outcome (None: a duplicate after all) and whether it is recorded already."""
+    def _handle(self, event_id: str, event: Mapping[str, Any]) -> _Handled:
+        """The outcome (None: a duplicate after all), whether it is recorded already, and
+        the purchase it credited in that same commit."""
         outcome = self._other_mode(event)
         if outcome is None:
             paid = self.fulfilment.paid_event(event)
             if paid.duplicate:
-                return None, True
+                return _Handled(None, True)
             if paid.recorded:
-                return paid.outcome, True
+                credited = paid.purchase if paid.txn is not None else None
+                return _Handled(paid.outcome, True, credited)
             outcome = paid.outcome if paid.handled else self.fulfilment.handle_event(event)
         fault_point(BEFORE_EVENT_RECORD)
         self.store.record_event(event_id, str(event["type"]), outcome, self.clock())
-        return outcome, False
+        return _Handled(outcome, False)
 
     def _other_mode(self, event: Mapping[str, Any]) -> str | None:
         """A test-mode event on a live deployment (or the reverse) is never applied."""

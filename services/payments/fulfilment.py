@@ -256,9 +256,10 @@ class Fulfilment:
 
         return mark
 
-    def _credited(self, paid: Purchase, txn: JournalTransaction | None) -> None:
+    def _credited(self, paid: Purchase, txn: JournalTransaction | None, line: bool = True) -> None:
+        """``line`` False: the event's own log line reports the credit (EventProcessor)."""
         fault_point(AFTER_CREDIT_COMMIT)
-        if txn is not None:
+        if txn is not None and line:
             log.info(
                 "purchase %s credited %d tokens",
                 paid.id,
@@ -303,7 +304,9 @@ class Fulfilment:
             return NOT_HANDLED  # the general path puts it in review and says why
         if result.purchase is None:
             return result
-        self._credited(result.purchase, result.txn)
+        # Recorded in the same commit: the event's line says what was credited, one
+        # line an event instead of two (each a write to the log under the request).
+        self._credited(result.purchase, result.txn, line=not result.recorded)
         if not result.recorded:
             self._follow_up(result.purchase, result.txn, result.repay, result.deferred)
         return result

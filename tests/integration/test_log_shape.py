@@ -111,6 +111,9 @@ def test_purchase_refund_and_event_lines_carry_their_ids(
     assert credited["request_id"]  # written while serving the webhook
     events = {e["event_type"]: e for e in entries if e["message"].startswith("stripe event ")}
     assert events["checkout.session.completed"]["outcome"] == "paid"
+    # The credit, made in the commit that recorded the event, is on the event's one line.
+    assert events["checkout.session.completed"] is credited
+    assert sum(story["purchase_id"] in e["message"] for e in entries) == 1
     assert events["charge.refunded"]["outcome"] == "refund_clawed_back"
     assert all(e["event_id"].startswith("evt_") for e in events.values())
     rejected = next(e for e in entries if "webhook signature rejected" in e["message"])
