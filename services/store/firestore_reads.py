@@ -8,13 +8,15 @@ DocumentSnapshot from the raw protobuf in about 21. It decodes the values the st
 (null, booleans, numbers, strings, arrays and maps) itself and hands every other
 value (timestamps, bytes, references, geo points) to the library's ``decode_value``;
 a map with a key that starts with ``__`` (a vector's or a BSON value's wire form) and
-an answer with neither a document nor a missing name go to the library whole.
-tests/unit/test_firestore_reads.py checks it against the library's.
+an answer with neither a document nor a missing name go to the library whole. The
+snapshot's three times are converted only when asked for: the store reads them only
+for a history page. tests/unit/test_firestore_reads.py checks it against the library's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from operator import attrgetter
 from typing import Any
 
@@ -60,16 +62,38 @@ def _time(message: Any, field: str) -> DatetimeWithNanoseconds | None:
     return DatetimeWithNanoseconds.from_timestamp_pb(getattr(message, field))
 
 
-def _snapshot(
-    reference: Any, data: Any, read_time: Any, create_time: Any, update_time: Any
-) -> DocumentSnapshot[Any]:
+class _Snapshot(DocumentSnapshot):  # type: ignore[type-arg]
+    """A DocumentSnapshot whose three times are converted when first asked for.
+
+    The store reads the data alone, except a history page's ``read_time``; a paid
+    event's read answers 9 documents, and converting their 27 times was about 4% of
+    the event's CPU on the emulator.
+    """
+
+    _answer: Any  # the raw BatchGetDocumentsResponse
+    _document: Any  # its found Document, None for a missing one
+
+    @cached_property
+    def read_time(self) -> DatetimeWithNanoseconds | None:
+        return _time(self._answer, "read_time")
+
+    @cached_property
+    def create_time(self) -> DatetimeWithNanoseconds | None:
+        return None if self._document is None else _time(self._document, "create_time")
+
+    @cached_property
+    def update_time(self) -> DatetimeWithNanoseconds | None:
+        return None if self._document is None else _time(self._document, "update_time")
+
+
+def _snapshot(reference: Any, data: Any, answer: Any, document: Any) -> DocumentSnapshot[Any]:
     """DocumentSnapshot's own fields, set as its ``__init__`` sets them, without the deep
     copy it makes of the data: these data were just decoded and nothing else holds them."""
-    made = DocumentSnapshot.__new__(DocumentSnapshot)
+    made = _Snapshot.__new__(_Snapshot)
     made._reference = reference
     made._data = data
     made._exists = data is not None
-    made.read_time, made.create_time, made.update_time = read_time, create_time, update_time
+    made._answer, made._document = answer, document
     return made
 
 
@@ -78,15 +102,9 @@ def snapshot(answer: Any, references: dict[str, Any], client: Any) -> DocumentSn
     kind = answer.WhichOneof("result")
     if kind == "found":
         document = answer.found
-        return _snapshot(
-            _get_reference(document.name, references),
-            decode_fields(document.fields, client),
-            _time(answer, "read_time"),
-            _time(document, "create_time"),
-            _time(document, "update_time"),
-        )
+        reference = _get_reference(document.name, references)
+        return _snapshot(reference, decode_fields(document.fields, client), answer, document)
     if kind == "missing":
-        reference = _get_reference(answer.missing, references)
-        return _snapshot(reference, None, _time(answer, "read_time"), None, None)
+        return _snapshot(_get_reference(answer.missing, references), None, answer, None)
     wrapped = firestore_types.BatchGetDocumentsResponse.wrap(answer)
     return _parse_batch_get(wrapped, references, client)
