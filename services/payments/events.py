@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from services.faults import BEFORE_EVENT_RECORD, fault_point
 from services.ledger.model import utc_now
 from services.operations.model import error_summary
-from services.payments.fulfilment import Fulfilment
+from services.payments.fulfilment import CREDITED, Fulfilment
 from services.payments.model import Purchase
 from services.store.port import OperationsStore, PurchaseStore
 
@@ -52,7 +52,7 @@ def _log_processed(event_id: str, event_type: str, handled: _Handled) -> None:
         log.info("stripe event %s %s: %s", event_id, event_type, handled.outcome, extra=fields)
         return
     log.info(
-        "stripe event %s %s: %s, purchase %s credited %d tokens",
+        f"stripe event %s %s: %s, {CREDITED}",
         event_id,
         event_type,
         handled.outcome,

@@ -50,6 +50,8 @@ from services.security import SecurityService
 from services.store.port import Store
 from services.tokens import TokenLedger
 
+# A credit's log words, also on a paid event's own line (EventProcessor).
+CREDITED = "purchase %s credited %d tokens"
 log = logging.getLogger("token_store.fulfilment")
 PAID_STATUSES = ("paid", "no_payment_required")
 SESSION_PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
@@ -261,7 +263,7 @@ class Fulfilment:
         fault_point(AFTER_CREDIT_COMMIT)
         if txn is not None and line:
             log.info(
-                "purchase %s credited %d tokens",
+                CREDITED,
                 paid.id,
                 paid.tokens,
                 extra={"purchase_id": paid.id, "user_id": paid.user_id},

@@ -48,26 +48,28 @@ class LazyTransaction(firestore.Transaction):
             return common.TransactionOptions(read_write=read_write)
         return options
 
+    # create, set and update are the library's, with the Write built by firestore_writes
+    # (the same one); a set merging named fields and an update with an option are left
+    # to the library.
     def create(self, reference: Any, document_data: dict[str, Any]) -> None:
-        # The library's create, with the Write built by firestore_writes (the same one).
-        self._document_references[reference._document_path] = reference
-        self._add_write_pbs([create_write(reference._document_path, document_data)])
+        self._add(reference, create_write(reference._document_path, document_data))
 
     def set(self, reference: Any, document_data: dict[str, Any], merge: Any = False) -> None:
-        # The library's set, with the Write built by firestore_writes, for merge True or False.
         if merge is not True and merge is not False:
             super().set(reference, document_data, merge=merge)
-            return
-        self._document_references[reference._document_path] = reference
-        self._add_write_pbs([set_write(reference._document_path, document_data, merge)])
+        else:
+            self._add(reference, set_write(reference._document_path, document_data, merge))
 
     def update(self, reference: Any, field_updates: dict[str, Any], option: Any = None) -> None:
-        # The library's update, with the Write built by firestore_writes, without an option.
         if option is not None:
             super().update(reference, field_updates, option=option)
-            return
+        else:
+            self._add(reference, update_write(reference._document_path, field_updates))
+
+    def _add(self, reference: Any, write_pb: Any) -> None:
+        """What the library's batch does with a write it built."""
         self._document_references[reference._document_path] = reference
-        self._add_write_pbs([update_write(reference._document_path, field_updates)])
+        self._add_write_pbs([write_pb])
 
     def begin_now(self) -> None:
         """Begin with an RPC of its own, unless begun: for a first read that is not a get_all."""
