@@ -30,9 +30,11 @@ from google.api_core import gapic_v1
 from google.api_core.retry import Retry
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_client import _GRPC_MSG_SIZE_OPTIONS
+from google.cloud.firestore_v1.types import firestore as firestore_types
 
 from services.store.firestore_deadline import DeadlineInterceptor
 from services.store.firestore_reads import snapshot
+from services.store.firestore_rpc import BatchGetRequest, DirectRpcs
 
 MAX_BACKOFF_S = 1.0
 STREAM_OPTION = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
@@ -53,6 +55,17 @@ class _InterceptedClient(firestore.Client):
         # The library builds its API object on first use without a lock; threads racing
         # there each made a channel, and one freed while its call read closed that call.
         self._api_lock = threading.Lock()
+        self._rpcs: DirectRpcs | None = None
+
+    @property
+    def rpcs(self) -> DirectRpcs:
+        """Batched reads and commits without the library's per-call wrapping."""
+        if self._rpcs is None:
+            api = self._firestore_api  # built under the lock, once
+            with self._api_lock:
+                if self._rpcs is None:
+                    self._rpcs = DirectRpcs(self, api)
+        return self._rpcs
 
     def _emulator_channel(self, transport: Any) -> grpc.Channel:
         # The library's emulator channel (insecure, its bearer token, its message
@@ -71,16 +84,14 @@ class _InterceptedClient(firestore.Client):
         *,
         read_time: Any = None,
     ) -> Iterator[Any]:
-        # The library's get_all (a transaction's reads come here too), its answers
-        # parsed from their protobufs by firestore_reads: the same snapshots, less CPU.
-        request, references_by_path, kwargs = self._prep_get_all(
+        # The library's get_all (a transaction's reads come here too), sent by
+        # firestore_rpc and its answers parsed from their protobufs by firestore_reads:
+        # the same snapshots, less CPU.
+        request, references_by_path, _ = self._prep_get_all(
             references, field_paths, transaction, retry, timeout, read_time
         )
-        answers = self._firestore_api.batch_get_documents(
-            request=request, metadata=self._rpc_metadata, **kwargs
-        )
-        for answer in answers:
-            yield snapshot(answer._pb, references_by_path, self)
+        for answer in self.rpcs.batch_get(_request_pb(request), retry, timeout):
+            yield snapshot(answer, references_by_path, self)
 
     def _firestore_api_helper(self, transport: Any, client_class: Any, client_module: Any) -> Any:
         # The library asks for its API object on every RPC and builds it once: the
@@ -109,6 +120,17 @@ class _InterceptedClient(firestore.Client):
 
         Intercepted.__name__ = transport.__name__  # the emulator branch looks at the name
         return super()._firestore_api_helper(Intercepted, client_class, client_module)
+
+
+def _request_pb(request: dict[str, Any]) -> Any:
+    """The library's request as a protobuf: built directly when it names documents (and a
+    transaction) only; through proto-plus with a mask or a read time."""
+    if request.get("mask") is None and "read_time" not in request:
+        built = BatchGetRequest(database=request["database"], documents=request["documents"])
+        if request.get("transaction"):  # one of a oneof: set only when there is one
+            built.transaction = request["transaction"]
+        return built
+    return firestore_types.BatchGetDocumentsRequest(request)._pb
 
 
 def open_client(project: str, *extra: Any) -> firestore.Client:

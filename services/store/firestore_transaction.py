@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.types import common
+from google.cloud.firestore_v1.types.write import Write
 
 from services.store.firestore_reads import snapshot
+from services.store.firestore_rpc import BatchGetRequest, CommitRequest
 from services.store.firestore_writes import create_write, set_write, update_write
 
 T = TypeVar("T")
@@ -89,20 +91,17 @@ class LazyTransaction(firestore.Transaction):
         """Read ``references`` in a new transaction, whose id comes with the first answer."""
         client = self._client
         by_path = {ref._document_path: ref for ref in references}
-        request = {
-            "database": client._database_string,
-            "documents": list(by_path),
-            "new_transaction": self._options(),
-        }
-        answers = client._firestore_api.batch_get_documents(
-            request=request, metadata=client._rpc_metadata, retry=None, timeout=timeout
+        request = BatchGetRequest(
+            database=client._database_string,
+            documents=list(by_path),
+            new_transaction=common.TransactionOptions.pb(self._options()),
         )
         snapshots = []
-        for answer in answers:
+        for answer in client.rpcs.batch_get(request, retry=None, timeout=timeout):
             if answer.transaction:
                 self._id = answer.transaction
-            if answer._pb.WhichOneof("result") is not None:  # the first may carry only the id
-                snapshots.append(snapshot(answer._pb, by_path, client))
+            if answer.WhichOneof("result") is not None:  # the first may carry only the id
+                snapshots.append(snapshot(answer, by_path, client))
         if not self.in_progress:
             raise gexc.InternalServerError("Firestore began no transaction")  # type: ignore[no-untyped-call]
         return snapshots
@@ -120,10 +119,13 @@ class LazyTransaction(firestore.Transaction):
                 self._rollback()
             return
         client = self._client
-        request = {"database": client._database_string, "writes": self._write_pbs}
+        request = CommitRequest(
+            database=client._database_string,
+            writes=[Write.pb(write) for write in self._write_pbs],
+        )
         if self.in_progress:
-            request["transaction"] = self._id
-        answer = client._firestore_api.commit(request=request, metadata=client._rpc_metadata)
+            request.transaction = self._id
+        answer = client.rpcs.commit(request)
         self._clean_up()
         self.write_results = list(answer.write_results)
         self.commit_time = answer.commit_time
