@@ -34,7 +34,7 @@ from google.cloud.firestore_v1.types import firestore as firestore_types
 
 from services.store.firestore_deadline import DeadlineInterceptor
 from services.store.firestore_reads import snapshot
-from services.store.firestore_rpc import BatchGetRequest, DirectRpcs
+from services.store.firestore_rpc import BatchGetRequest, direct_rpcs
 
 MAX_BACKOFF_S = 1.0
 STREAM_OPTION = (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
@@ -55,17 +55,6 @@ class _InterceptedClient(firestore.Client):
         # The library builds its API object on first use without a lock; threads racing
         # there each made a channel, and one freed while its call read closed that call.
         self._api_lock = threading.Lock()
-        self._rpcs: DirectRpcs | None = None
-
-    @property
-    def rpcs(self) -> DirectRpcs:
-        """Batched reads and commits without the library's per-call wrapping."""
-        if self._rpcs is None:
-            api = self._firestore_api  # built under the lock, once
-            with self._api_lock:
-                if self._rpcs is None:
-                    self._rpcs = DirectRpcs(self, api)
-        return self._rpcs
 
     def _emulator_channel(self, transport: Any) -> grpc.Channel:
         # The library's emulator channel (insecure, its bearer token, its message
@@ -90,7 +79,7 @@ class _InterceptedClient(firestore.Client):
         request, references_by_path, _ = self._prep_get_all(
             references, field_paths, transaction, retry, timeout, read_time
         )
-        for answer in self.rpcs.batch_get(_request_pb(request), retry, timeout):
+        for answer in direct_rpcs(self).batch_get(_request_pb(request), retry, timeout):
             yield snapshot(answer, references_by_path, self)
 
     def _firestore_api_helper(self, transport: Any, client_class: Any, client_module: Any) -> Any:

@@ -26,7 +26,7 @@ from google.cloud.firestore_v1.types import common
 from google.cloud.firestore_v1.types.write import Write
 
 from services.store.firestore_reads import snapshot
-from services.store.firestore_rpc import BatchGetRequest, CommitRequest
+from services.store.firestore_rpc import BatchGetRequest, CommitRequest, direct_rpcs
 from services.store.firestore_writes import create_write, set_write, update_write
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ class LazyTransaction(firestore.Transaction):
             new_transaction=common.TransactionOptions.pb(self._options()),
         )
         snapshots = []
-        for answer in client.rpcs.batch_get(request, retry=None, timeout=timeout):
+        for answer in direct_rpcs(client).batch_get(request, retry=None, timeout=timeout):
             if answer.transaction:
                 self._id = answer.transaction
             if answer.WhichOneof("result") is not None:  # the first may carry only the id
@@ -125,7 +125,7 @@ class LazyTransaction(firestore.Transaction):
         )
         if self.in_progress:
             request.transaction = self._id
-        answer = client.rpcs.commit(request)
+        answer = direct_rpcs(client).commit(request)
         self._clean_up()
         self.write_results = list(answer.write_results)
         self.commit_time = answer.commit_time

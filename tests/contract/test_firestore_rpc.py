@@ -22,7 +22,7 @@ from google.cloud.firestore_v1.types import common
 from google.cloud.firestore_v1.types import firestore as firestore_types
 
 from services.store.firestore_client import open_client
-from services.store.firestore_rpc import BatchGetRequest, CommitRequest
+from services.store.firestore_rpc import BatchGetRequest, CommitRequest, direct_rpcs
 from services.store.firestore_writes import set_write
 from tests.support.firestore_emulator import FirestoreEmulator
 
@@ -94,7 +94,7 @@ def test_a_batched_read_is_the_librarys_on_the_wire(recorded: tuple[Any, Recorde
     assert [s.update_time for s in ours] == [s.update_time for s in library]
 
 
-def test_a_read_in_a_transaction_and_a_masked_read_are_the_librarys_too(
+def test_reads_in_a_transaction_masked_or_at_a_time_are_the_librarys_too(
     recorded: tuple[Any, Recorder],
 ) -> None:
     client, recorder = recorded
@@ -104,10 +104,15 @@ def test_a_read_in_a_transaction_and_a_masked_read_are_the_librarys_too(
     list(client.get_all(refs, transaction=transaction))
     list(firestore.Client.get_all(client, refs, transaction=transaction))
     assert_same_call(*last_two(recorder, direct_first=True), 300.0)
+    transaction._rollback()
     list(client.get_all(refs, field_paths=["name"]))
     list(firestore.Client.get_all(client, refs, field_paths=["name"]))
     assert_same_call(*last_two(recorder, direct_first=True), 300.0)
-    transaction._rollback()
+    at = next(iter(client.get_all(refs[:1]))).update_time
+    ours = [s.to_dict() for s in client.get_all(refs, read_time=at)]
+    library = [s.to_dict() for s in firestore.Client.get_all(client, refs, read_time=at)]
+    assert_same_call(*last_two(recorder, direct_first=True), 300.0)
+    assert ours == library
 
 
 def test_a_read_beginning_a_transaction_is_the_librarys_on_the_wire(
@@ -132,7 +137,7 @@ def test_a_read_beginning_a_transaction_is_the_librarys_on_the_wire(
         documents=paths,
         new_transaction=common.TransactionOptions.pb(options),
     )
-    direct = list(client.rpcs.batch_get(request))
+    direct = list(direct_rpcs(client).batch_get(request))
     assert_same_call(*last_two(recorder), 300.0)
     assert direct[0].transaction and library[0].transaction  # each began one
     assert [a.WhichOneof("result") for a in direct] == [
@@ -153,7 +158,7 @@ def test_a_commit_is_the_librarys_on_the_wire(recorded: tuple[Any, Recorder]) ->
         request={"database": client._database_string, "writes": [write]},
         metadata=client._rpc_metadata,
     )
-    direct = client.rpcs.commit(
+    direct = direct_rpcs(client).commit(
         CommitRequest(database=client._database_string, writes=[type(write).pb(write)])
     )
     assert_same_call(*last_two(recorder), 60.0)
@@ -176,9 +181,9 @@ def test_errors_are_the_librarys_errors(recorded: tuple[Any, Recorder]) -> None:
         database=client._database_string, writes=[type(write).pb(write)], transaction=bogus
     )
     with pytest.raises(gexc.InvalidArgument) as from_direct:
-        client.rpcs.commit(request)
+        direct_rpcs(client).commit(request)
     assert from_direct.value.code == from_library.value.code
     read = BatchGetRequest(database=client._database_string, documents=[ref._document_path])
     read.transaction = bogus
     with pytest.raises(gexc.InvalidArgument):
-        list(client.rpcs.batch_get(read))
+        list(direct_rpcs(client).batch_get(read))
