@@ -33,6 +33,13 @@ BATCH_GET = "/google.firestore.v1.Firestore/BatchGetDocuments"
 COMMIT = "/google.firestore.v1.Firestore/Commit"
 BatchGetRequest = firestore_types.BatchGetDocumentsRequest.pb()
 CommitRequest = firestore_types.CommitRequest.pb()
+BatchGetAnswer = firestore_types.BatchGetDocumentsResponse.pb()
+CommitAnswer = firestore_types.CommitResponse.pb()
+STREAMS = frozenset({"batch_get_documents"})  # the library's names of unary-stream RPCs
+
+
+def _serialized(request: Any) -> bytes:
+    return request.SerializeToString()  # type: ignore[no-any-return]
 
 
 def _raised(exc: grpc.RpcError) -> gexc.GoogleAPICallError:
@@ -49,10 +56,16 @@ def _answers(stream: Iterator[Any]) -> Iterator[Any]:
 class _Method:
     """One RPC on the channel, with the library's metadata, timeout and retry for it."""
 
-    def __init__(self, api: Any, name: str, stub: Any, metadata: tuple[Any, ...]) -> None:
+    def __init__(
+        self, api: Any, name: str, path: str, answer: Any, metadata: tuple[Any, ...]
+    ) -> None:
         transport = api._transport
         gapic = transport._wrapped_methods[getattr(transport, name)]
-        self.stub = stub
+        channel = transport.grpc_channel
+        make = channel.unary_stream if name in STREAMS else channel.unary_unary
+        self.stub = make(
+            path, request_serializer=_serialized, response_deserializer=answer.FromString
+        )
         self.retry = gapic._retry
         default = gapic._timeout  # seconds for each attempt, as the library's wrapper has it
         self.timeout = float(default) if isinstance(default, int | float) else None
@@ -83,31 +96,12 @@ class DirectRpcs:
     """BatchGetDocuments and Commit for one client (see the module docstring)."""
 
     def __init__(self, client: Any, api: Any) -> None:
-        channel = api._transport.grpc_channel
         routing = gapic_v1.routing_header.to_grpc_metadata(  # type: ignore[no-untyped-call]
             (("database", client._database_string),)
         )
         metadata = (*client._rpc_metadata, routing)
-        self._batch_get = _Method(
-            api,
-            "batch_get_documents",
-            channel.unary_stream(
-                BATCH_GET,
-                request_serializer=BatchGetRequest.SerializeToString,
-                response_deserializer=firestore_types.BatchGetDocumentsResponse.pb().FromString,
-            ),
-            metadata,
-        )
-        self._commit = _Method(
-            api,
-            "commit",
-            channel.unary_unary(
-                COMMIT,
-                request_serializer=CommitRequest.SerializeToString,
-                response_deserializer=firestore_types.CommitResponse.pb().FromString,
-            ),
-            metadata,
-        )
+        self._batch_get = _Method(api, "batch_get_documents", BATCH_GET, BatchGetAnswer, metadata)
+        self._commit = _Method(api, "commit", COMMIT, CommitAnswer, metadata)
 
     def batch_get(
         self, request: Any, retry: Any = gapic_v1.method.DEFAULT, timeout: Any = None
