@@ -128,7 +128,6 @@ class LazyTransaction(firestore.Transaction):
         answer = direct_rpcs(client).commit(request)
         self._clean_up()
         self.write_results = list(answer.write_results)
-        self.commit_time = answer.commit_time
 
     def abandon(self) -> None:
         """Roll back what began; the error that led here is the one to report."""
