@@ -148,6 +148,31 @@ def test_purchases_are_found_by_session_and_payment_intent(store: Store) -> None
         store.update_purchase("pur_missing", lambda p: p)
 
 
+def test_each_lookup_follows_the_field_it_finds_by_through_changes(store: Store) -> None:
+    """A change of one field moves the purchase in that field's lookup and leaves the
+    others finding it (SQLite rewrites only the indexed columns that changed)."""
+    store.ensure_user(User(id="friend", created_at=format_time(NOW)), NOW)
+    stored = store.start_purchase(purchase(1), LIMITS, NOW)
+    steps = [
+        {"payment_intent_id": "pi_1"},
+        {"state": PurchaseState.PAID},
+        {"payment_intent_id": "pi_2"},
+        {"user_id": "friend"},
+        {"session_id": "cs_later"},
+    ]
+    for step in steps:
+        now = store.update_purchase(stored.id, lambda p, step=step: p.with_changes("later", **step))
+        assert store.find_purchase(session_id=now.session_id or "") == now
+        if now.payment_intent_id:
+            assert store.find_purchase(payment_intent_id=now.payment_intent_id) == now
+        assert [p.id for p in store.purchases_in_state(now.state, 10)] == [now.id]
+        assert [p.id for p in store.purchases_of_user(now.user_id, 10)] == [now.id]
+    assert store.find_purchase(payment_intent_id="pi_1") is None
+    assert store.find_purchase(session_id="cs_buyer_1") is None
+    assert store.purchases_in_state(PurchaseState.PENDING, 10) == []
+    assert store.purchases_of_user("buyer", 10) == []
+
+
 def test_concurrent_updates_are_not_lost(store_factory: StoreFactory) -> None:
     stores = [store_factory() for _ in range(2)]
     stores[0].start_purchase(purchase(1), None, NOW)
