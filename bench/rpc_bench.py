@@ -1,6 +1,7 @@
-"""Firestore RPCs per operation, counted on the wire by a gRPC client interceptor.
+"""Round trips per operation: Firestore's RPCs, counted on the wire by a gRPC client
+interceptor, and SQLite's transactions, statements and WAL pages.
 
-Run: ``PYTHONPATH=. .venv/bin/python -m bench.rpc_bench [--repeat 5]
+Run: ``PYTHONPATH=. .venv/bin/python -m bench.rpc_bench [--store all] [--repeat 5]
 [--write docs/benchmarks.md]``.
 
 A benchmark, not a test: it prints a table and asserts nothing. The app's own
@@ -14,11 +15,19 @@ every thread of the process, gRPC's own among them): the client's cost of an
 operation, the emulator's not included. Operations run one at a time here, in
 process; served under gunicorn's threads the same calls cost more (the webhook
 bench gives the server's CPU per event).
+
+On SQLite the same operations run on a store whose connections carry a trace
+callback: it counts the statements run (each lets go of the GIL and takes it back)
+and the write transactions. The WAL is checkpointed and emptied before each run,
+so its frames afterwards are the pages the run's commits wrote: what COMMIT's
+cost grows with, and what a checkpoint copies later.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,10 +36,10 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from unittest import mock
 
 import grpc  # type: ignore[import-untyped]
@@ -43,11 +52,15 @@ from services.ledger.model import TxnType, format_time
 from services.payments.model import User
 from services.store.firestore import FirestoreStore
 from services.store.firestore_client import open_client
+from services.store.sqlite import SqliteStore
 from tests.support.purchases import event, session_object
 from tests.support.stripe_fixtures import fixture
 
 PROJECT = "rpc-bench"
 START, END = "<!-- rpc_bench:start -->", "<!-- rpc_bench:end -->"
+SQLITE_START, SQLITE_END = "<!-- rpc_bench_sqlite:start -->", "<!-- rpc_bench_sqlite:end -->"
+SQLITE_COLUMNS = ("transactions", "statements", "WAL pages")
+WAL_HEADER, FRAME_HEADER = 32, 24  # bytes (sqlite.org/fileformat.html, the WAL format)
 PACK = "popular"
 KINDS = (
     "BatchGetDocuments",
@@ -92,13 +105,67 @@ class RpcCounter(
             seen.update(self.counts)
 
 
+class SqliteMeter:
+    """Statements and write transactions run on a store's connections, and the pages its
+    commits wrote to the WAL (emptied before each measured run)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.statements: list[str] = []
+        self._lock = threading.Lock()
+
+    def trace(self, sql: str) -> None:
+        if not sql.startswith("--"):  # a trigger's statements are reported as comments
+            with self._lock:
+                self.statements.append(sql)
+
+    @contextmanager
+    def measuring(self) -> Iterator[Counter[str]]:
+        with closing(sqlite3.connect(self.path)) as side:
+            busy, _, _ = side.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            page_size = side.execute("PRAGMA page_size").fetchone()[0]
+        if busy:
+            raise RuntimeError("the WAL could not be emptied before a run")
+        with self._lock:
+            self.statements.clear()
+        seen: Counter[str] = Counter()
+        yield seen
+        wal = self.path + "-wal"
+        size = os.path.getsize(wal) if os.path.exists(wal) else 0
+        with self._lock:
+            seen["statements"] = len(self.statements)
+            seen["transactions"] = sum(sql.startswith("BEGIN") for sql in self.statements)
+        seen["WAL pages"] = max(0, size - WAL_HEADER) // (FRAME_HEADER + page_size)
+
+
+class TracedSqliteStore(SqliteStore):
+    """A SqliteStore whose every connection reports its statements to ``trace``."""
+
+    def __init__(self, path: str, trace: Callable[[str], None]) -> None:
+        self._trace = trace  # before the schema's connection is opened
+        super().__init__(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        conn.set_trace_callback(self._trace)
+        return conn
+
+
+class Meter(Protocol):
+    def measuring(self) -> AbstractContextManager[Counter[str]]: ...
+
+
 @dataclass(frozen=True)
 class Row:
     operation: str
-    fewest: int
-    most: int
-    kinds: Counter[str]
+    runs: tuple[Counter[str], ...]
     cpu_ms: float  # median client CPU of one run
+
+    def span(self, count: Callable[[Counter[str]], int]) -> str:
+        """Fewest-most of ``count`` over the runs."""
+        values = [count(kinds) for kinds in self.runs]
+        low, high = min(values), max(values)
+        return str(low) if low == high else f"{low}-{high}"
 
 
 class Workload:
@@ -223,7 +290,7 @@ def operations(work: Workload) -> dict[str, Callable[[], Callable[[], object]]]:
     }
 
 
-def measure(services: Services, counter: RpcCounter, repeat: int) -> list[Row]:
+def measure(services: Services, meter: Meter, repeat: int) -> list[Row]:
     work = Workload(services)
     rows = []
     for name, prepare in operations(work).items():
@@ -231,15 +298,19 @@ def measure(services: Services, counter: RpcCounter, repeat: int) -> list[Row]:
         cpu_s: list[float] = []
         for _ in range(repeat):
             operation = prepare()
-            with counter.measuring() as kinds:
+            with meter.measuring() as kinds:
                 began = time.process_time()
                 operation()
                 cpu_s.append(time.process_time() - began)
             runs.append(kinds)
-        totals = [sum(kinds.values()) for kinds in runs]
-        cpu_ms = statistics.median(cpu_s) * 1000
-        rows.append(Row(name, min(totals), max(totals), runs[-1], cpu_ms))
+        rows.append(Row(name, tuple(runs), statistics.median(cpu_s) * 1000))
     return rows
+
+
+def _services(store: Any, env: dict[str, str]) -> Services:
+    """The composition root's services, on ``store``."""
+    with mock.patch.object(container, "open_store", return_value=store):
+        return build_services(load_settings(env))
 
 
 def run(repeat: int) -> list[Row]:
@@ -253,11 +324,23 @@ def run(repeat: int) -> list[Row]:
             "SANDBOX_DB_PATH": f"{tmp}/sandbox.db",
             "SANDBOX_WEBHOOKS": "off",
         }
-        # The composition root's services, on the counting store.
-        with mock.patch.object(container, "open_store", return_value=store):
-            services = build_services(load_settings(env))
         try:
-            return measure(services, counter, repeat)
+            return measure(_services(store, env), counter, repeat)
+        finally:
+            store.close()
+
+
+def run_sqlite(repeat: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
+        meter = SqliteMeter(f"{tmp}/ledger.db")
+        store = TracedSqliteStore(meter.path, meter.trace)
+        env = {
+            "STORE_URL": f"sqlite:///{meter.path}",
+            "SANDBOX_DB_PATH": f"{tmp}/sandbox.db",
+            "SANDBOX_WEBHOOKS": "off",
+        }
+        try:
+            return measure(_services(store, env), meter, repeat)
         finally:
             store.close()
 
@@ -266,11 +349,11 @@ def table(rows: list[Row], repeat: int) -> str:
     head = "| operation | RPCs | client CPU ms | " + " | ".join(KINDS) + " | other |"
     lines = [head, "|---|" + "---:|" * (len(KINDS) + 3)]
     for row in rows:
-        span = str(row.fewest) if row.fewest == row.most else f"{row.fewest}-{row.most}"
-        other = sum(v for k, v in row.kinds.items() if k not in KINDS)
-        cells = [str(row.kinds.get(kind, 0)) for kind in KINDS]
+        kinds = row.runs[-1]
+        other = sum(v for k, v in kinds.items() if k not in KINDS)
+        cells = [str(kinds.get(kind, 0)) for kind in KINDS]
         lines.append(
-            f"| {row.operation} | {span} | {row.cpu_ms:.2f} | "
+            f"| {row.operation} | {row.span(lambda k: sum(k.values()))} | {row.cpu_ms:.2f} | "
             + " | ".join(cells)
             + f" | {other} |"
         )
@@ -285,16 +368,42 @@ def table(rows: list[Row], repeat: int) -> str:
     return "\n".join([note, "", *lines])
 
 
+def sqlite_table(rows: list[Row], repeat: int) -> str:
+    head = "| operation | " + " | ".join(SQLITE_COLUMNS) + " | CPU ms |"
+    lines = [head, "|---|" + "---:|" * (len(SQLITE_COLUMNS) + 1)]
+    for row in rows:
+        cells = [row.span(lambda k, name=name: k[name]) for name in SQLITE_COLUMNS]  # type: ignore[misc]
+        lines.append(f"| {row.operation} | " + " | ".join(cells) + f" | {row.cpu_ms:.2f} |")
+    note = (
+        f"The same operations on SQLite (`synchronous=FULL`), {repeat} runs each on fresh "
+        "keys (fewest-most): write transactions, statements run on the store's connections "
+        "(a trace callback on each), and pages the commits wrote to the WAL (emptied "
+        "before each run). CPU ms: the median CPU time of this process over one run, in "
+        "process (no HTTP); set-up is not counted."
+    )
+    return "\n".join([note, "", *lines])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", choices=("firestore", "sqlite", "all"), default="all")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args(argv)
-    text = table(run(args.repeat), args.repeat)
-    print(text)
-    if args.write:
-        section = f"{START}\n## Firestore RPCs per operation\n\n{context_line()}\n\n{text}\n{END}"
-        write_section(args.write, section, START, END)
+    if args.store in ("firestore", "all"):
+        text = table(run(args.repeat), args.repeat)
+        print(text)
+        if args.write:
+            title = "## Firestore RPCs per operation"
+            section = f"{START}\n{title}\n\n{context_line()}\n\n{text}\n{END}"
+            write_section(args.write, section, START, END)
+    if args.store in ("sqlite", "all"):
+        text = sqlite_table(run_sqlite(args.repeat), args.repeat)
+        print(text)
+        if args.write:
+            title = "## SQLite transactions, statements and WAL pages per operation"
+            section = f"{SQLITE_START}\n{title}\n\n{context_line()}\n\n{text}\n{SQLITE_END}"
+            write_section(args.write, section, SQLITE_START, SQLITE_END)
     return 0
 
 
