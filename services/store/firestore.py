@@ -90,7 +90,14 @@ from services.ledger.rules import LedgerRead, blind_credits, execute
 from services.store import firestore_transaction
 from services.store.firestore_alerts import FirestoreAlerts
 from services.store.firestore_client import open_client
-from services.store.firestore_deadline import BudgetSpent, OutageMemory, budget, remaining_s
+from services.store.firestore_deadline import (
+    CALL_BUDGET_S,
+    CALL_TIMEOUT_S,
+    BudgetSpent,
+    OutageMemory,
+    budget,
+    remaining_s,
+)
 from services.store.firestore_operations import FirestoreOperations
 from services.store.firestore_purchases import FirestorePurchases, create_if_absent
 from services.store.firestore_sessions import FirestoreSessions
@@ -107,10 +114,6 @@ PAGE_SIZE = 300
 # backoff they spread out writers that keep colliding on one account.
 CONTENTION_ATTEMPTS = 12
 BACKOFF_START_S, BACKOFF_MAX_S = 0.01, 0.5
-CALL_TIMEOUT_S = 10.0
-# Every call to Firestore ends within this, its retries included (firestore_deadline):
-# an unreachable Firestore is a 503 within seconds, never a hang.
-CALL_BUDGET_S = 10.0
 LOCK_STRIPES = 256
 PING_RETRY = Retry(initial=0.1, maximum=0.5, timeout=3.0)
 _TRANSIENT = (

@@ -6,9 +6,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from services.payments.model import SecurityAlert
+from services.store.firestore_deadline import CALL_TIMEOUT_S
 from services.store.firestore_purchases import ALERTS, _doc, _FirestoreBase, create_if_absent
-
-CALL_TIMEOUT_S = 10.0  # as every other Firestore call: bounded
 
 
 class FirestoreAlerts:

@@ -26,6 +26,10 @@ from typing import Any, NamedTuple
 import grpc  # type: ignore[import-untyped]
 from google.api_core import exceptions as gexc
 
+# Every call to Firestore ends within this, its retries included: an unreachable
+# Firestore is a 503 within seconds, never a hang.
+CALL_BUDGET_S = 10.0
+CALL_TIMEOUT_S = CALL_BUDGET_S  # the client library's own deadline for a call, retries included
 DOWN_BUDGET_S = 1.0
 DOWN_WINDOW_S = 30.0
 _deadline: ContextVar[float | None] = ContextVar("firestore_deadline", default=None)

@@ -13,11 +13,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from services.session_model import SessionRecord
+from services.store.firestore_deadline import CALL_TIMEOUT_S
 
 T = TypeVar("T")
 SESSIONS = "sessions"
 USERS = "users"
-CALL_TIMEOUT_S = 10.0  # as every other Firestore call: bounded
 
 
 def _update_if_present(ref: Any, data: dict[str, Any]) -> None:
