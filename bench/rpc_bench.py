@@ -384,6 +384,14 @@ def sqlite_table(rows: list[Row], repeat: int) -> str:
     return "\n".join([note, "", *lines])
 
 
+def report(text: str, title: str, markers: tuple[str, str], write: Path | None) -> None:
+    """Print ``text``; with ``write``, replace its section there."""
+    print(text)
+    if write:
+        start, end = markers
+        write_section(write, f"{start}\n{title}\n\n{context_line()}\n\n{text}\n{end}", start, end)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--store", choices=("firestore", "sqlite", "all"), default="all")
@@ -392,18 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.store in ("firestore", "all"):
         text = table(run(args.repeat), args.repeat)
-        print(text)
-        if args.write:
-            title = "## Firestore RPCs per operation"
-            section = f"{START}\n{title}\n\n{context_line()}\n\n{text}\n{END}"
-            write_section(args.write, section, START, END)
+        report(text, "## Firestore RPCs per operation", (START, END), args.write)
     if args.store in ("sqlite", "all"):
         text = sqlite_table(run_sqlite(args.repeat), args.repeat)
-        print(text)
-        if args.write:
-            title = "## SQLite transactions, statements and WAL pages per operation"
-            section = f"{SQLITE_START}\n{title}\n\n{context_line()}\n\n{text}\n{SQLITE_END}"
-            write_section(args.write, section, SQLITE_START, SQLITE_END)
+        title = "## SQLite transactions, statements and WAL pages per operation"
+        report(text, title, (SQLITE_START, SQLITE_END), args.write)
     return 0
 
 
