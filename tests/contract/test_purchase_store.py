@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -153,7 +153,7 @@ def test_each_lookup_follows_the_field_it_finds_by_through_changes(store: Store)
     others finding it (SQLite rewrites only the indexed columns that changed)."""
     store.ensure_user(User(id="friend", created_at=format_time(NOW)), NOW)
     stored = store.start_purchase(purchase(1), LIMITS, NOW)
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"payment_intent_id": "pi_1"},
         {"state": PurchaseState.PAID},
         {"payment_intent_id": "pi_2"},
@@ -161,7 +161,11 @@ def test_each_lookup_follows_the_field_it_finds_by_through_changes(store: Store)
         {"session_id": "cs_later"},
     ]
     for step in steps:
-        now = store.update_purchase(stored.id, lambda p, step=step: p.with_changes("later", **step))
+
+        def change(p: Purchase, step: dict[str, Any] = step) -> Purchase:
+            return p.with_changes("later", **step)
+
+        now = store.update_purchase(stored.id, change)
         assert store.find_purchase(session_id=now.session_id or "") == now
         if now.payment_intent_id:
             assert store.find_purchase(payment_intent_id=now.payment_intent_id) == now

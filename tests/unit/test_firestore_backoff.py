@@ -17,8 +17,9 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from services.errors import StorageUnavailable
-from services.store.firestore import CALL_BUDGET_S, FirestoreStore
+from services.store.firestore import FirestoreStore
 from services.store.firestore_client import MAX_BACKOFF_S, open_client
+from services.store.firestore_deadline import CALL_BUDGET_S
 from services.store.port import Store
 from tests.support.firestore_emulator import free_port
 
