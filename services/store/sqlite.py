@@ -122,8 +122,8 @@ class SqliteUnitOfWork:
                 txn.created_at,
             ),
         )
-        # All entries in one statement: each statement run lets go of the GIL and takes
-        # it back, which costs more than the insert when other requests are running.
+        # All entries in one statement, not one run per entry (executemany): each run
+        # lets go of the GIL and takes it back.
         rows = [
             (
                 e.txn_id,
