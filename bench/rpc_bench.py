@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 from unittest import mock
@@ -372,7 +373,7 @@ def sqlite_table(rows: list[Row], repeat: int) -> str:
     head = "| operation | " + " | ".join(SQLITE_COLUMNS) + " | CPU ms |"
     lines = [head, "|---|" + "---:|" * (len(SQLITE_COLUMNS) + 1)]
     for row in rows:
-        cells = [row.span(lambda k, name=name: k[name]) for name in SQLITE_COLUMNS]  # type: ignore[misc]
+        cells = [row.span(itemgetter(name)) for name in SQLITE_COLUMNS]
         lines.append(f"| {row.operation} | " + " | ".join(cells) + f" | {row.cpu_ms:.2f} |")
     note = (
         f"The same operations on SQLite (`synchronous=FULL`), {repeat} runs each on fresh "
