@@ -30,6 +30,10 @@ this checkout reaches 3x the baseline's events/s on the emulator with a p99 unde
 250 ms. The bench client, its events and its checks are this checkout's; the baseline
 only serves.
 
+``--threads N[,N...]`` serves with N threads instead (each count in turn, in every
+round) and writes its own section, ``webhook_threads``: how much a request costs the
+worker with fewer or more threads sharing its interpreter lock.
+
 ``--rounds R`` repeats the whole comparison R times per store, each run on a fresh
 server and emulator, this checkout first in odd rounds and the baseline first in even
 ones. One run's speed-up moves by a tenth or more from run to run on this machine, so
@@ -64,6 +68,7 @@ from tests.support.purchases import Buyer, event, session_object
 from tests.support.server import ROOT, AppServer
 
 START, END = "<!-- webhook_bench:start -->", "<!-- webhook_bench:end -->"
+THREADS_START, THREADS_END = "<!-- webhook_threads:start -->", "<!-- webhook_threads:end -->"
 PACK, PACK_TOKENS = "popular", 110
 PER_BUYER = 5  # checkouts one user may start per hour
 DEFAULT_EVENTS = {"sqlite": 5000, "firestore": 2000}
@@ -315,7 +320,7 @@ def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -
 
 
 @contextmanager
-def app_server(store: str, code: Code) -> Iterator[AppServer]:
+def app_server(store: str, code: Code, threads: int) -> Iterator[AppServer]:
     # A bench measures throughput, not the request limits: one address signs in every
     # buyer, so the limits are raised (they stay on; older code ignores the settings).
     env = {**LOAD_LIMITS, **({"STORE_URL": STORE_URLS[store]} if store in STORE_URLS else {})}
@@ -323,7 +328,7 @@ def app_server(store: str, code: Code) -> Iterator[AppServer]:
         # gunicorn puts its working directory first on sys.path; PYTHONPATH must not
         # bring this checkout's modules back in front of the baseline's.
         env["PYTHONPATH"] = str(code.root)
-    server = AppServer(env, threads=SERVER_THREADS[store], root=code.root)
+    server = AppServer(env, threads=threads, root=code.root)
     try:
         server.start()
     except RuntimeError as exc:
@@ -344,10 +349,11 @@ def bench_store(
     warmup: int,
     concurrency: int,
     code: Code,
+    threads: int,
     store_pid: int = 0,
     round_: int = 1,
 ) -> Result:
-    with app_server(store, code) as server:
+    with app_server(store, code, threads) as server:
         pids = (pid_of(server.process), store_pid)
         print(f"{store}, {code.name}: setting up {warmup} + {events} purchases ...", flush=True)
         began = time.perf_counter()
@@ -363,7 +369,6 @@ def bench_store(
         webhook = send_events(server.url, bodies[warmup:], concurrency, pids)
         healthz = hit_healthz(server.url, events, concurrency, pids)
         exact = balances_exact(buyers, orders, concurrency)
-    threads = SERVER_THREADS[store]
     result = Result(
         store, events, concurrency, webhook, healthz, exact, code.name, threads, warmup, round_
     )
@@ -378,14 +383,17 @@ def run_store(
     concurrency: int,
     code: Code,
     round_: int = 1,
+    threads: int | None = None,
 ) -> Result:
     count = events or DEFAULT_EVENTS[store]
     warm = DEFAULT_WARMUP[store] if warmup is None else warmup
+    served = threads or SERVER_THREADS[store]
     if store != "firestore":
-        return bench_store(store, count, warm, concurrency, code, round_=round_)
+        return bench_store(store, count, warm, concurrency, code, served, round_=round_)
     print("starting the Firestore emulator ...", flush=True)
     with emulator() as emu:
-        return bench_store("firestore", count, warm, concurrency, code, pid_of(emu.process), round_)
+        pid = pid_of(emu.process)
+        return bench_store("firestore", count, warm, concurrency, code, served, pid, round_)
 
 
 # -- the baseline: another commit, served from a temporary worktree ---------------------
@@ -449,12 +457,16 @@ COLUMNS = (
 )
 
 
+def threads_text(count: int) -> str:
+    return "1 thread" if count == 1 else f"{count} threads"
+
+
 def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
 def format_row(r: Result) -> str:
-    cells = [r.store, r.code, str(r.round), f"1 worker x {r.threads} threads", str(r.warmup)]
+    cells = [r.store, r.code, str(r.round), f"1 worker x {threads_text(r.threads)}", str(r.warmup)]
     cells += [str(r.events), str(r.concurrency), f"{r.webhook.per_s:.1f}"]
     cells += [f"{r.webhook.p(0.5):.1f}", f"{r.webhook.p(0.99):.1f}", str(r.webhook.errors)]
     cells += [f"{r.healthz.per_s:.1f}", f"{r.healthz.p(0.5):.1f}", f"{r.ratio:.2f}"]
@@ -489,24 +501,25 @@ def target_met(r: Result, base: Result) -> bool:
 
 
 def pairs(results: list[Result]) -> list[tuple[Result, Result]]:
-    """This checkout's row and the baseline's, per store and round."""
+    """This checkout's row and the baseline's, per store, round and thread count."""
     return [
         (r, base)
         for base in baselines(results)
         for r in own(results)
-        if (r.store, r.round) == (base.store, base.round)
+        if (r.store, r.round, r.threads) == (base.store, base.round, base.threads)
     ]
 
 
-def rounds_line(store: str, paired: list[tuple[Result, Result]]) -> str:
+def rounds_line(label: str, paired: list[tuple[Result, Result]]) -> str:
     speedups = [speedup_of(r, base) for r, base in paired]
     met = sum(target_met(r, base) for r, base in paired)
     listed = ", ".join(f"{x:.2f}x" for x in speedups)
     line = (
-        f"- {store}, {len(paired)} rounds: speed-ups {listed};"
+        f"- {label}, {len(paired)} rounds: speed-ups {listed};"
         f" median {statistics.median(speedups):.2f}x"
     )
-    return line + (f"; target met in {met} of {len(paired)} rounds" if store == "firestore" else "")
+    on_firestore = paired[0][0].store == "firestore"
+    return line + (f"; target met in {met} of {len(paired)} rounds" if on_firestore else "")
 
 
 def baseline_lines(results: list[Result]) -> list[str]:
@@ -517,7 +530,7 @@ def baseline_lines(results: list[Result]) -> list[str]:
         exact = r.balances_exact and base.balances_exact
         line = (
             f"- {named(r, results)}: {r.webhook.per_s:.1f} events/s against the {base.code}'s"
-            f" {base.webhook.per_s:.1f} at 1 worker x {r.threads} threads:"
+            f" {base.webhook.per_s:.1f} at 1 worker x {threads_text(r.threads)}:"
             f" {speedup_of(r, base):.2f}x; p99 {r.webhook.p(0.99):.1f} ms against"
             f" {base.webhook.p(0.99):.1f} ms; balances exact in both: {'yes' if exact else 'no'}"
         )
@@ -528,8 +541,11 @@ def baseline_lines(results: list[Result]) -> list[str]:
             )
         lines.append(line)
     if _several(results):
-        for store in dict.fromkeys(r.store for r, _ in pairs(results)):
-            lines.append(rounds_line(store, [p for p in pairs(results) if p[0].store == store]))
+        varied = len({r.threads for r in results}) > 1
+        for store, threads in dict.fromkeys((r.store, r.threads) for r, _ in pairs(results)):
+            paired = [p for p in pairs(results) if (p[0].store, p[0].threads) == (store, threads)]
+            label = f"{store}, {threads_text(threads)}" if varied else store
+            lines.append(rounds_line(label, paired))
     return lines
 
 
@@ -538,8 +554,10 @@ def _several(results: list[Result]) -> bool:
 
 
 def named(r: Result, results: list[Result]) -> str:
-    """The row's store, and its round when there are several."""
-    return f"{r.store}, round {r.round}" if _several(results) else r.store
+    """The row's store, its round when there are several, and its threads when they vary."""
+    name = f"{r.store}, round {r.round}" if _several(results) else r.store
+    varied = len({x.threads for x in results}) > 1
+    return f"{name}, {threads_text(r.threads)}" if varied else name
 
 
 def target_lines(results: list[Result]) -> list[str]:
@@ -627,13 +645,21 @@ def interpretation(results: list[Result]) -> list[str]:
     return [*texts, client_sentence(results)]
 
 
-def section(context: str, results: list[Result]) -> str:
+def markers(by_threads: bool) -> tuple[str, str]:
+    """The comparison at the default threads has its section; a thread sweep its own."""
+    return (THREADS_START, THREADS_END) if by_threads else (START, END)
+
+
+def section(context: str, results: list[Result], by_threads: bool = False) -> str:
     notes = (
         "events/s and healthz req/s count 2xx responses over wall-clock time; p50/p99 are "
         "latencies of 2xx webhook responses; errors are non-2xx webhook responses or failed "
         "requests. Client and server share the machine's CPUs."
     )
-    parts = ["## Webhook throughput (`bench/webhook_bench.py`)", context, table(results), notes]
+    heading = "## Webhook throughput (`bench/webhook_bench.py`)"
+    if by_threads:
+        heading = "## Webhook throughput by server threads (`bench/webhook_bench.py --threads`)"
+    parts = [heading, context, table(results), notes]
     parts.append("Targets on SQLite: events/s ÷ healthz req/s ≥ 0.5 and p99 < 250 ms.")
     parts.append("\n".join(target_lines(results)))
     if baselines(results):
@@ -644,7 +670,8 @@ def section(context: str, results: list[Result]) -> str:
         )
         parts.append("\n".join(baseline_lines(results)))
     parts.append(" ".join(interpretation(results)))
-    return f"{START}\n" + "\n\n".join(parts) + f"\n{END}"
+    start, end = markers(by_threads)
+    return f"{start}\n" + "\n\n".join(parts) + f"\n{end}"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -665,11 +692,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat the comparison, alternating which runs first"
     )
-    parser.add_argument("--write", type=Path, help="replace the webhook_bench section here")
+    parser.add_argument(
+        "--threads",
+        type=thread_counts,
+        metavar="N[,N...]",
+        help="serve with N threads (each count in turn) instead of 4 on SQLite, 8 on Firestore",
+    )
+    parser.add_argument(
+        "--write",
+        type=Path,
+        help="replace the webhook_bench (with --threads: webhook_threads) section here",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
+
+
+def thread_counts(text: str) -> list[int]:
+    """``--threads``: whole numbers of at least 1, separated by commas."""
+    parts = text.split(",")
+    if not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected whole numbers ≥ 1 such as 1,4; got {text!r}")
+    return [int(part) for part in parts]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -682,18 +727,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             codes.append(stack.enter_context(baseline_checkout(args.baseline)))
         results = [
-            run_store(store, args.events, args.warmup, args.concurrency, code, k)
+            run_store(store, args.events, args.warmup, args.concurrency, code, k, threads)
             for k in range(1, args.rounds + 1)
             for store in stores
+            for threads in args.threads or [None]
             for code in (codes if k % 2 else codes[::-1])  # who runs first alternates
         ]
-    results.sort(key=lambda r: (stores.index(r.store), r.round, r.code.startswith("baseline")))
+    results.sort(
+        key=lambda r: (stores.index(r.store), r.round, r.threads, r.code.startswith("baseline"))
+    )
     print("\n" + table(results) + "\n\n" + "\n".join(target_lines(results)))
     if baselines(results):
         print("\n" + "\n".join(baseline_lines(results)))
     print("\n" + "\n".join(interpretation(results)))
     if args.write:
-        write_section(args.write, section(context, results), START, END)
+        by_threads = args.threads is not None
+        start, end = markers(by_threads)
+        write_section(args.write, section(context, results, by_threads), start, end)
         print(f"\nwrote {args.write}")
     return 0 if all(r.balances_exact for r in results) else 1
 
