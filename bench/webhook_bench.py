@@ -645,6 +645,31 @@ def interpretation(results: list[Result]) -> list[str]:
     return [*texts, client_sentence(results)]
 
 
+def spread(values: list[float], digits: int) -> str:
+    """Fewest-most, and the median when there are more than two."""
+    low, high = (f"{x:.{digits}f}" for x in (min(values), max(values)))
+    text = low if low == high else f"{low}-{high}"
+    return text + (f" (median {statistics.median(values):.{digits}f})" if len(values) > 2 else "")
+
+
+def thread_lines(results: list[Result]) -> list[str]:
+    """Per store and thread count, over the rounds: rates, worker CPU, ratio and p99."""
+    lines = []
+    for store, threads in dict.fromkeys((r.store, r.threads) for r in own(results)):
+        rows = [r for r in own(results) if (r.store, r.threads) == (store, threads)]
+        cpu = [r.webhook.cpu_ms or 0.0 for r in rows]
+        healthz_cpu = [r.healthz.cpu_ms or 0.0 for r in rows]
+        lines.append(
+            f"- {store}, {threads_text(threads)}, {len(rows)} runs:"
+            f" {spread([r.webhook.per_s for r in rows], 0)} events/s at"
+            f" {spread(cpu, 2)} ms of worker CPU each;"
+            f" /healthz {spread([r.healthz.per_s for r in rows], 0)} req/s at"
+            f" {spread(healthz_cpu, 2)} ms; ratio {spread([r.ratio for r in rows], 2)};"
+            f" p99 {spread([r.webhook.p(0.99) for r in rows], 0)} ms"
+        )
+    return lines
+
+
 def markers(by_threads: bool) -> tuple[str, str]:
     """The comparison at the default threads has its section; a thread sweep its own."""
     return (THREADS_START, THREADS_END) if by_threads else (START, END)
@@ -669,7 +694,10 @@ def section(context: str, results: list[Result], by_threads: bool = False) -> st
             f" {TARGET_P99_MS:.0f} ms."
         )
         parts.append("\n".join(baseline_lines(results)))
-    parts.append(" ".join(interpretation(results)))
+    if by_threads:
+        parts.append("\n".join(thread_lines(results)))
+    else:
+        parts.append(" ".join(interpretation(results)))
     start, end = markers(by_threads)
     return f"{start}\n" + "\n\n".join(parts) + f"\n{end}"
 
@@ -739,7 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(results) + "\n\n" + "\n".join(target_lines(results)))
     if baselines(results):
         print("\n" + "\n".join(baseline_lines(results)))
-    print("\n" + "\n".join(interpretation(results)))
+    summary = thread_lines(results) if args.threads else interpretation(results)
+    print("\n" + "\n".join(summary))
     if args.write:
         by_threads = args.threads is not None
         start, end = markers(by_threads)
