@@ -320,7 +320,7 @@ def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -
 
 
 @contextmanager
-def app_server(store: str, code: Code, threads: int) -> Iterator[AppServer]:
+def app_server(store: str, code: Code, threads: int | None = None) -> Iterator[AppServer]:
     # A bench measures throughput, not the request limits: one address signs in every
     # buyer, so the limits are raised (they stay on; older code ignores the settings).
     env = {**LOAD_LIMITS, **({"STORE_URL": STORE_URLS[store]} if store in STORE_URLS else {})}
@@ -328,7 +328,7 @@ def app_server(store: str, code: Code, threads: int) -> Iterator[AppServer]:
         # gunicorn puts its working directory first on sys.path; PYTHONPATH must not
         # bring this checkout's modules back in front of the baseline's.
         env["PYTHONPATH"] = str(code.root)
-    server = AppServer(env, threads=threads, root=code.root)
+    server = AppServer(env, threads=threads or SERVER_THREADS[store], root=code.root)
     try:
         server.start()
     except RuntimeError as exc:
