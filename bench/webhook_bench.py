@@ -653,7 +653,8 @@ def spread(values: list[float], digits: int) -> str:
 
 
 def thread_lines(results: list[Result]) -> list[str]:
-    """Per store and thread count, over the rounds: rates, worker CPU, ratio and p99."""
+    """Per store and thread count, over the rounds: rates, worker CPU, ratio and p99; then
+    how busy the client was, which bounds /healthz as the threads get fewer."""
     lines = []
     for store, threads in dict.fromkeys((r.store, r.threads) for r in own(results)):
         rows = [r for r in own(results) if (r.store, r.threads) == (store, threads)]
@@ -667,7 +668,7 @@ def thread_lines(results: list[Result]) -> list[str]:
             f" {spread(healthz_cpu, 2)} ms; ratio {spread([r.ratio for r in rows], 2)};"
             f" p99 {spread([r.webhook.p(0.99) for r in rows], 0)} ms"
         )
-    return lines
+    return [*lines, "", client_sentence(results)]
 
 
 def markers(by_threads: bool) -> tuple[str, str]:
