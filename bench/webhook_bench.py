@@ -319,6 +319,11 @@ def balances_exact(buyers: list[Buyer], orders: list[Order], concurrency: int) -
 # -- one store -------------------------------------------------------------------
 
 
+def served_threads(store: str, threads: int | None) -> int:
+    """``--threads``' count, else the store's default."""
+    return threads or SERVER_THREADS[store]
+
+
 @contextmanager
 def app_server(store: str, code: Code, threads: int | None = None) -> Iterator[AppServer]:
     # A bench measures throughput, not the request limits: one address signs in every
@@ -328,7 +333,7 @@ def app_server(store: str, code: Code, threads: int | None = None) -> Iterator[A
         # gunicorn puts its working directory first on sys.path; PYTHONPATH must not
         # bring this checkout's modules back in front of the baseline's.
         env["PYTHONPATH"] = str(code.root)
-    server = AppServer(env, threads=threads or SERVER_THREADS[store], root=code.root)
+    server = AppServer(env, threads=served_threads(store, threads), root=code.root)
     try:
         server.start()
     except RuntimeError as exc:
@@ -387,7 +392,7 @@ def run_store(
 ) -> Result:
     count = events or DEFAULT_EVENTS[store]
     warm = DEFAULT_WARMUP[store] if warmup is None else warmup
-    served = threads or SERVER_THREADS[store]
+    served = served_threads(store, threads)
     if store != "firestore":
         return bench_store(store, count, warm, concurrency, code, served, round_=round_)
     print("starting the Firestore emulator ...", flush=True)
