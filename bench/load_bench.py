@@ -6,7 +6,8 @@ Run: ``PYTHONPATH=. .venv/bin/python -m bench.load_bench [--store sqlite|firesto
 
 A benchmark, not a test: it prints tables and asserts no timings; it exits with 1 when the
 ledger does not hold exactly what was paid. Per store, on one gunicorn server in sandbox
-mode (tests/support/server.py: 1 worker, 4 threads):
+mode (bench/webhook_bench.py's app_server: 1 worker; 4 threads on SQLite, 8 on the
+Firestore emulator):
 
 * set-up, untimed: buyers sign in and start, through the API, the checkouts to be paid (at
   most 5 per buyer, the hourly purchase limit), and W more;
@@ -44,6 +45,7 @@ from bench.report import context_line, emulator, percentile, write_section
 from bench.webhook_bench import (
     DEFAULT_WARMUP,
     PACK_TOKENS,
+    SERVER_THREADS,
     Order,
     app_server,
     paid_body,
@@ -443,16 +445,22 @@ def summary(run: Run) -> str:
     )
 
 
+def threads_served(runs: list[Run]) -> str:
+    """The server threads of each store the runs served."""
+    return ", ".join(f"{SERVER_THREADS[r.store]} threads on {r.store}" for r in runs)
+
+
 def section(context: str, runs: list[Run]) -> str:
     profile = runs[0].profile
     notes = (
         f"Open loop: {profile.webhooks_per_s:g} signed webhooks/s and {profile.reads_per_s:g} "
         f"API reads/s for {profile.seconds:g} s, each request sent at its scheduled time from "
         f"a pool of {profile.threads} threads however slow earlier answers were, against one "
-        "gunicorn worker with 4 threads in sandbox mode. Latency runs from the scheduled time "
-        "to the response, so it includes time queued in the client and in the server's listen "
-        "queue; percentiles cover every request, failed ones included. Four in five webhooks "
-        "are the first `checkout.session.completed` of a purchase started through the API; the "
+        f"gunicorn worker in sandbox mode ({threads_served(runs)}). Latency runs from the "
+        "scheduled time to the response, so it includes time queued in the client and in the "
+        "server's listen queue; percentiles cover every request, failed ones included. Four in "
+        "five webhooks are the first `checkout.session.completed` of a purchase started through "
+        "the API; the "
         "fifth repeats one of the last 50 purchases sent, alternately the same event again "
         "(redelivery) or a new event id for the same session (second event). Reads are "
         "`/api/tokens/balance`, `/api/tokens/transactions` and `/api/tokens/packages` in turn. "
