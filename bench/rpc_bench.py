@@ -308,10 +308,12 @@ def measure(services: Services, meter: Meter, repeat: int) -> list[Row]:
     return rows
 
 
-def _services(store: Any, env: dict[str, str]) -> Services:
-    """The composition root's services, on ``store``."""
+def _services(store: Any, tmp: str, env: dict[str, str]) -> Services:
+    """The composition root's services on ``store``; the payment sandbox keeps its file in
+    ``tmp`` and sends no webhooks."""
+    sandbox = {"SANDBOX_DB_PATH": f"{tmp}/sandbox.db", "SANDBOX_WEBHOOKS": "off"}
     with mock.patch.object(container, "open_store", return_value=store):
-        return build_services(load_settings(env))
+        return build_services(load_settings({**env, **sandbox}))
 
 
 def run(repeat: int) -> list[Row]:
@@ -319,14 +321,9 @@ def run(repeat: int) -> list[Row]:
     with emulator() as emu, tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
         emu.clear(PROJECT)
         store = FirestoreStore(PROJECT, client=open_client(PROJECT, counter))
-        env = {
-            "STORE_URL": f"firestore://{PROJECT}",
-            "FIRESTORE_EMULATOR_HOST": emu.host,
-            "SANDBOX_DB_PATH": f"{tmp}/sandbox.db",
-            "SANDBOX_WEBHOOKS": "off",
-        }
+        env = {"STORE_URL": f"firestore://{PROJECT}", "FIRESTORE_EMULATOR_HOST": emu.host}
         try:
-            return measure(_services(store, env), counter, repeat)
+            return measure(_services(store, tmp, env), counter, repeat)
         finally:
             store.close()
 
@@ -335,13 +332,9 @@ def run_sqlite(repeat: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
         meter = SqliteMeter(f"{tmp}/ledger.db")
         store = TracedSqliteStore(meter.path, meter.trace)
-        env = {
-            "STORE_URL": f"sqlite:///{meter.path}",
-            "SANDBOX_DB_PATH": f"{tmp}/sandbox.db",
-            "SANDBOX_WEBHOOKS": "off",
-        }
+        env = {"STORE_URL": f"sqlite:///{meter.path}"}
         try:
-            return measure(_services(store, env), meter, repeat)
+            return measure(_services(store, tmp, env), meter, repeat)
         finally:
             store.close()
 
