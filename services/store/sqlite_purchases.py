@@ -78,14 +78,11 @@ def _load_purchase(conn: sqlite3.Connection, where: str, arg: str) -> Purchase |
     return None if row is None else Purchase.from_dict(json.loads(row[0]))
 
 
-# The columns a purchase's row repeats from its body, each indexed. An UPDATE that names
-# an indexed column rewrites its index entry even to the same value, one more page for
-# the commit to write, so a save names only those that changed (a paid event then
-# writes 13 WAL pages instead of 16: bench/rpc_bench.py).
-INDEXED_COLUMNS = ("session_id", "payment_intent_id", "state", "user_id")
-
-
 def _indexed(purchase: Purchase) -> dict[str, str | None]:
+    """The columns a purchase's row repeats from its body, each indexed. An UPDATE that
+    names an indexed column rewrites its index entry even to the same value, one more
+    page for the commit to write, so a save names only those that changed (a paid event
+    then writes 13 WAL pages instead of 16: bench/rpc_bench.py)."""
     return {
         "session_id": purchase.session_id,
         "payment_intent_id": purchase.payment_intent_id,
@@ -97,12 +94,12 @@ def _indexed(purchase: Purchase) -> dict[str, str | None]:
 def _save_purchase(conn: sqlite3.Connection, purchase: Purchase, before: Purchase | None) -> None:
     """Write ``purchase`` over its row, which held ``before`` (None: not known)."""
     values = _indexed(purchase)
-    old = _indexed(before) if before is not None else {}
-    changed = [name for name in INDEXED_COLUMNS if name not in old or old[name] != values[name]]
+    old = _indexed(before) if before is not None else None
+    changed = [name for name, value in values.items() if old is None or old[name] != value]
     columns = ", ".join(f"{name} = :{name}" for name in ("body", *changed))
     body = json.dumps(purchase.to_dict(), sort_keys=True)
     conn.execute(
-        f"UPDATE purchases SET {columns} WHERE id = :id",  # names from INDEXED_COLUMNS only
+        f"UPDATE purchases SET {columns} WHERE id = :id",  # names from _indexed only
         {**values, "body": body, "id": purchase.id},
     )
 
