@@ -546,7 +546,7 @@ def baseline_lines(results: list[Result]) -> list[str]:
             )
         lines.append(line)
     if _several(results):
-        varied = len({r.threads for r in results}) > 1
+        varied = _threads_vary(results)
         for store, threads in dict.fromkeys((r.store, r.threads) for r, _ in pairs(results)):
             paired = [p for p in pairs(results) if (p[0].store, p[0].threads) == (store, threads)]
             label = f"{store}, {threads_text(threads)}" if varied else store
@@ -558,11 +558,15 @@ def _several(results: list[Result]) -> bool:
     return any(r.round > 1 for r in results)
 
 
+def _threads_vary(results: list[Result]) -> bool:
+    """Some store served with more than one thread count (``--threads``)."""
+    return len({(r.store, r.threads) for r in results}) > len({r.store for r in results})
+
+
 def named(r: Result, results: list[Result]) -> str:
     """The row's store, its round when there are several, and its threads when they vary."""
     name = f"{r.store}, round {r.round}" if _several(results) else r.store
-    varied = len({x.threads for x in results}) > 1
-    return f"{name}, {threads_text(r.threads)}" if varied else name
+    return f"{name}, {threads_text(r.threads)}" if _threads_vary(results) else name
 
 
 def target_lines(results: list[Result]) -> list[str]:
