@@ -18,14 +18,18 @@ bench gives the server's CPU per event).
 
 On SQLite the same operations run on a store whose connections carry a trace
 callback: it counts the statements run (each lets go of the GIL and takes it back)
-and the write transactions. The WAL is checkpointed and emptied before each run,
-so its frames afterwards are the pages the run's commits wrote: what COMMIT's
-cost grows with, and what a checkpoint copies later.
+and the write transactions. The connections also time their statement calls: the
+CPU time an operation spends inside SQLite, and inside COMMIT (whose sync of the WAL
+under ``synchronous=FULL`` is the largest single part of a paid event's). The WAL
+is checkpointed and emptied before each run, so its frames afterwards are the pages
+the run's commits wrote: what COMMIT's cost grows with, and what a checkpoint copies
+later.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sqlite3
 import statistics
@@ -61,6 +65,8 @@ PROJECT = "rpc-bench"
 START, END = "<!-- rpc_bench:start -->", "<!-- rpc_bench:end -->"
 SQLITE_START, SQLITE_END = "<!-- rpc_bench_sqlite:start -->", "<!-- rpc_bench_sqlite:end -->"
 SQLITE_COLUMNS = ("transactions", "statements", "WAL pages")
+STATEMENT_US, COMMIT_US = "statement µs", "COMMIT µs"  # CPU in the store's statement calls
+CONNECT = sqlite3.connect
 WAL_HEADER, FRAME_HEADER = 32, 24  # bytes (sqlite.org/fileformat.html, the WAL format)
 PACK = "popular"
 KINDS = (
@@ -113,6 +119,7 @@ class SqliteMeter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.statements: list[str] = []
+        self.spent: Counter[str] = Counter()  # CPU µs in statements (TimedConnection)
         self._lock = threading.Lock()
 
     def trace(self, sql: str) -> None:
@@ -129,25 +136,61 @@ class SqliteMeter:
             raise RuntimeError("the WAL could not be emptied before a run")
         with self._lock:
             self.statements.clear()
+            self.spent.clear()
         seen: Counter[str] = Counter()
         yield seen
         wal = self.path + "-wal"
         size = os.path.getsize(wal) if os.path.exists(wal) else 0
         with self._lock:
+            seen.update(self.spent)
             seen["statements"] = len(self.statements)
             seen["transactions"] = sum(sql.startswith("BEGIN") for sql in self.statements)
         seen["WAL pages"] = max(0, size - WAL_HEADER) // (FRAME_HEADER + page_size)
 
 
-class TracedSqliteStore(SqliteStore):
-    """A SqliteStore whose every connection reports its statements to ``trace``."""
+class TimedConnection(sqlite3.Connection):
+    """A connection that adds the CPU time of its calls to ``spent`` (microseconds, by
+    kind): the statements' own cost, COMMIT's sync to disk included."""
 
-    def __init__(self, path: str, trace: Callable[[str], None]) -> None:
-        self._trace = trace  # before the schema's connection is opened
+    spent: Counter[str] | None = None  # set once opened; None: not measured
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        began = time.thread_time()
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            self._add(sql, began)
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        began = time.thread_time()
+        try:
+            return super().executemany(sql, parameters)
+        finally:
+            self._add(sql, began)
+
+    def _add(self, sql: str, began: float) -> None:
+        if self.spent is not None:
+            spent_us = int((time.thread_time() - began) * 1e6)
+            self.spent[STATEMENT_US] += spent_us
+            if sql == "COMMIT":
+                self.spent[COMMIT_US] += spent_us
+
+
+class TracedSqliteStore(SqliteStore):
+    """A SqliteStore whose every connection reports its statements to ``trace`` and the
+    CPU time they take to ``spent``."""
+
+    def __init__(self, path: str, trace: Callable[[str], None], spent: Counter[str]) -> None:
+        self._trace, self._spent = trace, spent  # before the schema's connection is opened
         super().__init__(path)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = super()._connect()
+        # The store opens its connections with sqlite3.connect (sqlite_wal.connect_wal).
+        timed = functools.partial(CONNECT, factory=TimedConnection)
+        with mock.patch.object(sqlite3, "connect", timed):
+            conn = super()._connect()
+        assert isinstance(conn, TimedConnection)
+        conn.spent = self._spent
         conn.set_trace_callback(self._trace)
         return conn
 
@@ -167,6 +210,10 @@ class Row:
         values = [count(kinds) for kinds in self.runs]
         low, high = min(values), max(values)
         return str(low) if low == high else f"{low}-{high}"
+
+    def median_ms(self, kind: str) -> str:
+        """The median over the runs of a CPU time counted in microseconds."""
+        return f"{statistics.median(kinds[kind] for kinds in self.runs) / 1000:.2f}"
 
 
 class Workload:
@@ -331,7 +378,7 @@ def run(repeat: int) -> list[Row]:
 def run_sqlite(repeat: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
         meter = SqliteMeter(f"{tmp}/ledger.db")
-        store = TracedSqliteStore(meter.path, meter.trace)
+        store = TracedSqliteStore(meter.path, meter.trace, meter.spent)
         env = {"STORE_URL": f"sqlite:///{meter.path}"}
         try:
             return measure(_services(store, tmp, env), meter, repeat)
@@ -363,17 +410,21 @@ def table(rows: list[Row], repeat: int) -> str:
 
 
 def sqlite_table(rows: list[Row], repeat: int) -> str:
-    head = "| operation | " + " | ".join(SQLITE_COLUMNS) + " | CPU ms |"
-    lines = [head, "|---|" + "---:|" * (len(SQLITE_COLUMNS) + 1)]
+    spent = ("in statements", "of which COMMIT")
+    head = "| operation | " + " | ".join(SQLITE_COLUMNS) + " | CPU ms | " + " | ".join(spent)
+    lines = [head + " |", "|---|" + "---:|" * (len(SQLITE_COLUMNS) + 3)]
     for row in rows:
         cells = [row.span(itemgetter(name)) for name in SQLITE_COLUMNS]
-        lines.append(f"| {row.operation} | " + " | ".join(cells) + f" | {row.cpu_ms:.2f} |")
+        cells += [f"{row.cpu_ms:.2f}", row.median_ms(STATEMENT_US), row.median_ms(COMMIT_US)]
+        lines.append(f"| {row.operation} | " + " | ".join(cells) + " |")
     note = (
         f"The same operations on SQLite (`synchronous=FULL`), {repeat} runs each on fresh "
         "keys (fewest-most): write transactions, statements run on the store's connections "
         "(a trace callback on each), and pages the commits wrote to the WAL (emptied "
         "before each run). CPU ms: the median CPU time of this process over one run, in "
-        "process (no HTTP); set-up is not counted."
+        "process (no HTTP); set-up is not counted. In statements: the median CPU time of "
+        "that run spent inside the connections' statement calls, and of that, in COMMIT "
+        "(its sync of the WAL to disk)."
     )
     return "\n".join([note, "", *lines])
 
