@@ -45,13 +45,13 @@ from bench.report import context_line, emulator, percentile, write_section
 from bench.webhook_bench import (
     DEFAULT_WARMUP,
     PACK_TOKENS,
-    SERVER_THREADS,
     Order,
     app_server,
     paid_body,
     pid_of,
     process_cpu_s,
     send_events,
+    served_threads,
     start_purchases,
     this_code,
 )
@@ -447,7 +447,7 @@ def summary(run: Run) -> str:
 
 def threads_served(runs: list[Run]) -> str:
     """The server threads of each store the runs served."""
-    return ", ".join(f"{SERVER_THREADS[r.store]} threads on {r.store}" for r in runs)
+    return ", ".join(f"{served_threads(r.store, None)} threads on {r.store}" for r in runs)
 
 
 def section(context: str, runs: list[Run]) -> str:
@@ -460,9 +460,8 @@ def section(context: str, runs: list[Run]) -> str:
         "scheduled time to the response, so it includes time queued in the client and in the "
         "server's listen queue; percentiles cover every request, failed ones included. Four in "
         "five webhooks are the first `checkout.session.completed` of a purchase started through "
-        "the API; the "
-        "fifth repeats one of the last 50 purchases sent, alternately the same event again "
-        "(redelivery) or a new event id for the same session (second event). Reads are "
+        "the API; the fifth repeats one of the last 50 purchases sent, alternately the same "
+        "event again (redelivery) or a new event id for the same session (second event). Reads are "
         "`/api/tokens/balance`, `/api/tokens/transactions` and `/api/tokens/packages` in turn. "
         "errors are non-2xx responses and failed requests; achieved /s counts 2xx responses "
         "from the first scheduled send to the last response. Client, server and emulator share "

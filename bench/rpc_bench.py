@@ -119,8 +119,15 @@ class SqliteMeter:
     def __init__(self, path: str) -> None:
         self.path = path
         self.statements: list[str] = []
-        self.spent: Counter[str] = Counter()  # CPU µs in statements (TimedConnection)
+        self.spent: Counter[str] = Counter()  # CPU µs in statements: see spend()
         self._lock = threading.Lock()
+
+    def spend(self, sql: str, spent_us: int) -> None:
+        """Add a statement call's CPU time (TimedConnection)."""
+        with self._lock:
+            self.spent[STATEMENT_US] += spent_us
+            if sql == "COMMIT":
+                self.spent[COMMIT_US] += spent_us
 
     def trace(self, sql: str) -> None:
         if not sql.startswith("--"):  # a trigger's statements are reported as comments
@@ -149,10 +156,10 @@ class SqliteMeter:
 
 
 class TimedConnection(sqlite3.Connection):
-    """A connection that adds the CPU time of its calls to ``spent`` (microseconds, by
-    kind): the statements' own cost, COMMIT's sync to disk included."""
+    """A connection that reports the CPU time of its statement calls to ``meter``: the
+    statements' own cost, COMMIT's sync to disk included."""
 
-    spent: Counter[str] | None = None  # set once opened; None: not measured
+    meter: SqliteMeter | None = None  # set once opened; None: not measured
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         began = time.thread_time()
@@ -169,20 +176,17 @@ class TimedConnection(sqlite3.Connection):
             self._add(sql, began)
 
     def _add(self, sql: str, began: float) -> None:
-        if self.spent is not None:
-            spent_us = int((time.thread_time() - began) * 1e6)
-            self.spent[STATEMENT_US] += spent_us
-            if sql == "COMMIT":
-                self.spent[COMMIT_US] += spent_us
+        if self.meter is not None:
+            self.meter.spend(sql, int((time.thread_time() - began) * 1e6))
 
 
 class TracedSqliteStore(SqliteStore):
-    """A SqliteStore whose every connection reports its statements to ``trace`` and the
-    CPU time they take to ``spent``."""
+    """A SqliteStore whose every connection reports its statements, and the CPU time
+    they take, to ``meter``."""
 
-    def __init__(self, path: str, trace: Callable[[str], None], spent: Counter[str]) -> None:
-        self._trace, self._spent = trace, spent  # before the schema's connection is opened
-        super().__init__(path)
+    def __init__(self, meter: SqliteMeter) -> None:
+        self._meter = meter  # before the schema's connection is opened
+        super().__init__(meter.path)
 
     def _connect(self) -> sqlite3.Connection:
         # The store opens its connections with sqlite3.connect (sqlite_wal.connect_wal).
@@ -190,8 +194,8 @@ class TracedSqliteStore(SqliteStore):
         with mock.patch.object(sqlite3, "connect", timed):
             conn = super()._connect()
         assert isinstance(conn, TimedConnection)
-        conn.spent = self._spent
-        conn.set_trace_callback(self._trace)
+        conn.meter = self._meter
+        conn.set_trace_callback(self._meter.trace)
         return conn
 
 
@@ -378,7 +382,7 @@ def run(repeat: int) -> list[Row]:
 def run_sqlite(repeat: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="rpc-bench-") as tmp:
         meter = SqliteMeter(f"{tmp}/ledger.db")
-        store = TracedSqliteStore(meter.path, meter.trace, meter.spent)
+        store = TracedSqliteStore(meter)
         env = {"STORE_URL": f"sqlite:///{meter.path}"}
         try:
             return measure(_services(store, tmp, env), meter, repeat)
